@@ -1,0 +1,45 @@
+"""hwloop: train a neural network to be the inverse of a device you can only query.
+
+Importing hwloop is cheap: TensorFlow loads only when training or loading a
+model needs it (``train``, ``load_inverse``).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hwloop.device import BaseDevice, Device, DeviceInfo
+from hwloop.errors import HwloopError, UsageError
+from hwloop.registry import open_device
+
+__version__ = "0.1.0"
+__all__ = [
+    "BaseDevice",
+    "Device",
+    "DeviceInfo",
+    "HwloopError",
+    "UsageError",
+    "__version__",
+    "load_inverse",
+    "open_device",
+    "train",
+]
+
+logging.getLogger(__name__).addHandler(logging.NullHandler())
+
+if TYPE_CHECKING:  # pragma: no cover
+    from hwloop.inverse import load_inverse
+    from hwloop.run import train
+
+
+def __getattr__(name: str) -> Any:
+    if name == "train":
+        from hwloop.run import train
+
+        return train
+    if name == "load_inverse":
+        from hwloop.inverse import load_inverse
+
+        return load_inverse
+    raise AttributeError(f"module 'hwloop' has no attribute {name!r}")

@@ -1,0 +1,83 @@
+"""Typed exceptions: the CLI maps them to one line on stderr and an exit code.
+
+`UsageError` and its subclasses mean the user asked for something that cannot
+work as written (exit 2); every other `HwloopError` is a runtime failure
+(exit 1).
+"""
+
+from __future__ import annotations
+
+
+class HwloopError(Exception):
+    """Base of every error hwloop raises on purpose."""
+
+    exit_code = 1
+
+
+class UsageError(HwloopError, ValueError):
+    """Bad input from the user: a URI, an option, a file, a shape."""
+
+    exit_code = 2
+
+
+class UnknownSchemeError(UsageError):
+    """A device URI whose scheme no installed driver provides."""
+
+
+class BadDeviceParameterError(UsageError):
+    """A device URI parameter that is unknown or has a bad value."""
+
+
+class ShapeError(UsageError):
+    """An array whose shape does not fit the device or the model."""
+
+
+class RunDirError(UsageError):
+    """A run directory that is missing, incomplete or corrupted."""
+
+
+class DeviceError(HwloopError):
+    """A device could not answer, or answered something unusable."""
+
+
+class OutOfRangeError(DeviceError, ValueError):
+    """An input outside the device's safe range or not finite; never sent."""
+
+
+class BudgetExhausted(HwloopError):
+    """The hard cap on training queries has been reached."""
+
+
+class DeviceTimeout(DeviceError):
+    """A device did not answer in time, even after the allowed retries."""
+
+
+class ProtocolError(DeviceError):
+    """Bytes on the wire that break the protocol (bad frame, version, type, length).
+
+    ``code`` is the PROTOCOL.md error code a device would answer with.
+    """
+
+    code = 1
+
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        if code is not None:
+            self.code = code
+
+
+class DeviceFault(DeviceError):
+    """The device answered ERROR: ``code`` and ``device_message`` are its words."""
+
+    def __init__(self, code: int, device_message: str, message: str | None = None) -> None:
+        self.code = code
+        self.device_message = device_message
+        super().__init__(message or f"device error {code}: {device_message}")
+
+
+class DeviceRebooted(DeviceError):
+    """A stateful device rebooted mid-sequence: its memory is gone, re-warm it."""
+
+
+class DeviceDisconnected(DeviceError):
+    """The transport went away and could not be re-opened within the retry limit."""

@@ -1,0 +1,59 @@
+"""Closed-loop evaluation of an inverse on the device, and the noise floor.
+
+Evaluation queries are counted apart from the training budget (kinds
+``eval`` and ``noise`` in the query log).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwloop.metered import MeteredDevice
+from hwloop.metrics import nmse_db, noise_floor_db, noise_variance
+
+InverseFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class EvalTargets:
+    """Held-out reachable targets: F's answers to fresh in-range inputs."""
+
+    x: np.ndarray
+    t: np.ndarray
+
+
+def reachable_targets(dev: MeteredDevice, n: int, rng: np.random.Generator) -> EvalTargets:
+    lo, hi = dev.info.low_array, dev.info.high_array
+    x = rng.uniform(lo, hi, size=(n, dev.info.in_dim)).astype(np.float32)
+    return EvalTargets(x, dev.query(x, "eval"))
+
+
+def closed_loop_nmse_db(dev: MeteredDevice, inverse: InverseFn, targets: np.ndarray) -> float:
+    """10 log10(sum |F(M(t)) - t|^2 / sum |t|^2), measured on the device."""
+    y = dev.query(inverse(targets), "eval")
+    return nmse_db(y, targets)
+
+
+def estimate_noise(dev: MeteredDevice, n: int, rng: np.random.Generator) -> np.ndarray:
+    """Per-output noise variance from asking the same n inputs twice."""
+    lo, hi = dev.info.low_array, dev.info.high_array
+    x = rng.uniform(lo, hi, size=(n, dev.info.in_dim)).astype(np.float32)
+    first = dev.query(x, "noise")
+    second = dev.query(x, "noise")
+    return noise_variance(first, second)
+
+
+def evaluate(
+    dev: MeteredDevice, inverse: InverseFn, *, n_targets: int, n_noise: int, seed: int
+) -> dict[str, float]:
+    rng = np.random.default_rng(seed + 7919)
+    targets = reachable_targets(dev, n_targets, rng)
+    variance = estimate_noise(dev, n_noise, rng)
+    return {
+        "closed_loop_nmse_db": closed_loop_nmse_db(dev, inverse, targets.t),
+        "noise_floor_db": noise_floor_db(variance, targets.t),
+        "noise_std": float(np.sqrt(np.mean(variance))),
+    }

@@ -1,0 +1,71 @@
+"""The trained inverse as users hold it: ``load_inverse(run).apply(t)``."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from hwloop.errors import RunDirError, ShapeError
+
+log = logging.getLogger(__name__)
+
+INVERSE_FILE = "inverse.keras"
+INFO_FILE = "device.json"
+
+
+class Inverse:
+    """Targets (n, out_dim) -> inputs (n, in_dim), always within the safe range."""
+
+    def __init__(self, model, device_info: dict) -> None:
+        self.model = model
+        self.device_info = device_info
+        self.out_dim = int(device_info["out_dim"])
+        self.in_dim = int(device_info["in_dim"])
+        self.low = np.asarray(device_info["low"], np.float32)
+        self.high = np.asarray(device_info["high"], np.float32)
+
+    def apply(self, t: np.ndarray) -> np.ndarray:
+        arr = np.asarray(t, dtype=np.float32)
+        if arr.ndim == 1 and self.out_dim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2 or arr.shape[1] != self.out_dim:
+            raise ShapeError(f"targets must have shape (n, {self.out_dim}), got {arr.shape}")
+        if not np.all(np.isfinite(arr)):
+            raise ShapeError("targets contain non-finite values")
+        if arr.shape[0] == 0:
+            return np.zeros((0, self.in_dim), np.float32)
+        x = np.asarray(self.model.predict_on_batch(arr), dtype=np.float32)
+        # The model ends in a clip layer; clipping again guards against float drift.
+        return np.clip(x, self.low, self.high)
+
+    __call__ = apply
+
+    def save(self, run_dir: str | Path) -> Path:
+        run = Path(run_dir)
+        path = run / INVERSE_FILE
+        self.model.save(path)
+        (run / INFO_FILE).write_text(json.dumps(self.device_info, indent=2))
+        return path
+
+
+def load_inverse(run_dir: str | Path) -> Inverse:
+    """Load the inverse a run saved; works in a fresh interpreter."""
+    import keras
+
+    import hwloop.layers  # noqa: F401 - registers hwloop's serialisable layers
+
+    run = Path(run_dir)
+    path, info_path = run / INVERSE_FILE, run / INFO_FILE
+    if not run.is_dir():
+        raise RunDirError(f"run directory {run} does not exist")
+    if not path.is_file() or not info_path.is_file():
+        raise RunDirError(f"{run} holds no trained inverse ({INVERSE_FILE} or {INFO_FILE} missing)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+        info = json.loads(info_path.read_text())
+    except Exception as exc:
+        raise RunDirError(f"{path}: cannot load the inverse ({type(exc).__name__}: {exc})") from exc
+    return Inverse(model, info)

@@ -1,0 +1,116 @@
+"""Open a device from a URI through the ``hwloop.devices`` entry points.
+
+Every scheme, built-in or third-party, is an entry point
+``scheme = "pkg.module:factory"`` with ``factory(uri) -> Device``; the
+registry itself names no concrete device. A bare port path (``/dev/ttyUSB0``,
+``COM3``) is read as the ``serial`` scheme, as pyserial does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+from urllib.parse import parse_qsl
+
+from hwloop.device import Device
+from hwloop.errors import BadDeviceParameterError, UnknownSchemeError, UsageError
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "hwloop.devices"
+_SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
+_BARE_PORT_RE = re.compile(r"^(/dev/|COM\d+$|\\\\\.\\)", re.IGNORECASE)
+
+
+def uri_scheme(uri: str) -> str:
+    """The scheme of a device URI; ``sim`` alone and bare port paths included."""
+    uri = uri.strip()
+    if not uri:
+        raise UsageError("empty device URI")
+    if _BARE_PORT_RE.match(uri):
+        return "serial"
+    m = _SCHEME_RE.match(uri)
+    if m:
+        return m.group(1).lower()
+    m = re.fullmatch(r"([A-Za-z][A-Za-z0-9+.\-]*)(\?.*)?", uri)
+    if m:  # "sim" or "sim?seed=1": a scheme's default device, with parameters
+        return m.group(1).lower()
+    raise UsageError(f"not a device URI: {uri!r} (expected e.g. 'sim', 'sim:rapp?noise=1e-3')")
+
+
+def device_schemes() -> dict[str, EntryPoint]:
+    """Every scheme an installed package provides, by name."""
+    found: dict[str, EntryPoint] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        found.setdefault(ep.name.lower(), ep)
+    return found
+
+
+def open_device(uri: str | Device) -> Device:
+    """Open the device a URI names; a `Device` object is returned as it is."""
+    if not isinstance(uri, str):
+        if isinstance(uri, Device):
+            return uri
+        raise UsageError(f"expected a device URI or a Device, got {type(uri).__name__}")
+    scheme = uri_scheme(uri)
+    schemes = device_schemes()
+    ep = schemes.get(scheme)
+    if ep is None:
+        known = ", ".join(sorted(schemes)) or "none installed"
+        raise UnknownSchemeError(f"unknown device scheme {scheme!r} in {uri!r} (known: {known})")
+    try:
+        factory: Callable[[str], Device] = ep.load()
+    except Exception as exc:  # a broken plugin must not look like a bad URI
+        raise UsageError(f"device scheme {scheme!r}: cannot load {ep.value}: {exc}") from exc
+    device = factory(uri.strip())
+    if not isinstance(device, Device):
+        raise UsageError(f"device scheme {scheme!r}: factory returned {type(device).__name__}, not a Device")
+    log.info("opened %s as %r", uri, device)
+    return device
+
+
+@dataclass(frozen=True)
+class Param:
+    """One URI parameter: its type, default and a line of help."""
+
+    type: type
+    default: Any
+    help: str = ""
+
+
+def parse_params(query: str, spec: Mapping[str, Param], *, where: str) -> dict[str, Any]:
+    """Parse ``a=1&b=x`` against ``spec``; unknown names and bad values raise."""
+    values = {name: p.default for name, p in spec.items()}
+    for key, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if key not in spec:
+            allowed = ", ".join(sorted(spec)) or "none"
+            raise BadDeviceParameterError(f"{where}: unknown parameter {key!r} (allowed: {allowed})")
+        values[key] = _convert(raw, spec[key].type, key=key, where=where)
+    return values
+
+
+def _convert(raw: str, typ: type, *, key: str, where: str) -> Any:
+    try:
+        if typ is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if typ is int:
+            return int(raw, 0)
+        if typ is float:
+            v = float(raw)
+            if v != v or v in (float("inf"), float("-inf")):
+                raise ValueError(raw)
+            return v
+        return typ(raw)
+    except ValueError:
+        raise BadDeviceParameterError(
+            f"{where}: parameter {key}={raw!r} is not a valid {typ.__name__}"
+        ) from None

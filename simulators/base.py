@@ -1,0 +1,75 @@
+"""A simulated device: a seeded numpy function behind the device contract.
+
+Simulators behave like the hardware they stand for: they declare a safe input
+range (and refuse anything outside it, through `BaseDevice`), add seeded
+Gaussian measurement noise to their outputs and, optionally, noise referred
+to their inputs, and can be slowed down to a given latency per query. The
+noise-free answer stays reachable through `clean` so benchmarks can score
+against the true device.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+
+from hwloop.device import BaseDevice, DeviceInfo, check_inputs
+
+Transfer = Callable[[np.ndarray], np.ndarray]
+
+
+class SimDevice(BaseDevice):
+    """A memoryless simulated device ``y = Q(f(x + n_in) + n_out)``, Q an optional quantiser."""
+
+    def __init__(
+        self,
+        info: DeviceInfo,
+        transfer: Transfer,
+        *,
+        noise: float = 1e-3,
+        input_noise: float = 0.0,
+        seed: int = 0,
+        latency: float = 0.0,
+        lsb: float = 0.0,
+        one_to_one: bool = True,
+    ) -> None:
+        super().__init__(info)
+        if min(noise, input_noise, latency, lsb) < 0:
+            raise ValueError("noise, input_noise, latency and lsb must be >= 0")
+        self.transfer = transfer
+        self.noise = float(noise)
+        self.input_noise = float(input_noise)
+        self.seed = int(seed)
+        self.latency = float(latency)
+        self.lsb = float(lsb)
+        self.one_to_one = one_to_one
+        self._rng = np.random.default_rng(seed)
+
+    def clean(self, x: np.ndarray) -> np.ndarray:
+        """The noise-free answer, for scoring; it is not a measurement and is not counted."""
+        arr = check_inputs(self.info, x).astype(np.float64)
+        return self._quantise(np.asarray(self.transfer(arr), dtype=np.float64)).astype(np.float32)
+
+    def _quantise(self, y: np.ndarray) -> np.ndarray:
+        return np.round(y / self.lsb) * self.lsb if self.lsb else y
+
+    def _query_batch(self, x: np.ndarray) -> np.ndarray:
+        xd = x.astype(np.float64)
+        if self.input_noise:
+            # Input-referred noise acts inside the device (e.g. a noisy driver
+            # stage); it may push the operating point slightly past the range,
+            # as real noise would, but the commanded input stayed in range.
+            xd = xd + self._rng.normal(0.0, self.input_noise, size=xd.shape)
+        y = np.asarray(self.transfer(xd), dtype=np.float64)
+        if self.noise:
+            y = y + self._rng.normal(0.0, self.noise, size=y.shape)
+        # Noise comes before the quantiser, as in an ADC: it dithers the steps.
+        y = self._quantise(y)
+        if self.latency:
+            time.sleep(self.latency)
+        return y.astype(np.float32)
+
+    def _reset(self) -> None:
+        """Memoryless: nothing to clear."""

@@ -1,0 +1,284 @@
+"""The catalogue of simulated devices, opened as ``sim:NAME?param=value&...``.
+
+Every simulator is seeded (``seed``), adds Gaussian measurement noise of
+standard deviation ``noise`` (absolute, in output units; default 1e-3) and
+optionally ``input_noise`` referred to its input, may quantise its output to
+a step ``lsb`` like an ADC, and refuses inputs outside its declared safe
+range. ``sim`` alone is the Rapp amplifier with noise 1e-3.
+
+| name      | in->out | what it stands for |
+|-----------|---------|--------------------|
+| tanh      | 1->1    | soft saturation of an amplifier or driver stage |
+| rapp      | 1->1    | solid-state PA, Rapp model with smoothness p |
+| saleh     | 1->1    | TWT amplifier, Saleh AM/AM below its peak |
+| saleh_iq  | 2->2    | Saleh AM/AM + AM/PM on baseband I/Q |
+| mimo3     | 3->3    | three coupled channels: y = tanh(A x), crosstalk in A |
+| cubic     | 1->1    | sensor with offset and cubic non-linearity |
+| quantised | 1->1    | smooth sensor read through an ADC of `bits` bits |
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from hwloop.device import DeviceInfo
+from hwloop.errors import BadDeviceParameterError, UnknownSchemeError
+from hwloop.registry import Param, parse_params
+from hwloop.simulators.base import SimDevice, Transfer
+
+DEFAULT_SIM = "rapp"
+
+COMMON_PARAMS: dict[str, Param] = {
+    "noise": Param(float, 1e-3, "std of Gaussian noise added to each output"),
+    "input_noise": Param(float, 0.0, "std of Gaussian noise referred to the input"),
+    "seed": Param(int, 0, "seed of the noise generator"),
+    "max_batch": Param(int, 1024, "largest number of rows per device call"),
+    "latency": Param(float, 0.0, "seconds each device call takes"),
+    "lsb": Param(float, 0.0, "output quantisation step (0: none)"),
+}
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    """One catalogue entry: shape, safe range, parameters and the transfer."""
+
+    name: str
+    summary: str
+    in_dim: int
+    out_dim: int
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    params: Mapping[str, Param]
+    build: Callable[[dict], Transfer]
+    one_to_one: bool = True
+    overrides: Mapping[str, object] = ()  # type: ignore[assignment]
+
+    def all_params(self) -> dict[str, Param]:
+        merged = dict(COMMON_PARAMS)
+        for key, value in dict(self.overrides).items():
+            p = merged[key]
+            merged[key] = Param(p.type, value, p.help)
+        merged.update(self.params)
+        return merged
+
+
+def _tanh(p: dict) -> Transfer:
+    g = p["gain"]
+    return lambda x: np.tanh(g * x)
+
+
+def _rapp(p: dict) -> Transfer:
+    g, sat, s = p["gain"], p["sat"], p["p"]
+
+    def f(x: np.ndarray) -> np.ndarray:
+        u = g * x
+        return u / (1.0 + np.abs(u / sat) ** (2 * s)) ** (1.0 / (2 * s))
+
+    return f
+
+
+def _saleh(p: dict) -> Transfer:
+    a, b = p["alpha"], p["beta"]
+    return lambda x: a * x / (1.0 + b * x * x)
+
+
+def _saleh_iq(p: dict) -> Transfer:
+    aa, ba, ap, bp = p["alpha_a"], p["beta_a"], p["alpha_p"], p["beta_p"]
+
+    def f(x: np.ndarray) -> np.ndarray:
+        z = x[:, 0] + 1j * x[:, 1]
+        r = np.abs(z)
+        gain = aa / (1.0 + ba * r * r)  # A(r)/r, finite at r = 0
+        phase = ap * r * r / (1.0 + bp * r * r)
+        out = gain * z * np.exp(1j * phase)
+        return np.stack([out.real, out.imag], axis=1)
+
+    return f
+
+
+_MIMO_COUPLING = np.array([[0.0, 0.25, -0.10], [0.20, 0.0, 0.15], [-0.05, 0.30, 0.0]])
+_MIMO_GAIN = np.array([1.0, 0.9, 1.1])
+
+
+def _mimo3(p: dict) -> Transfer:
+    a = np.diag(_MIMO_GAIN) + p["coupling"] * _MIMO_COUPLING / 0.25
+    return lambda x: np.tanh(x @ a.T)
+
+
+def _cubic(p: dict) -> Transfer:
+    off, g, k3 = p["offset"], p["gain"], p["k3"]
+    return lambda x: off + g * x + k3 * x**3
+
+
+def _quantised_curve(x: np.ndarray) -> np.ndarray:
+    return 0.95 * np.tanh(1.2 * x) / np.tanh(1.2)
+
+
+def _quantised(p: dict) -> Transfer:
+    return _quantised_curve
+
+
+SIMULATORS: dict[str, SimSpec] = {
+    s.name: s
+    for s in [
+        SimSpec(
+            "tanh",
+            "soft saturation y = tanh(gain x)",
+            1,
+            1,
+            (-1.0,),
+            (1.0,),
+            {"gain": Param(float, 1.5, "small-signal gain")},
+            _tanh,
+        ),
+        SimSpec(
+            "rapp",
+            "Rapp solid-state PA, smoothness p",
+            1,
+            1,
+            (-1.2,),
+            (1.2,),
+            {
+                "p": Param(float, 2.0, "smoothness of the knee (large p: hard clip)"),
+                "gain": Param(float, 1.0, "small-signal gain"),
+                "sat": Param(float, 1.0, "saturation level"),
+            },
+            _rapp,
+        ),
+        SimSpec(
+            "saleh",
+            "Saleh AM/AM (TWT) below its peak",
+            1,
+            1,
+            (-0.7,),
+            (0.7,),
+            {"alpha": Param(float, 2.0, "gain"), "beta": Param(float, 1.0, "compression")},
+            _saleh,
+        ),
+        SimSpec(
+            "saleh_iq",
+            "Saleh AM/AM + AM/PM on I/Q",
+            2,
+            2,
+            (-0.5, -0.5),
+            (0.5, 0.5),
+            {
+                "alpha_a": Param(float, 2.1587, "AM/AM gain"),
+                "beta_a": Param(float, 1.1517, "AM/AM compression"),
+                "alpha_p": Param(float, 4.0033, "AM/PM strength (rad)"),
+                "beta_p": Param(float, 9.1040, "AM/PM compression"),
+            },
+            _saleh_iq,
+        ),
+        SimSpec(
+            "mimo3",
+            "three coupled channels y = tanh(A x)",
+            3,
+            3,
+            (-1.0,) * 3,
+            (1.0,) * 3,
+            {"coupling": Param(float, 0.25, "largest off-diagonal crosstalk")},
+            _mimo3,
+        ),
+        SimSpec(
+            "cubic",
+            "sensor y = offset + gain x + k3 x^3",
+            1,
+            1,
+            (-1.0,),
+            (1.0,),
+            {
+                "offset": Param(float, 0.1, "output offset"),
+                "gain": Param(float, 1.0, "linear gain"),
+                "k3": Param(float, -0.2, "cubic coefficient"),
+            },
+            _cubic,
+        ),
+        SimSpec(
+            "quantised",
+            "smooth sensor read through a `bits`-bit ADC",
+            1,
+            1,
+            (-1.0,),
+            (1.0,),
+            {"bits": Param(int, 10, "ADC resolution over the full scale [-1, 1]")},
+            _quantised,
+            one_to_one=False,
+        ),
+    ]
+}
+
+
+def make_sim(name: str = DEFAULT_SIM, **params: object) -> SimDevice:
+    """Build a simulator by catalogue name; unknown names or parameters raise."""
+    spec = SIMULATORS.get(name)
+    if spec is None:
+        raise UnknownSchemeError(f"unknown simulator {name!r} (known: {', '.join(sorted(SIMULATORS))})")
+    allowed = spec.all_params()
+    values = {k: p.default for k, p in allowed.items()}
+    for key, value in params.items():
+        if key not in allowed:
+            raise BadDeviceParameterError(
+                f"sim:{name}: unknown parameter {key!r} (allowed: {', '.join(sorted(allowed))})"
+            )
+        values[key] = allowed[key].type(value)
+    return _build(spec, values)
+
+
+def _build(spec: SimSpec, values: dict) -> SimDevice:
+    where = f"sim:{spec.name}"
+    for key in ("noise", "input_noise", "latency", "lsb"):
+        if values[key] < 0:
+            raise BadDeviceParameterError(f"{where}: {key} must be >= 0, got {values[key]}")
+    if values["max_batch"] < 1:
+        raise BadDeviceParameterError(f"{where}: max_batch must be >= 1")
+    if spec.name == "quantised":
+        if not 2 <= values["bits"] <= 24:
+            raise BadDeviceParameterError(f"{where}: bits must be in 2..24")
+        if not values["lsb"]:
+            values["lsb"] = 2.0 / 2 ** values["bits"]
+    info = DeviceInfo(
+        name=spec.name,
+        in_dim=spec.in_dim,
+        out_dim=spec.out_dim,
+        max_batch=values["max_batch"],
+        low=spec.low,
+        high=spec.high,
+        firmware=f"hwloop-sim/{spec.name}",
+    )
+    return SimDevice(
+        info,
+        spec.build(values),
+        noise=values["noise"],
+        input_noise=values["input_noise"],
+        seed=values["seed"],
+        latency=values["latency"],
+        lsb=values["lsb"],
+        one_to_one=spec.one_to_one,
+    )
+
+
+def open_sim(uri: str) -> SimDevice:
+    """Entry point for the ``sim`` scheme: ``sim``, ``sim?k=v``, ``sim:NAME?k=v&...``."""
+    rest = uri.strip()[3:]  # after "sim"
+    rest = rest[1:] if rest.startswith(":") else rest
+    path, _, query = rest.partition("?")
+    name = path.strip("/") or DEFAULT_SIM
+    spec = SIMULATORS.get(name)
+    if spec is None:
+        raise UnknownSchemeError(
+            f"unknown simulator {name!r} in {uri!r} (known: {', '.join(sorted(SIMULATORS))})"
+        )
+    values = parse_params(query, spec.all_params(), where=f"sim:{name}")
+    return _build(spec, values)
+
+
+def describe() -> list[tuple[str, str]]:
+    """(URI, one line) for every simulator, for ``hwloop devices``."""
+    return [(f"sim:{s.name}", f"{s.in_dim}->{s.out_dim}  {s.summary}") for s in SIMULATORS.values()]
+
+
+open_sim.describe = describe  # type: ignore[attr-defined]
