@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import os
 import select
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,70 +20,12 @@ from hwloop.drivers import protocol as p
 from hwloop.drivers.serial_device import SerialDevice, open_serial
 from hwloop.errors import DeviceFault, ProtocolError
 
-FIRMWARE = Path(__file__).resolve().parents[1] / "drivers" / "firmware"
+
 SIGMA = 1e-3  # the Makefile's default NOISE_SIGMA
 
 
 def rapp(x: np.ndarray) -> np.ndarray:
     return x / np.sqrt(np.sqrt(1.0 + x**4))
-
-
-@pytest.fixture(scope="session")
-def build(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    missing = [t for t in ("make", "avr-gcc", "avr-objcopy", "cc") if shutil.which(t) is None]
-    if not Path("/usr/include/simavr/sim_avr.h").exists():
-        missing.append("libsimavr-dev headers")
-    if missing:
-        pytest.fail(
-            f"firmware toolchain missing: {', '.join(missing)} - "
-            "apt-get install gcc-avr avr-libc simavr libsimavr-dev libelf-dev",
-            pytrace=False,
-        )
-    out = tmp_path_factory.mktemp("fw")
-    for target in (FIRMWARE, FIRMWARE / "runner"):
-        res = subprocess.run(
-            ["make", "-C", str(target), f"BUILD={out}"], capture_output=True, text=True, timeout=180
-        )
-        assert res.returncode == 0, f"make in {target} failed:\n{res.stdout}\n{res.stderr}"
-    assert (out / "hwloop.hex").stat().st_size > 0
-    return out
-
-
-def start_runner(build: Path, tmp: Path) -> tuple[subprocess.Popen, str]:
-    log = tmp / "runner.out"
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(
-            [str(build / "hwloop-simavr"), str(build / "hwloop.elf")], stdout=fh, stderr=subprocess.STDOUT
-        )
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("PTY "):
-                return proc, line.split(None, 1)[1].strip()
-        if proc.poll() is not None:
-            break
-        time.sleep(0.05)
-    stop_runner(proc)
-    raise AssertionError(f"simavr runner did not report a pty:\n{log.read_text(errors='replace')}")
-
-
-def stop_runner(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
-@pytest.fixture
-def board(build: Path, tmp_path: Path) -> Iterator[str]:
-    """A freshly booted simulated board; yields its pty path."""
-    proc, path = start_runner(build, tmp_path)
-    try:
-        yield path
-    finally:
-        stop_runner(proc)
 
 
 @pytest.fixture
@@ -129,23 +68,19 @@ def q_body(*xs: float, n: int | None = None) -> bytes:
     return (len(xs) if n is None else n).to_bytes(2, "little") + np.array(xs, "<f4").tobytes()
 
 
-def test_ready_after_boot(build: Path, tmp_path: Path) -> None:
+def test_ready_after_boot(board: str) -> None:
     """READY is the first frame after boot (read with os.read: pyserial flushes on open)."""
-    proc, path = start_runner(build, tmp_path)
+    fd = os.open(board, os.O_RDWR | os.O_NOCTTY)
     try:
-        fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
-        try:
-            got = b""
-            deadline = time.monotonic() + 10
-            while b"\x00" not in got and time.monotonic() < deadline:
-                r, _, _ = select.select([fd], [], [], 0.1)
-                if r:
-                    got += os.read(fd, 64)
-            assert got == p.encode_message(p.Ready())
-        finally:
-            os.close(fd)
+        got = b""
+        deadline = time.monotonic() + 10
+        while b"\x00" not in got and time.monotonic() < deadline:
+            r, _, _ = select.select([fd], [], [], 0.1)
+            if r:
+                got += os.read(fd, 64)
+        assert got == p.encode_message(p.Ready())
     finally:
-        stop_runner(proc)
+        os.close(fd)
 
 
 def test_info_and_queries_through_serial_device(board: str) -> None:
