@@ -219,10 +219,11 @@ def probe(device: str, points: int, repeats: int, seed: int, as_json: bool) -> N
 @device_option()
 @click.option(
     "--strategy",
-    type=click.Choice(["auto", "ila", "iila"]),
+    type=click.Choice(["auto", "ila", "iila", "surrogate", "spsa"]),
     default="auto",
     show_default=True,
-    help="ila: inverse modelling; iila: iterative ILA; auto: the best available.",
+    help="auto: ILA warm start, then surrogate-VJP refinement through the device; ila/iila: inverse "
+    "modelling (plain/iterative); surrogate: closed loop through a learned surrogate; spsa: baseline.",
 )
 @click.option(
     "--queries",
@@ -451,6 +452,81 @@ def log_cmd(run_dir: str, export: str, kind: str) -> None:
     finally:
         qlog.close()
     click.echo(f"exported {n} logged queries to {export}", err=True)
+
+
+@cli.command()
+@config_option
+@device_option()
+@click.option("--pty", "use_pty", is_flag=True, help="Serve on a new pseudo-terminal (prints its path).")
+@click.option("--listen", default=None, help="Serve on a TCP address, e.g. tcp://127.0.0.1:7000.")
+@click.option(
+    "--window",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 255),
+    help="Requests a host may have outstanding.",
+)
+@click.option(
+    "--drop", default=0.0, type=click.FloatRange(0, 1), help="Fault: probability a response is dropped."
+)
+@click.option(
+    "--garble",
+    default=0.0,
+    type=click.FloatRange(0, 1),
+    help="Fault: probability a response has a byte flipped.",
+)
+@click.option(
+    "--duplicate",
+    default=0.0,
+    type=click.FloatRange(0, 1),
+    help="Fault: probability a response is sent twice.",
+)
+@click.option(
+    "--reboot-after",
+    default=None,
+    type=click.IntRange(1),
+    help="Fault: reboot once after this many requests.",
+)
+@click.option(
+    "--baud", default=None, type=click.IntRange(1), help="Throttle both directions to this 8N1 line rate."
+)
+@click.option("--fault-seed", default=0, show_default=True, type=int, help="Seed of the fault injector.")
+def serve(
+    device: str,
+    use_pty: bool,
+    listen: str | None,
+    window: int,
+    drop: float,
+    garble: float,
+    duplicate: float,
+    reboot_after: int | None,
+    baud: int | None,
+    fault_seed: int,
+) -> None:
+    """Serve DEVICE over the hwloop wire protocol, on a pty or a TCP port.
+
+    Prints the pty path or the address on stdout, then serves until Ctrl-C.
+    """
+    from hwloop.drivers.serve import FaultConfig
+    from hwloop.drivers.serve import serve as run_server
+    from hwloop.registry import open_device
+
+    if use_pty == (listen is not None):
+        raise UsageError("serve needs exactly one of --pty or --listen tcp://HOST:PORT")
+    faults = FaultConfig(
+        drop=drop, garble=garble, duplicate=duplicate, reboot_after=reboot_after, baud=baud, seed=fault_seed
+    )
+    dev = open_device(device)
+
+    def announce(address: str) -> None:
+        click.echo(address)
+        sys.stdout.flush()
+        click.echo(f"serving {device} on {address} (window {window}); Ctrl-C to stop", err=True)
+
+    try:
+        run_server(dev, pty=use_pty, listen=listen, window=window, faults=faults, on_ready=announce)
+    finally:
+        dev.close()
 
 
 def main() -> None:

@@ -19,13 +19,13 @@ from hwloop.config import write_toml
 from hwloop.device import Device
 from hwloop.errors import UsageError
 from hwloop.metered import MeteredDevice, ProgressFn
+from hwloop.methods import STRATEGIES
 from hwloop.metrics import db_or_none
 from hwloop.querylog import QueryLog
 from hwloop.registry import open_device
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("auto", "ila", "iila")
 DEFAULT_QUERIES = 10_000
 
 
@@ -95,8 +95,8 @@ def _train_on(
 
     from hwloop.evaluate import evaluate
     from hwloop.inverse import Inverse
-    from hwloop.methods.ila import ILAConfig, train_ila
-    from hwloop.models import FitConfig, with_clip
+    from hwloop.methods import run_strategy
+    from hwloop.models import with_clip
 
     t_start = time.perf_counter()
     run = Path(run_dir) if run_dir is not None else default_run_dir(dev.info.name)
@@ -116,16 +116,9 @@ def _train_on(
         metered = MeteredDevice(
             dev, qlog, budget=queries, strict_bounds=opts.strict_bounds, progress=progress
         )
-        fit = FitConfig(steps=opts.fit_steps)
-        rounds = 1 if strategy == "ila" else 3
         log.info("training %s on %s with %d queries", strategy, dev.info.name, queries)
-        result = train_ila(
-            metered,
-            ILAConfig(rounds=rounds, fit=fit, refit_steps=max(1, opts.fit_steps // 2)),
-            seed=seed,
-            on_step=on_fit_step,
-        )
-        inverse = Inverse(with_clip(result.model, dev.info.low, dev.info.high), dev.info.to_dict())
+        outcome = run_strategy(strategy, metered, fit_steps=opts.fit_steps, seed=seed, on_step=on_fit_step)
+        inverse = Inverse(with_clip(outcome.inverse, dev.info.low, dev.info.high), dev.info.to_dict())
         inverse.save(run)
         scores = evaluate(
             metered, inverse.apply, n_targets=opts.eval_targets, n_noise=opts.noise_repeats, seed=seed
@@ -140,10 +133,16 @@ def _train_on(
         "closed_loop_nmse_db": db_or_none(scores["closed_loop_nmse_db"]),
         "noise_floor_db": db_or_none(scores["noise_floor_db"]),
         "noise_std": scores["noise_std"],
+        **(
+            {"closed_loop_nmse_clean_db": db_or_none(scores["closed_loop_nmse_clean_db"])}
+            if "closed_loop_nmse_clean_db" in scores
+            else {}
+        ),
         "clipped_values": metered.clipped_values,
         "device_s": round(metered.device_s, 3),
         "wall_s": round(time.perf_counter() - t_start, 3),
-        "train_curve": [round(v, 8) for v in result.curve],
+        **outcome.details,
+        "train_curve": [round(v, 8) for v in outcome.curve],
         "run_dir": str(run),
         "seed": seed,
     }

@@ -15,12 +15,18 @@ range. ``sim`` alone is the Rapp amplifier with noise 1e-3.
 | mimo3     | 3->3    | three coupled channels: y = tanh(A x), crosstalk in A |
 | cubic     | 1->1    | sensor with offset and cubic non-linearity |
 | quantised | 1->1    | smooth sensor read through an ADC of `bits` bits |
+| saleh_folded | 1->1 | Saleh AM/AM over [0, 2], past its peak at 1: two inputs per output |
+| lowsnr    | 1->1    | tanh sensor with heavy output noise (default 0.05, 5% of full scale) |
+
+``saleh_folded`` and ``lowsnr`` defeat inverse modelling: ILA averages the
+two preimages of a folded curve, and regresses on noisy outputs (errors in
+variables). Score them against the noise-free answer (`SimDevice.clean`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -54,7 +60,7 @@ class SimSpec:
     params: Mapping[str, Param]
     build: Callable[[dict], Transfer]
     one_to_one: bool = True
-    overrides: Mapping[str, object] = ()  # type: ignore[assignment]
+    overrides: Mapping[str, object] = field(default_factory=dict)
 
     def all_params(self) -> dict[str, Param]:
         merged = dict(COMMON_PARAMS)
@@ -196,6 +202,28 @@ SIMULATORS: dict[str, SimSpec] = {
                 "k3": Param(float, -0.2, "cubic coefficient"),
             },
             _cubic,
+        ),
+        SimSpec(
+            "saleh_folded",
+            "Saleh AM/AM driven past its peak (not one-to-one)",
+            1,
+            1,
+            (0.0,),
+            (2.0,),
+            {"alpha": Param(float, 2.0, "gain"), "beta": Param(float, 1.0, "compression")},
+            _saleh,
+            one_to_one=False,
+        ),
+        SimSpec(
+            "lowsnr",
+            "low-SNR sensor: tanh(gain x) with 5% output noise",
+            1,
+            1,
+            (-1.0,),
+            (1.0,),
+            {"gain": Param(float, 1.5, "small-signal gain")},
+            _tanh,
+            overrides={"noise": 0.05},
         ),
         SimSpec(
             "quantised",

@@ -39,6 +39,8 @@ class ILAConfig:
 class ILAResult:
     model: keras.Model
     curve: list[float]
+    x: np.ndarray  # every pair the fit used, for a surrogate to reuse
+    y: np.ndarray
 
 
 def uniform_inputs(dev: MeteredDevice, n: int, rng: np.random.Generator) -> np.ndarray:
@@ -51,11 +53,13 @@ def train_ila(
     cfg: ILAConfig,
     *,
     seed: int,
+    spend: int | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> ILAResult:
-    """Spend the remaining training budget on (iterative) ILA; return the inverse."""
+    """Spend ``spend`` training queries (default: all that remain) on (iterative) ILA."""
     rng = np.random.default_rng(seed)
-    budget = dev.remaining
+    budget = dev.remaining if spend is None else min(spend, dev.remaining)
+    start_remaining = dev.remaining
     if budget < 16:
         raise ValueError(f"ILA needs at least 16 training queries, {budget} left")
     n_first = budget if cfg.rounds <= 1 else max(16, int(budget * cfg.first_fraction))
@@ -66,7 +70,8 @@ def train_ila(
     curve = fit_regression(model, y, x, cfg.fit, seed=seed, on_step=on_step)
     span = dev.info.high_array - dev.info.low_array
     for r in range(1, cfg.rounds):
-        n = dev.remaining // (cfg.rounds - r)
+        left = budget - (start_remaining - dev.remaining)
+        n = left // (cfg.rounds - r)
         if n < 1:
             break
         targets = y[rng.choice(len(y), size=n, replace=True)]
@@ -78,4 +83,4 @@ def train_ila(
         log.info("iterative ILA round %d: refitting on %d pairs", r, len(x))
         refit = FitConfig(cfg.refit_steps, cfg.fit.batch, cfg.fit.lr * 0.25, cfg.fit.lr_final)
         curve += fit_regression(model, y, x, refit, seed=seed + r, on_step=on_step)
-    return ILAResult(model, curve)
+    return ILAResult(model, curve, x, y)

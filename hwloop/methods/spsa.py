@@ -1,0 +1,81 @@
+"""Zeroth-order baseline: SPSA on the inverse's weights, for comparison only.
+
+Simultaneous-perturbation stochastic approximation (Spall, 1992) estimates
+the gradient of the closed-loop loss from two device evaluations per step,
+at weights theta +/- c_k Delta with a random +/-1 vector Delta. It needs no
+model of the device at all - and so it is slow: the benchmarks show what the
+surrogate's gradient buys.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+
+from hwloop.metered import MeteredDevice
+from hwloop.models import build_regressor
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SPSAConfig:
+    explore_fraction: float = 0.1  # uniform queries for target samples and scaling
+    batch: int = 32  # targets per loss evaluation
+    a: float = 0.02  # step size scale
+    c: float = 0.01  # perturbation scale
+    alpha: float = 0.602  # Spall's recommended gain exponents
+    gamma: float = 0.101
+
+
+def _flat(model: keras.Model) -> np.ndarray:
+    return np.concatenate([w.ravel() for w in model.get_weights()])
+
+
+def _set_flat(model: keras.Model, theta: np.ndarray) -> None:
+    out, i = [], 0
+    for w in model.get_weights():
+        out.append(theta[i : i + w.size].reshape(w.shape).astype(np.float32))
+        i += w.size
+    model.set_weights(out)
+
+
+def train_spsa(
+    dev: MeteredDevice, cfg: SPSAConfig, *, seed: int, on_step: Callable[[int, float], None] | None = None
+) -> tuple[keras.Model, list[float]]:
+    rng = np.random.default_rng(seed)
+    lo, hi = dev.info.low_array, dev.info.high_array
+    n0 = max(16, int(dev.remaining * cfg.explore_fraction))
+    x0 = rng.uniform(lo, hi, size=(n0, dev.info.in_dim)).astype(np.float32)
+    y0 = dev.query(x0, "train")
+    model = build_regressor(y0, x0, seed=seed, name="inverse")
+    y_scale = np.maximum(y0.std(axis=0), 1e-8)
+    theta = _flat(model)
+
+    def loss(th: np.ndarray, t: np.ndarray) -> float:
+        _set_flat(model, th)
+        y = dev.query(dev.safe(np.asarray(model(t), np.float32)), "train")
+        return float(np.mean(((y - t) / y_scale) ** 2))
+
+    curve: list[float] = []
+    k = 0
+    big_a = 10.0
+    while dev.remaining >= 2 * cfg.batch:
+        t = y0[rng.integers(0, len(y0), cfg.batch)]
+        ak = cfg.a / (k + 1 + big_a) ** cfg.alpha
+        ck = cfg.c / (k + 1) ** cfg.gamma
+        delta = rng.choice([-1.0, 1.0], size=theta.shape)
+        lp, lm = loss(theta + ck * delta, t), loss(theta - ck * delta, t)
+        theta = theta - ak * (lp - lm) / (2 * ck) * delta
+        if k % 10 == 0:
+            curve.append((lp + lm) / 2)
+            if on_step is not None:
+                on_step(k, curve[-1])
+        k += 1
+    _set_flat(model, theta)
+    log.info("SPSA: %d iterations", k)
+    return model, curve
