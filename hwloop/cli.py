@@ -254,6 +254,13 @@ def probe(device: str, points: int, repeats: int, seed: int, as_json: bool) -> N
 @click.option(
     "--strict-bounds", is_flag=True, help="Refuse, rather than clip, proposals outside the safe range."
 )
+@click.option(
+    "--memory-depth",
+    default=5,
+    show_default=True,
+    type=click.IntRange(0, 64),
+    help="Past target samples the inverse sees, for a device with memory.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def train(
     device: str,
@@ -265,6 +272,7 @@ def train(
     fit_steps: int,
     eval_targets: int,
     strict_bounds: bool,
+    memory_depth: int,
     as_json: bool,
 ) -> None:
     """Train an inverse of DEVICE and save it in a run directory."""
@@ -276,7 +284,9 @@ def train(
     from hwloop.run import TrainOptions
     from hwloop.run import train as run_train
 
-    opts = TrainOptions(eval_targets=eval_targets, fit_steps=fit_steps, strict_bounds=strict_bounds)
+    opts = TrainOptions(
+        eval_targets=eval_targets, fit_steps=fit_steps, strict_bounds=strict_bounds, memory_depth=memory_depth
+    )
     with _Progress(queries) as bar:
         result = run_train(
             device,
@@ -363,7 +373,12 @@ def eval_cmd(run_dir: str, device: str, eval_targets: int, seed: int, as_json: b
                 f"{device} is {dev.info.in_dim}->{dev.info.out_dim}"
             )
         metered = MeteredDevice(dev, None, budget=0)
-        scores = evaluate(metered, inverse.apply, n_targets=eval_targets, n_noise=256, seed=seed)
+        if dev.info.stateful:
+            from hwloop.memory import evaluate_sequence
+
+            scores = evaluate_sequence(metered, inverse.apply, n=eval_targets, seed=seed)
+        else:
+            scores = evaluate(metered, inverse.apply, n_targets=eval_targets, n_noise=256, seed=seed)
     finally:
         dev.close()
     m = {
@@ -452,6 +467,19 @@ def log_cmd(run_dir: str, export: str, kind: str) -> None:
     finally:
         qlog.close()
     click.echo(f"exported {n} logged queries to {export}", err=True)
+
+
+@cli.command()
+@config_option
+@click.option("--run", "run_dir", required=True, type=click.Path(), help="Run directory.")
+@click.option(
+    "--out", type=click.Path(dir_okay=False), default=None, help="PNG path [default: RUN/report.png]."
+)
+def report(run_dir: str, out: str | None) -> None:
+    """Draw a run's report.png (transfer, closed loop, error, training curves) from its directory."""
+    from hwloop.report import write_report
+
+    click.echo(f"wrote {write_report(run_dir, out=out)}", err=True)
 
 
 @cli.command()

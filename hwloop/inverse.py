@@ -44,15 +44,25 @@ class Inverse:
     __call__ = apply
 
     def save(self, run_dir: str | Path) -> Path:
-        run = Path(run_dir)
-        path = run / INVERSE_FILE
-        self.model.save(path)
-        (run / INFO_FILE).write_text(json.dumps(self.device_info, indent=2))
-        return path
+        return save_model(run_dir, self.model, self.device_info)
+
+
+def save_model(run_dir: str | Path, model, device_info: dict, memory: dict | None = None) -> Path:
+    """Write inverse.keras and device.json; ``memory`` holds a tapped inverse's depth and lookahead."""
+    run = Path(run_dir)
+    path = run / INVERSE_FILE
+    model.save(path)
+    info = {**device_info, **({"inverse_memory": memory} if memory else {})}
+    (run / INFO_FILE).write_text(json.dumps(info, indent=2))
+    return path
 
 
 def load_inverse(run_dir: str | Path) -> Inverse:
-    """Load the inverse a run saved; works in a fresh interpreter."""
+    """Load the inverse a run saved; works in a fresh interpreter.
+
+    For a device with memory this is a tapped-delay inverse whose ``apply``
+    takes a whole target sequence, to be sent to the device after a reset.
+    """
     import keras
 
     import hwloop.layers  # noqa: F401 - registers hwloop's serialisable layers
@@ -68,4 +78,15 @@ def load_inverse(run_dir: str | Path) -> Inverse:
         info = json.loads(info_path.read_text())
     except Exception as exc:
         raise RunDirError(f"{path}: cannot load the inverse ({type(exc).__name__}: {exc})") from exc
+    memory = info.get("inverse_memory")
+    if memory:
+        from hwloop.memory import SequenceInverse
+
+        return SequenceInverse(  # type: ignore[return-value]
+            model,
+            int(memory["depth"]),
+            int(memory["lookahead"]),
+            np.asarray(info["low"], np.float32),
+            np.asarray(info["high"], np.float32),
+        )
     return Inverse(model, info)

@@ -65,6 +65,12 @@ class MeteredDevice:
                 arr = np.clip(arr, lo, hi)
         return check_inputs(self.info, arr)
 
+    def reset(self) -> None:
+        """Clear a stateful device's memory; the log records where."""
+        self.device.reset()
+        if self.log is not None:
+            self.log.mark_reset()
+
     def query(self, x: np.ndarray, kind: str = "train") -> np.ndarray:
         """Measure ``x``; training queries count against the budget."""
         arr = self.safe(x)

@@ -18,7 +18,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from hwloop.layers import ClipToRange, Destandardize, Standardize
+from hwloop.errors import ShapeError
+from hwloop.layers import ClipToRange, Destandardize, MaskedDense, Standardize
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,23 @@ def build_regressor(
     hidden: Sequence[int] = (64, 64),
     seed: int = 0,
     name: str = "regressor",
+    mask: np.ndarray | None = None,
 ) -> keras.Model:
-    """x -> y with standardisation taken from the data and a linear skip path."""
+    """x -> y with standardisation taken from the data and a linear skip path.
+
+    ``mask`` (in_dim, out_dim) of 0/1, if given, means output j may depend on
+    input i only where ``mask[i, j] == 1``; see `_masked_paths` for how that
+    is guaranteed. Without it the model is the plain recipe.
+    """
     in_dim, out_dim = x_data.shape[1], y_data.shape[1]
     x_mean, x_std = _stats(x_data)
     y_mean, y_std = _stats(y_data)
     inp = keras.Input(shape=(in_dim,), name="x")
     z = Standardize(x_mean, x_std, name="standardize")(inp)
+    if mask is not None:
+        z_out = _masked_paths(z, mask, in_dim, out_dim, hidden, seed)
+        out = Destandardize(y_mean, y_std, name="destandardize")(z_out)
+        return keras.Model(inp, out, name=name)
     skip = keras.layers.Dense(out_dim, name="linear_skip")(z)
     h = z
     for i, width in enumerate(hidden):
@@ -78,6 +89,58 @@ def build_regressor(
     z_out = keras.layers.Add(name="skip_plus_mlp")([skip, mlp_out])
     out = Destandardize(y_mean, y_std, name="destandardize")(z_out)
     return keras.Model(inp, out, name=name)
+
+
+def _masked_paths(z, mask: np.ndarray, in_dim: int, out_dim: int, hidden: Sequence[int], seed: int):
+    """Linear skip and MLP in which output j sees input i only where mask[i, j] == 1.
+
+    A masked first layer alone does not give that guarantee once hidden units
+    mix inputs, so the MLP path is one independent sub-MLP per output, packed
+    as block-structured `MaskedDense` layers: sub-MLP j's first layer reads
+    only the inputs allowed for j, its later layers read only its own block,
+    and the output layer maps block j to output j alone. Each block has
+    ``max(16, width // out_dim)`` units. Every disallowed path has an exactly
+    zero effective weight, so d out_j / d in_i is exactly 0 there.
+    """
+    m = np.asarray(mask, dtype=np.float32)
+    if m.shape != (in_dim, out_dim):
+        raise ShapeError(f"mask must have shape (in_dim, out_dim) = ({in_dim}, {out_dim}), got {m.shape}")
+    if not np.all((m == 0.0) | (m == 1.0)):
+        raise ShapeError("mask may hold only 0 and 1")
+    rng = np.random.default_rng(seed)
+    skip_layer = MaskedDense(out_dim, m, name="linear_skip")
+    skip = skip_layer(z)
+    h = z
+    prev_block, prev_dim = None, in_dim
+    layers: list[tuple[MaskedDense, np.ndarray]] = []
+    for i, width in enumerate(hidden):
+        block = max(16, int(width) // out_dim)
+        owner = np.repeat(np.arange(out_dim), block)  # output each hidden unit belongs to
+        if prev_block is None:
+            lmask = m[:, owner]
+            allowed = np.maximum(m.sum(axis=0), 1.0)[owner]
+            # The recipe's first-layer init, with the fan-in of each sub-MLP.
+            kernel = rng.normal(size=lmask.shape) * (2.0 / np.sqrt(allowed))[None, :]
+            bias = rng.uniform(-1.5, 1.5, size=owner.size)
+        else:
+            lmask = (prev_block[:, None] == owner[None, :]).astype(np.float32)
+            limit = np.sqrt(6.0 / (2 * block))  # Glorot within one block
+            kernel = rng.uniform(-limit, limit, size=lmask.shape)
+            bias = np.zeros(owner.size)
+        layer = MaskedDense(owner.size, lmask, activation="tanh", name=f"hidden_{i}")
+        h = layer(h)
+        layers.append((layer, [kernel * lmask, bias]))
+        prev_block, prev_dim = owner, owner.size
+    if prev_block is None:  # no hidden layers: the skip path is the model
+        return skip
+    omask = (prev_block[:, None] == np.arange(out_dim)[None, :]).astype(np.float32)
+    limit = np.sqrt(6.0 / (prev_dim // out_dim + 1))
+    out_layer = MaskedDense(out_dim, omask, name="mlp_out")
+    mlp_out = out_layer(h)
+    layers.append((out_layer, [rng.uniform(-limit, limit, size=omask.shape) * omask, np.zeros(out_dim)]))
+    for layer, weights in layers:
+        layer.set_weights([np.asarray(w, np.float32) for w in weights])
+    return keras.layers.Add(name="skip_plus_mlp")([skip, mlp_out])
 
 
 def with_clip(model: keras.Model, low: Sequence[float], high: Sequence[float]) -> keras.Model:

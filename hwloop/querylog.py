@@ -33,6 +33,10 @@ CREATE TABLE IF NOT EXISTS queries (
     t     REAL NOT NULL                 -- unix time the answer arrived
 );
 CREATE INDEX IF NOT EXISTS queries_kind ON queries (kind, id);
+CREATE TABLE IF NOT EXISTS resets (
+    after_id INTEGER NOT NULL,          -- the device was reset after this query id (0: before any)
+    t        REAL NOT NULL
+);
 """
 
 
@@ -101,6 +105,18 @@ class QueryLog:
         with self._transaction():
             self._db.executemany("INSERT INTO queries (call, kind, x, y, t) VALUES (?, ?, ?, ?, ?)", rows)
         self._call = call
+
+    def mark_reset(self) -> None:
+        """Record that the device's state was cleared here (sequence boundary)."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO resets (after_id, t) VALUES ((SELECT COALESCE(MAX(id), 0) FROM queries), ?)",
+                (time.time(),),
+            )
+
+    def resets(self) -> list[int]:
+        """Query ids after which the device was reset, in order."""
+        return [r[0] for r in self._db.execute("SELECT after_id FROM resets ORDER BY rowid")]
 
     def count(self, kind: str | None = None) -> int:
         if kind is None:

@@ -37,6 +37,7 @@ class TrainOptions:
     noise_repeats: int = 256
     fit_steps: int = 8000
     strict_bounds: bool = False
+    memory_depth: int = 5  # taps of the inverse for a stateful device
 
 
 @dataclass
@@ -117,12 +118,21 @@ def _train_on(
             dev, qlog, budget=queries, strict_bounds=opts.strict_bounds, progress=progress
         )
         log.info("training %s on %s with %d queries", strategy, dev.info.name, queries)
-        outcome = run_strategy(strategy, metered, fit_steps=opts.fit_steps, seed=seed, on_step=on_fit_step)
-        inverse = Inverse(with_clip(outcome.inverse, dev.info.low, dev.info.high), dev.info.to_dict())
-        inverse.save(run)
-        scores = evaluate(
-            metered, inverse.apply, n_targets=opts.eval_targets, n_noise=opts.noise_repeats, seed=seed
-        )
+        if dev.info.stateful:
+            outcome, inverse, scores = _train_with_memory(metered, strategy, opts, seed, run, on_fit_step)
+        else:
+            outcome = run_strategy(
+                strategy, metered, fit_steps=opts.fit_steps, seed=seed, on_step=on_fit_step
+            )
+            inverse = Inverse(with_clip(outcome.inverse, dev.info.low, dev.info.high), dev.info.to_dict())
+            inverse.save(run)
+            scores = evaluate(
+                metered, inverse.apply, n_targets=opts.eval_targets, n_noise=opts.noise_repeats, seed=seed
+            )
+        if outcome.surrogate is not None and not dev.info.stateful:
+            from hwloop.diagnostics import grad_cosine
+
+            scores["grad_cosine"] = round(grad_cosine(metered, outcome.surrogate, seed=seed), 4)
     finally:
         qlog.close()
     metrics = {
@@ -130,14 +140,7 @@ def _train_on(
         "strategy": strategy,
         "queries_used": metered.used["train"],
         "eval_queries": metered.used["eval"] + metered.used["noise"],
-        "closed_loop_nmse_db": db_or_none(scores["closed_loop_nmse_db"]),
-        "noise_floor_db": db_or_none(scores["noise_floor_db"]),
-        "noise_std": scores["noise_std"],
-        **(
-            {"closed_loop_nmse_clean_db": db_or_none(scores["closed_loop_nmse_clean_db"])}
-            if "closed_loop_nmse_clean_db" in scores
-            else {}
-        ),
+        **{k: db_or_none(v) if k.endswith("_db") else v for k, v in scores.items()},
         "clipped_values": metered.clipped_values,
         "device_s": round(metered.device_s, 3),
         "wall_s": round(time.perf_counter() - t_start, 3),
@@ -153,3 +156,36 @@ def _train_on(
         scores["noise_floor_db"],
     )
     return TrainResult(metrics, run, inverse)
+
+
+def _train_with_memory(
+    metered: MeteredDevice,
+    strategy: str,
+    opts: TrainOptions,
+    seed: int,
+    run: Path,
+    on_fit_step: Callable[[int, float], None] | None,
+) -> tuple[Any, Any, dict]:
+    """A device with memory: a tapped-delay inverse trained by ILA on sequences,
+    evaluated in closed loop on a reachable target sequence."""
+    from hwloop.inverse import save_model
+    from hwloop.memory import SequenceILAConfig, evaluate_sequence, train_sequence_ila
+    from hwloop.methods import Outcome
+    from hwloop.models import FitConfig
+
+    if strategy not in ("auto", "ila", "iila"):
+        raise UsageError(
+            f"strategy {strategy!r} does not handle devices with memory yet: use auto, ila or iila"
+        )
+    cfg = SequenceILAConfig(
+        depth=opts.memory_depth,
+        rounds=1 if strategy == "ila" else 2,
+        fit=FitConfig(steps=2 * opts.fit_steps),
+        refit_steps=max(1, opts.fit_steps // 2),
+    )
+    res = train_sequence_ila(metered, metered.remaining, cfg, seed=seed, on_step=on_fit_step)
+    memory = {"depth": cfg.depth, "lookahead": cfg.lookahead}
+    save_model(run, res.inverse.model, metered.info.to_dict(), memory)
+    scores = evaluate_sequence(metered, res.inverse.apply, n=opts.eval_targets, seed=seed)
+    scores.pop("eval_queries", None)
+    return Outcome(res.inverse.model, res.curve, details={"memory_depth": cfg.depth}), res.inverse, scores

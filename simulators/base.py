@@ -16,8 +16,17 @@ from collections.abc import Callable
 import numpy as np
 
 from hwloop.device import BaseDevice, DeviceInfo, check_inputs
+from hwloop.registry import Param
 
 Transfer = Callable[[np.ndarray], np.ndarray]
+
+BASE_PARAMS: dict[str, Param] = {
+    "noise": Param(float, 1e-3, "std of Gaussian noise added to each output"),
+    "seed": Param(int, 0, "seed of the noise generator"),
+    "max_batch": Param(int, 1024, "largest number of rows per device call"),
+    "latency": Param(float, 0.0, "seconds each device call takes"),
+}
+"""URI parameters every simulator takes, memoryless or not."""
 
 
 class SimDevice(BaseDevice):

@@ -30,19 +30,16 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwloop.device import DeviceInfo
+from hwloop.device import BaseDevice, DeviceInfo
 from hwloop.errors import BadDeviceParameterError, UnknownSchemeError
 from hwloop.registry import Param, parse_params
-from hwloop.simulators.base import SimDevice, Transfer
+from hwloop.simulators.base import BASE_PARAMS, SimDevice, Transfer
 
 DEFAULT_SIM = "rapp"
 
 COMMON_PARAMS: dict[str, Param] = {
-    "noise": Param(float, 1e-3, "std of Gaussian noise added to each output"),
+    **BASE_PARAMS,
     "input_noise": Param(float, 0.0, "std of Gaussian noise referred to the input"),
-    "seed": Param(int, 0, "seed of the noise generator"),
-    "max_batch": Param(int, 1024, "largest number of rows per device call"),
-    "latency": Param(float, 0.0, "seconds each device call takes"),
     "lsb": Param(float, 0.0, "output quantisation step (0: none)"),
 }
 
@@ -240,12 +237,22 @@ SIMULATORS: dict[str, SimSpec] = {
 }
 
 
-def make_sim(name: str = DEFAULT_SIM, **params: object) -> SimDevice:
+def _lookup(name: str) -> tuple[dict[str, Param], Callable[[dict], BaseDevice]]:
+    """The parameters a simulator takes and how to build it from their values."""
+    from hwloop.simulators.memory import MEMORY_SIMULATORS, build_memory_sim
+
+    if name in SIMULATORS:
+        spec = SIMULATORS[name]
+        return spec.all_params(), lambda values: _build(spec, values)
+    if name in MEMORY_SIMULATORS:
+        return MEMORY_SIMULATORS[name].all_params(), lambda values: build_memory_sim(name, values)
+    known = ", ".join(sorted([*SIMULATORS, *MEMORY_SIMULATORS]))
+    raise UnknownSchemeError(f"unknown simulator {name!r} (known: {known})")
+
+
+def make_sim(name: str = DEFAULT_SIM, **params: object) -> BaseDevice:
     """Build a simulator by catalogue name; unknown names or parameters raise."""
-    spec = SIMULATORS.get(name)
-    if spec is None:
-        raise UnknownSchemeError(f"unknown simulator {name!r} (known: {', '.join(sorted(SIMULATORS))})")
-    allowed = spec.all_params()
+    allowed, build = _lookup(name)
     values = {k: p.default for k, p in allowed.items()}
     for key, value in params.items():
         if key not in allowed:
@@ -253,7 +260,7 @@ def make_sim(name: str = DEFAULT_SIM, **params: object) -> SimDevice:
                 f"sim:{name}: unknown parameter {key!r} (allowed: {', '.join(sorted(allowed))})"
             )
         values[key] = allowed[key].type(value)
-    return _build(spec, values)
+    return build(values)
 
 
 def _build(spec: SimSpec, values: dict) -> SimDevice:
@@ -289,24 +296,22 @@ def _build(spec: SimSpec, values: dict) -> SimDevice:
     )
 
 
-def open_sim(uri: str) -> SimDevice:
+def open_sim(uri: str) -> BaseDevice:
     """Entry point for the ``sim`` scheme: ``sim``, ``sim?k=v``, ``sim:NAME?k=v&...``."""
     rest = uri.strip()[3:]  # after "sim"
     rest = rest[1:] if rest.startswith(":") else rest
     path, _, query = rest.partition("?")
     name = path.strip("/") or DEFAULT_SIM
-    spec = SIMULATORS.get(name)
-    if spec is None:
-        raise UnknownSchemeError(
-            f"unknown simulator {name!r} in {uri!r} (known: {', '.join(sorted(SIMULATORS))})"
-        )
-    values = parse_params(query, spec.all_params(), where=f"sim:{name}")
-    return _build(spec, values)
+    allowed, build = _lookup(name)
+    return build(parse_params(query, allowed, where=f"sim:{name}"))
 
 
 def describe() -> list[tuple[str, str]]:
     """(URI, one line) for every simulator, for ``hwloop devices``."""
-    return [(f"sim:{s.name}", f"{s.in_dim}->{s.out_dim}  {s.summary}") for s in SIMULATORS.values()]
+    from hwloop.simulators.memory import MEMORY_SIMULATORS
+
+    static = [(f"sim:{s.name}", f"{s.in_dim}->{s.out_dim}  {s.summary}") for s in SIMULATORS.values()]
+    return static + [(f"sim:{m.name}", f"1->1  {m.summary}") for m in MEMORY_SIMULATORS.values()]
 
 
 open_sim.describe = describe  # type: ignore[attr-defined]

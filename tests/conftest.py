@@ -1,4 +1,9 @@
-"""Shared fixtures; ``--device-url URL`` runs the hardware suite against a real board."""
+"""Shared fixtures; ``--device-url URL`` runs the hardware suite against a real board.
+
+``--device-url`` itself, and the ``hwloop_device`` / ``sim_device`` fixtures,
+come from hwloop's pytest plugin (hwloop.pytest_plugin, entry point
+``pytest11``); this file only reads the option.
+"""
 
 from __future__ import annotations
 
@@ -9,16 +14,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-pytest_plugins = ["serial_fixtures"]
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption(
-        "--device-url",
-        action="store",
-        default=None,
-        help="URI of a real device (e.g. serial:///dev/ttyACM0) for the tests marked 'hardware'.",
-    )
+pytest_plugins = ["serial_fixtures", "pytester"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -28,7 +28,6 @@ from hwloop.drivers.serve import FaultConfig, serve_in_thread
 from hwloop.querylog import open_run_log
 from hwloop.run import TrainOptions
 
-
 TRAIN_TIMEOUT_S = 600
 
 

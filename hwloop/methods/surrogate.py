@@ -279,15 +279,18 @@ def _train_round(
 def pretrain_through_surrogate(
     trainer: JointTrainer, steps: int, batch: int, on_step: Callable[[int, float], None] | None = None
 ) -> list[float]:
-    """Train M through the surrogate alone (no device, surrogate frozen)."""
-    in_dim = int(trainer.low.shape[0])
+    """Train M through the surrogate alone (no device, surrogate frozen).
+
+    The device slot of the joint step gets one more surrogate target with a
+    zero correction weight (an empty batch would trip Keras' Add layer).
+    """
     out_dim = int(trainer.y_std.shape[0])
-    empty_t = tf.zeros((0, out_dim))
-    empty_x = tf.zeros((0, in_dim))
-    x_dummy, y_dummy = tf.zeros((1, in_dim)), tf.zeros((1, out_dim))
     curve = []
     for i in range(steps):
-        loss_inv, _ = trainer.step(empty_t, empty_x, empty_t, x_dummy, y_dummy, batch, False)
+        t1 = trainer.sample_targets(1)
+        x1 = trainer.inverse(t1)
+        y1 = tf.zeros((1, out_dim))
+        loss_inv, _ = trainer.step(t1, x1, y1, x1, y1, batch - 1, False, tf.constant(0.0))
         if i % 100 == 0:
             curve.append(float(loss_inv))
             if on_step is not None:
