@@ -2,7 +2,8 @@
 
 The line is full duplex, so the ceiling is set by the busier direction:
 ``ceiling = (baud / 10) / max(request_bytes, response_bytes) * rows`` per
-request. The table reports measured samples/s and that fraction.
+request. The table reports measured samples/s and that fraction; the figures
+also go to benchmarks/results/serial.json for docs/BENCHMARKS.md.
 
     python benchmarks/serial_throughput.py [--rows 3000] [--batch 32]
 """
@@ -10,7 +11,9 @@ request. The table reports measured samples/s and that fraction.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -19,10 +22,18 @@ from hwloop.drivers import protocol as p
 from hwloop.drivers.serial_device import open_serial
 from hwloop.drivers.serve import FaultConfig, serve_in_thread
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine, save, today
+
+NAME = "serial"
+
 BAUD = 115200
 
 
 class Tanh(BaseDevice):
+    """An instant device, so the line, not the device, limits the rate."""
+
     def __init__(self, batch: int) -> None:
         super().__init__(DeviceInfo("tanh", 1, 1, batch, (-1.0,), (1.0,)))
 
@@ -31,10 +42,12 @@ class Tanh(BaseDevice):
 
 
 def frame_len(msg: p.Message) -> int:
+    """Bytes on the wire for one message, framing and CRC included."""
     return len(p.encode_message(msg))
 
 
 def measure(window: int, rows: int, batch: int) -> tuple[float, float]:
+    """Samples/s through ``window`` requests in flight, and that as a fraction of the ceiling."""
     with (
         serve_in_thread(Tanh(batch), pty=True, window=window, faults=FaultConfig(baud=BAUD)) as srv,
         open_serial(srv.url + "?timeout=2") as dev,
@@ -57,9 +70,23 @@ def main() -> None:
     args = ap.parse_args()
     print(f"| window | samples/s | fraction of line rate (115200 8N1, batch {args.batch}) |")
     print("|---:|---:|---:|")
+    rows = []
     for window in (1, 2, 4):
         rate, frac = measure(window, args.rows, args.batch)
         print(f"| {window} | {rate:.0f} | {frac:.1%} |")
+        rows.append({"window": window, "samples_per_s": round(rate, 1), "fraction": round(frac, 4)})
+    save(
+        NAME,
+        {
+            "machine": machine(),
+            "date": today(),
+            "command": f"python benchmarks/serial_throughput.py --rows {args.rows} --batch {args.batch}",
+            "baud": BAUD,
+            "rows": args.rows,
+            "batch": args.batch,
+            "results": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ NAME = "strategies"
 
 
 def run_cell(sim: str, strategy: str, budget: int) -> dict:
+    """One training run on a fresh simulator; the date is kept per cell, as a sweep can span days."""
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         m = hwloop.train(f"sim:{sim}", strategy=strategy, queries=budget, seed=0, run_dir=tmp).metrics
@@ -43,7 +44,7 @@ def run_cell(sim: str, strategy: str, budget: int) -> dict:
         "eval_queries",
         "grad_cosine",
     ]
-    return {**{k: m.get(k) for k in keep}, "wall_s": round(wall, 1)}
+    return {**{k: m.get(k) for k in keep}, "wall_s": round(wall, 1), "date": today()}
 
 
 def main() -> None:

@@ -26,7 +26,34 @@ log = logging.getLogger("hwloop")
 
 
 class HwloopGroup(click.Group):
-    """Turns hwloop's typed errors into one line on stderr and an exit code."""
+    """Turns every error into one line on stderr and an exit code.
+
+    hwloop's typed errors exit 1 (runtime) or 2 (usage); click's own usage
+    errors, normally a usage block plus a hint, become one line too.
+    """
+
+    def main(
+        self,
+        args: Any = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.ClickException as exc:
+            hint = ""
+            if isinstance(exc, click.UsageError) and exc.ctx is not None:
+                hint = f" (see '{exc.ctx.command_path} --help')"
+            click.echo(f"hwloop: error: {exc.format_message()}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("hwloop: aborted", err=True)
+            sys.exit(1)
+        sys.exit(rv if isinstance(rv, int) else 0)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -214,9 +241,23 @@ def probe(device: str, points: int, repeats: int, seed: int, as_json: bool) -> N
     click.echo(f"noise std per output: {', '.join(f'{v:.3g}' for v in report['noise_std'])}", err=True)
 
 
+TRAIN_PLAN_OPTIONS = (
+    "strategy",
+    "queries",
+    "seed",
+    "fit_steps",
+    "eval_targets",
+    "strict_bounds",
+    "memory_depth",
+    "max_rate",
+    "from_log",
+    "from_data",
+)
+
+
 @cli.command()
 @config_option
-@device_option()
+@device_option(required=False)
 @click.option(
     "--strategy",
     type=click.Choice(["auto", "ila", "iila", "surrogate", "spsa"]),
@@ -240,7 +281,7 @@ def probe(device: str, points: int, repeats: int, seed: int, as_json: bool) -> N
     default=None,
     help="Run directory [default: runs/DATE-DEVICE].",
 )
-@click.option("--resume", is_flag=True, help="Continue an interrupted run in --out.")
+@click.option("--resume", is_flag=True, help="Continue the interrupted run in --out with its own settings.")
 @click.option(
     "--fit-steps", default=8000, show_default=True, type=click.IntRange(1), help="Optimizer steps per fit."
 )
@@ -261,9 +302,28 @@ def probe(device: str, points: int, repeats: int, seed: int, as_json: bool) -> N
     type=click.IntRange(0, 64),
     help="Past target samples the inverse sees, for a device with memory.",
 )
+@click.option(
+    "--max-rate",
+    default=None,
+    type=click.FloatRange(min=0, min_open=True),
+    help="At most this many device queries per second (fragile hardware).",
+)
+@click.option(
+    "--from-log",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Also learn from an earlier run's logged pairs; without --device, train offline.",
+)
+@click.option(
+    "--from-data",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help="Also learn from measured pairs (NPZ arrays x, y or CSV x0..,y0..); without --device, offline.",
+)
+@click.option("--print-config", is_flag=True, help="Print the effective settings as TOML and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def train(
-    device: str,
+    device: str | None,
     strategy: str,
     queries: int,
     seed: int,
@@ -273,19 +333,49 @@ def train(
     eval_targets: int,
     strict_bounds: bool,
     memory_depth: int,
+    max_rate: float | None,
+    from_log: str | None,
+    from_data: str | None,
+    print_config: bool,
     as_json: bool,
 ) -> None:
     """Train an inverse of DEVICE and save it in a run directory."""
+    ctx = click.get_current_context()
+    values = {
+        "device": device,
+        "strategy": strategy,
+        "queries": queries,
+        "seed": seed,
+        "out": out,
+        "fit_steps": fit_steps,
+        "eval_targets": eval_targets,
+        "strict_bounds": strict_bounds,
+        "memory_depth": memory_depth,
+        "max_rate": max_rate,
+        "from_log": from_log,
+        "from_data": from_data,
+    }
+    if print_config:
+        from hwloop.config import dumps_toml
+
+        click.echo(dumps_toml({"train": {k: v for k, v in values.items() if v is not None}}), nl=False)
+        return
     if resume:
-        raise UsageError("--resume is not available yet: start a new run with a fresh --out")
-    if out is not None and (Path(out) / "queries.sqlite").exists():
-        raise UsageError(f"{out} already holds a run; choose another --out")
+        _check_resume_options(ctx, out, values)
+    elif device is None and not (from_log or from_data):
+        raise UsageError("give --device URI (or --from-log/--from-data to train without a device)")
     _needs_tensorflow()
     from hwloop.run import TrainOptions
     from hwloop.run import train as run_train
 
     opts = TrainOptions(
-        eval_targets=eval_targets, fit_steps=fit_steps, strict_bounds=strict_bounds, memory_depth=memory_depth
+        eval_targets=eval_targets,
+        fit_steps=fit_steps,
+        strict_bounds=strict_bounds,
+        memory_depth=memory_depth,
+        max_rate=max_rate,
+        from_log=from_log,
+        from_data=from_data,
     )
     with _Progress(queries) as bar:
         result = run_train(
@@ -297,12 +387,37 @@ def train(
             options=opts,
             progress=bar.on_query,
             on_fit_step=bar.on_fit_step,
+            resume=resume,
         )
     m = {k: v for k, v in result.metrics.items() if k != "train_curve"}
     if as_json:
         _emit_json(m)
         return
     click.echo(_summary(m), err=True)
+
+
+def _check_resume_options(ctx: click.Context, out: str | None, values: dict) -> None:
+    """--resume takes the run's own settings; a different explicit value is a mistake."""
+    from click.core import ParameterSource
+
+    from hwloop.run import read_plan
+
+    if out is None:
+        raise UsageError("--resume needs the run directory: --out DIR")
+    plan = read_plan(Path(out))
+    recorded = {
+        "strategy": plan.strategy,
+        "queries": plan.queries,
+        "seed": plan.seed,
+        **{k: getattr(plan.options, k) for k in TRAIN_PLAN_OPTIONS[3:]},
+    }
+    for name, was in recorded.items():
+        source = ctx.get_parameter_source(name)
+        if source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT) and values[name] != was:
+            opt = "--" + name.replace("_", "-")
+            raise UsageError(
+                f"{out} was started with {opt} {was}; drop {opt} or give the same value to resume"
+            )
 
 
 def _fmt_db(v: float | None) -> str:

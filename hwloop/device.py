@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from hwloop.errors import DeviceError, OutOfRangeError, ShapeError
+from hwloop.errors import DeviceError, NonFiniteAnswer, OutOfRangeError, ShapeError
 
 log = logging.getLogger(__name__)
 
@@ -164,7 +164,7 @@ class BaseDevice:
                     f"{chunk.shape[0]} row(s), expected ({chunk.shape[0]}, {self.info.out_dim})"
                 )
             if not np.all(np.isfinite(y)):
-                raise DeviceError(f"{self.info.name}: answered non-finite values")
+                raise NonFiniteAnswer(f"{self.info.name}: answered non-finite values")
             out[start : start + chunk.shape[0]] = y
             self.stats.calls += 1
             self.stats.queries += chunk.shape[0]

@@ -44,6 +44,14 @@ class OutOfRangeError(DeviceError, ValueError):
     """An input outside the device's safe range or not finite; never sent."""
 
 
+class NonFiniteAnswer(DeviceError):
+    """The device answered NaN or infinity; such an answer is never a measurement."""
+
+
+class ReplayDiverged(HwloopError):
+    """A resumed run proposed other inputs than the ones its log holds."""
+
+
 class BudgetExhausted(HwloopError):
     """The hard cap on training queries has been reached."""
 

@@ -118,6 +118,20 @@ class QueryLog:
         """Query ids after which the device was reset, in order."""
         return [r[0] for r in self._db.execute("SELECT after_id FROM resets ORDER BY rowid")]
 
+    def calls(self) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Every logged device call as (kind, x, y), in order: what a resumed run replays."""
+        rows = self._db.execute("SELECT call, kind, x, y FROM queries ORDER BY id").fetchall()
+        out: list[tuple[str, np.ndarray, np.ndarray]] = []
+        start = 0
+        for i in range(1, len(rows) + 1):
+            if i == len(rows) or rows[i][0] != rows[start][0]:
+                group = rows[start:i]
+                x = np.frombuffer(b"".join(r[2] for r in group), "<f4").reshape(-1, self.in_dim)
+                y = np.frombuffer(b"".join(r[3] for r in group), "<f4").reshape(-1, self.out_dim)
+                out.append((group[0][1], x.astype(np.float32), y.astype(np.float32)))
+                start = i
+        return out
+
     def count(self, kind: str | None = None) -> int:
         if kind is None:
             return self._scalar("SELECT COUNT(*) FROM queries")

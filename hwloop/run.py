@@ -3,6 +3,11 @@
 Run directory (CONTRACT): ``config.toml`` (everything needed to repeat the
 run), ``queries.sqlite`` (the query log), ``inverse.keras`` (the trained
 inverse), ``metrics.json``; ``report.png`` comes from ``hwloop report``.
+
+A run killed at any moment resumes with ``resume=True``: the strategy runs
+again from the same seed, which makes it propose the same inputs, and the
+`MeteredDevice` answers them from the log until the log is exhausted, so no
+logged measurement is paid for twice.
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hwloop.config import write_toml
+from hwloop.config import read_toml, write_toml
+from hwloop.data import Pairs, load_pairs
 from hwloop.device import Device
-from hwloop.errors import UsageError
+from hwloop.errors import RunDirError, UsageError
 from hwloop.metered import MeteredDevice, ProgressFn
 from hwloop.methods import STRATEGIES
 from hwloop.metrics import db_or_none
@@ -27,6 +33,7 @@ from hwloop.registry import open_device
 log = logging.getLogger(__name__)
 
 DEFAULT_QUERIES = 10_000
+StepFn = Callable[[int, float], None]
 
 
 @dataclass
@@ -38,6 +45,9 @@ class TrainOptions:
     fit_steps: int = 8000
     strict_bounds: bool = False
     memory_depth: int = 5  # taps of the inverse for a stateful device
+    max_rate: float | None = None  # device rows per second, None: as fast as it answers
+    from_log: str | None = None  # earlier run whose logged pairs join the training
+    from_data: str | None = None  # NPZ/CSV file of measured pairs that join the training
 
 
 @dataclass
@@ -49,13 +59,55 @@ class TrainResult:
     inverse: Any = field(repr=False)
 
 
-def default_run_dir(device_name: str) -> Path:
+@dataclass(frozen=True)
+class RunPlan:
+    """Everything that determines a run; written to config.toml, read back on resume."""
+
+    device: str
+    strategy: str
+    queries: int
+    seed: int
+    options: TrainOptions
+
+
+def default_run_dir(name: str) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{stamp}-{device_name}"
+    return Path("runs") / f"{stamp}-{name}"
+
+
+def read_plan(run: Path) -> RunPlan:
+    """The plan a run directory was started with (for --resume)."""
+    path = run / "config.toml"
+    if not run.is_dir():
+        raise RunDirError(f"run directory {run} does not exist")
+    if not path.is_file():
+        raise RunDirError(f"{run} holds no config.toml: not a run directory, nothing to resume")
+    cfg = read_toml(path)
+    try:
+        known = {f.name for f in fields(TrainOptions)}
+        opts = TrainOptions(**{k: v for k, v in cfg.get("options", {}).items() if k in known})
+        return RunPlan(str(cfg["device"]), str(cfg["strategy"]), int(cfg["queries"]), int(cfg["seed"]), opts)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RunDirError(f"{path}: incomplete or corrupted ({exc})") from None
+
+
+def _write_plan(run: Path, plan: RunPlan, info: dict) -> None:
+    opts = {k: v for k, v in asdict(plan.options).items() if v is not None}
+    write_toml(
+        run / "config.toml",
+        {
+            "device": plan.device,
+            "strategy": plan.strategy,
+            "queries": plan.queries,
+            "seed": plan.seed,
+            "options": opts,
+            "device_info": info,
+        },
+    )
 
 
 def train(
-    device: str | Device,
+    device: str | Device | None,
     strategy: str = "auto",
     queries: int = DEFAULT_QUERIES,
     seed: int = 0,
@@ -63,34 +115,84 @@ def train(
     *,
     options: TrainOptions | None = None,
     progress: ProgressFn | None = None,
-    on_fit_step: Callable[[int, float], None] | None = None,
+    on_fit_step: StepFn | None = None,
+    resume: bool = False,
 ) -> TrainResult:
-    """Train an inverse of ``device`` with at most ``queries`` training queries."""
-    opts = options or TrainOptions()
-    if strategy not in STRATEGIES:
-        raise UsageError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
-    if queries < 16:
-        raise UsageError(f"--queries must be at least 16, got {queries}")
-    owned = isinstance(device, str)
-    uri = device if isinstance(device, str) else f"<{type(device).__name__}>"
-    dev = open_device(device)
+    """Train an inverse of ``device`` with at most ``queries`` training queries.
+
+    ``resume=True`` continues the run in ``run_dir`` with the plan in its
+    config.toml (``device`` may name a new URI for the same device, e.g. a
+    new pty). ``device=None`` trains offline from ``options.from_log`` or
+    ``options.from_data``.
+    """
+    if resume:
+        if run_dir is None:
+            raise UsageError("--resume needs the run directory (--out DIR)")
+        plan = read_plan(Path(run_dir))
+        if device is not None:
+            plan = RunPlan(
+                device if isinstance(device, str) else plan.device,
+                plan.strategy,
+                plan.queries,
+                plan.seed,
+                plan.options,
+            )
+            dev_obj = device
+        else:
+            dev_obj = plan.device
+    else:
+        opts = options or TrainOptions()
+        if strategy not in STRATEGIES:
+            raise UsageError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
+        if queries < 16:
+            raise UsageError(f"--queries must be at least 16, got {queries}")
+        if opts.max_rate is not None and opts.max_rate <= 0:
+            raise UsageError(f"--max-rate must be positive, got {opts.max_rate}")
+        if run_dir is not None and (Path(run_dir) / "queries.sqlite").exists():
+            raise UsageError(f"{run_dir} already holds a run; choose another --out or add --resume")
+        uri = device if isinstance(device, str) or device is None else f"<{type(device).__name__}>"
+        plan = RunPlan(uri or "", strategy, queries, seed, opts)
+        dev_obj = device
+    prior = load_pairs(plan.options.from_log, plan.options.from_data)
+    if dev_obj is None or dev_obj == "":
+        if prior is None:
+            raise UsageError("give --device, or --from-log/--from-data to train without one")
+        return _train_offline(plan, prior, run_dir, on_fit_step)
+    if isinstance(dev_obj, str) and dev_obj.startswith("<"):
+        raise UsageError(f"this run used a Python device object ({dev_obj}); pass the device to resume it")
+    dev = open_device(dev_obj)
     try:
-        return _train_on(dev, uri, strategy, queries, seed, run_dir, opts, progress, on_fit_step)
+        return _train_on(dev, plan, prior, run_dir, progress, on_fit_step, resume)
     finally:
-        if owned:
+        if isinstance(dev_obj, str):
             dev.close()
+
+
+def _check_prior(prior: Pairs | None, dev: Device) -> tuple | None:
+    if prior is None:
+        return None
+    if (prior.in_dim, prior.out_dim) != (dev.info.in_dim, dev.info.out_dim):
+        raise UsageError(
+            f"{prior.source} holds {prior.in_dim}->{prior.out_dim} pairs, "
+            f"the device is {dev.info.in_dim}->{dev.info.out_dim}"
+        )
+    lo, hi = dev.info.low_array, dev.info.high_array
+    inside = ((prior.x >= lo) & (prior.x <= hi)).all(axis=1)
+    if not inside.all():
+        log.warning(
+            "%d prior pairs lie outside the device's safe range and are left out", int((~inside).sum())
+        )
+    return prior.x[inside], prior.y[inside]
 
 
 def _train_on(
     dev: Device,
-    uri: str,
-    strategy: str,
-    queries: int,
-    seed: int,
+    plan: RunPlan,
+    prior: Pairs | None,
     run_dir: str | Path | None,
-    opts: TrainOptions,
     progress: ProgressFn | None,
-    on_fit_step: Callable[[int, float], None] | None,
+    on_fit_step: StepFn | None,
+    resume: bool,
 ) -> TrainResult:
     import keras
 
@@ -99,55 +201,77 @@ def _train_on(
     from hwloop.methods import run_strategy
     from hwloop.models import with_clip
 
+    opts = plan.options
     t_start = time.perf_counter()
     run = Path(run_dir) if run_dir is not None else default_run_dir(dev.info.name)
     run.mkdir(parents=True, exist_ok=True)
-    config = {
-        "device": uri,
-        "strategy": strategy,
-        "queries": queries,
-        "seed": seed,
-        "options": vars(opts),
-        "device_info": dev.info.to_dict(),
-    }
-    write_toml(run / "config.toml", config)
-    keras.utils.set_random_seed(seed)
+    prior_xy = _check_prior(prior, dev)
+    _write_plan(run, plan, dev.info.to_dict())
+    keras.utils.set_random_seed(plan.seed)
     qlog = QueryLog(run / "queries.sqlite", dev.info.in_dim, dev.info.out_dim)
     try:
         metered = MeteredDevice(
-            dev, qlog, budget=queries, strict_bounds=opts.strict_bounds, progress=progress
+            dev,
+            qlog,
+            budget=plan.queries,
+            strict_bounds=opts.strict_bounds,
+            progress=progress,
+            max_rate=opts.max_rate,
+            replay=resume,
         )
-        log.info("training %s on %s with %d queries", strategy, dev.info.name, queries)
+        log.info(
+            "training %s on %s with %d queries%s",
+            plan.strategy,
+            dev.info.name,
+            plan.queries,
+            " (resuming)" if resume else "",
+        )
         if dev.info.stateful:
-            outcome, inverse, scores = _train_with_memory(metered, strategy, opts, seed, run, on_fit_step)
+            outcome, inverse, scores = _train_with_memory(
+                metered, plan.strategy, opts, plan.seed, run, on_fit_step
+            )
         else:
             outcome = run_strategy(
-                strategy, metered, fit_steps=opts.fit_steps, seed=seed, on_step=on_fit_step
+                plan.strategy,
+                metered,
+                fit_steps=opts.fit_steps,
+                seed=plan.seed,
+                prior=prior_xy,
+                on_step=on_fit_step,
             )
             inverse = Inverse(with_clip(outcome.inverse, dev.info.low, dev.info.high), dev.info.to_dict())
             inverse.save(run)
             scores = evaluate(
-                metered, inverse.apply, n_targets=opts.eval_targets, n_noise=opts.noise_repeats, seed=seed
+                metered,
+                inverse.apply,
+                n_targets=opts.eval_targets,
+                n_noise=opts.noise_repeats,
+                seed=plan.seed,
             )
         if outcome.surrogate is not None and not dev.info.stateful:
             from hwloop.diagnostics import grad_cosine
 
-            scores["grad_cosine"] = round(grad_cosine(metered, outcome.surrogate, seed=seed), 4)
+            scores["grad_cosine"] = round(grad_cosine(metered, outcome.surrogate, seed=plan.seed), 4)
+        if outcome.surrogate is not None:
+            outcome.surrogate.save(run / "surrogate.keras")
     finally:
         qlog.close()
     metrics = {
-        "device": uri,
-        "strategy": strategy,
+        "device": plan.device,
+        "strategy": plan.strategy,
         "queries_used": metered.used["train"],
         "eval_queries": metered.used["eval"] + metered.used["noise"],
         **{k: db_or_none(v) if k.endswith("_db") else v for k, v in scores.items()},
         "clipped_values": metered.clipped_values,
         "device_s": round(metered.device_s, 3),
+        "device_rows": metered.device_rows,
+        "replayed_rows": metered.replayed_rows,
+        "prior_pairs": 0 if prior_xy is None else len(prior_xy[0]),
         "wall_s": round(time.perf_counter() - t_start, 3),
         **outcome.details,
         "train_curve": [round(v, 8) for v in outcome.curve],
         "run_dir": str(run),
-        "seed": seed,
+        "seed": plan.seed,
     }
     (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     log.info(
@@ -155,6 +279,71 @@ def _train_on(
         scores["closed_loop_nmse_db"],
         scores["noise_floor_db"],
     )
+    return TrainResult(metrics, run, inverse)
+
+
+def _train_offline(
+    plan: RunPlan, prior: Pairs, run_dir: str | Path | None, on_fit_step: StepFn | None
+) -> TrainResult:
+    """No device: fit a surrogate and an inverse on measured pairs, the inverse
+    by ILA and then (unless the strategy is plain ILA) through the surrogate.
+    Closed-loop error can only be predicted, by the surrogate, on held-out pairs."""
+    import keras
+    import numpy as np
+
+    from hwloop.device import DeviceInfo
+    from hwloop.inverse import Inverse
+    from hwloop.methods.surrogate import JointTrainer, fit_surrogate, pretrain_through_surrogate
+    from hwloop.metrics import nmse_db
+    from hwloop.models import FitConfig, build_regressor, fit_regression, with_clip
+
+    t_start = time.perf_counter()
+    opts = plan.options
+    low, high = prior.range()
+    info = DeviceInfo(f"offline:{prior.name}", prior.in_dim, prior.out_dim, 1024, low, high)
+    run = Path(run_dir) if run_dir is not None else default_run_dir(f"offline-{prior.name}")
+    run.mkdir(parents=True, exist_ok=True)
+    _write_plan(run, RunPlan("", plan.strategy, 0, plan.seed, opts), info.to_dict())
+    keras.utils.set_random_seed(plan.seed)
+    rng = np.random.default_rng(plan.seed)
+    order = rng.permutation(len(prior.x))
+    n_hold = max(8, len(order) // 10)
+    hold, fit_idx = order[:n_hold], order[n_hold:]
+    x, y = prior.x[fit_idx], prior.y[fit_idx]
+    fit = FitConfig(steps=opts.fit_steps)
+    model = build_regressor(y, x, seed=plan.seed, name="inverse")
+    curve = fit_regression(model, y, x, fit, seed=plan.seed, on_step=on_fit_step)
+    surrogate, sur_curve = fit_surrogate(x, y, fit, seed=plan.seed, on_step=on_fit_step)
+    if plan.strategy != "ila":
+        trainer = JointTrainer(
+            model, surrogate, info.low_array, info.high_array, inverse_lr=3e-4, seed=plan.seed
+        )
+        curve += pretrain_through_surrogate(trainer, opts.fit_steps // 2, 256, on_fit_step)
+    inverse = Inverse(with_clip(model, low, high), info.to_dict())
+    inverse.save(run)
+    surrogate.save(run / "surrogate.keras")
+    with QueryLog(run / "queries.sqlite", info.in_dim, info.out_dim) as qlog:
+        for start in range(0, len(prior.x), 1024):  # the pairs this run learned from, for --from-log
+            qlog.append(prior.x[start : start + 1024], prior.y[start : start + 1024], "train")
+    t_hold = prior.y[hold]
+    predicted = np.asarray(surrogate(inverse.apply(t_hold)))
+    metrics = {
+        "device": None,
+        "strategy": plan.strategy,
+        "queries_used": 0,
+        "eval_queries": 0,
+        "closed_loop_nmse_db": None,
+        "noise_floor_db": None,
+        "surrogate_closed_loop_nmse_db": db_or_none(nmse_db(predicted, t_hold)),
+        "surrogate_holdout_nmse_db": db_or_none(nmse_db(np.asarray(surrogate(prior.x[hold])), t_hold)),
+        "prior_pairs": len(prior.x),
+        "prior_source": prior.source,
+        "wall_s": round(time.perf_counter() - t_start, 3),
+        "train_curve": [round(v, 8) for v in curve + sur_curve],
+        "run_dir": str(run),
+        "seed": plan.seed,
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics, indent=2))
     return TrainResult(metrics, run, inverse)
 
 

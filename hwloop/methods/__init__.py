@@ -35,8 +35,16 @@ class Outcome:
 
 
 def run_strategy(
-    name: str, dev: MeteredDevice, *, fit_steps: int, seed: int, on_step: StepFn | None = None
+    name: str,
+    dev: MeteredDevice,
+    *,
+    fit_steps: int,
+    seed: int,
+    prior: tuple | None = None,
+    on_step: StepFn | None = None,
 ) -> Outcome:
+    """Spend ``dev``'s budget on strategy ``name``; ``prior`` pairs (measured
+    before) join the first fit of every strategy but spsa."""
     from hwloop.methods import ila, spsa, surrogate
     from hwloop.models import FitConfig
 
@@ -44,17 +52,20 @@ def run_strategy(
     refit = max(1, fit_steps // 2)
     if name in ("ila", "iila"):
         cfg = ila.ILAConfig(rounds=1 if name == "ila" else 3, fit=fit, refit_steps=refit)
-        res = ila.train_ila(dev, cfg, seed=seed, on_step=on_step)
+        res = ila.train_ila(dev, cfg, seed=seed, prior=prior, on_step=on_step)
         return Outcome(res.model, res.curve)
     if name == "spsa":
         model, curve = spsa.train_spsa(dev, spsa.SPSAConfig(), seed=seed, on_step=on_step)
         return Outcome(model, curve)
-    scfg = surrogate.SurrogateConfig(surrogate_fit=fit)
+    # Surrogate-path step counts scale with --fit-steps (defaults: 3000 and 800 at 8000).
+    scfg = surrogate.SurrogateConfig(
+        surrogate_fit=fit, pretrain_steps=max(1, 3 * fit_steps // 8), round_steps=max(1, fit_steps // 10)
+    )
     if name == "surrogate":
-        res = surrogate.train_surrogate(dev, scfg, seed=seed, ila_fit=fit, on_step=on_step)
+        res = surrogate.train_surrogate(dev, scfg, seed=seed, ila_fit=fit, prior=prior, on_step=on_step)
         return Outcome(res.inverse, res.curve, res.surrogate, _round_details(res.scores, None))
     if name == "auto":
-        return _auto(dev, scfg, fit, refit, seed, on_step)
+        return _auto(dev, scfg, fit, refit, seed, prior, on_step)
     raise ValueError(f"unknown strategy {name!r}")
 
 
@@ -64,6 +75,7 @@ def _auto(
     fit: object,
     refit: int,
     seed: int,
+    prior: tuple | None,
     on_step: StepFn | None,
 ) -> Outcome:
     """Iterative-ILA warm start on part of the budget, then surrogate-VJP
@@ -76,6 +88,7 @@ def _auto(
         ila.ILAConfig(rounds=3, fit=fit, refit_steps=refit),
         seed=seed,
         spend=int(dev.remaining * scfg.explore_fraction),
+        prior=prior,
         on_step=on_step,
     )
     sur, sur_curve = surrogate.fit_surrogate(warm.x, warm.y, scfg.surrogate_fit, seed=seed, on_step=on_step)

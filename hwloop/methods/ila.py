@@ -54,9 +54,13 @@ def train_ila(
     *,
     seed: int,
     spend: int | None = None,
+    prior: tuple[np.ndarray, np.ndarray] | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> ILAResult:
-    """Spend ``spend`` training queries (default: all that remain) on (iterative) ILA."""
+    """Spend ``spend`` training queries (default: all that remain) on (iterative) ILA.
+
+    ``prior`` pairs, measured before this run, are fitted along with the new ones.
+    """
     rng = np.random.default_rng(seed)
     budget = dev.remaining if spend is None else min(spend, dev.remaining)
     start_remaining = dev.remaining
@@ -65,6 +69,8 @@ def train_ila(
     n_first = budget if cfg.rounds <= 1 else max(16, int(budget * cfg.first_fraction))
     x = uniform_inputs(dev, n_first, rng)
     y = dev.query(x, "train")
+    if prior is not None:  # pairs measured earlier (another run, a data file) join the fit
+        x, y = np.concatenate([prior[0], x]), np.concatenate([prior[1], y])
     model = build_regressor(y, x, seed=seed, name="inverse")
     log.info("ILA: fitting on %d uniform pairs", len(x))
     curve = fit_regression(model, y, x, cfg.fit, seed=seed, on_step=on_step)

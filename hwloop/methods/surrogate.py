@@ -335,6 +335,7 @@ def train_surrogate(
     *,
     seed: int,
     ila_fit: FitConfig,
+    prior: tuple[np.ndarray, np.ndarray] | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> SurrogateResult:
     """Explore, fit F_hat, ILA-initialise M, train M through F_hat, refine on the device."""
@@ -343,6 +344,8 @@ def train_surrogate(
     lo, hi = dev.info.low_array, dev.info.high_array
     x = rng.uniform(lo, hi, size=(n0, dev.info.in_dim)).astype(np.float32)
     y = dev.query(x, "train")
+    if prior is not None:
+        x, y = np.concatenate([prior[0], x]), np.concatenate([prior[1], y])
     surrogate, curve = fit_surrogate(x, y, cfg.surrogate_fit, seed=seed, on_step=on_step)
     inverse = build_regressor(y, x, seed=seed, name="inverse")
     curve += fit_regression(inverse, y, x, ila_fit, seed=seed, on_step=on_step)

@@ -1,0 +1,132 @@
+"""One command for docs/BENCHMARKS.md: run every benchmark lacking results, then render the page.
+
+Each benchmark is a separate script writing benchmarks/results/NAME.json
+(see benchmarks/README.md); this runs, one after the other, those whose
+results are missing or incomplete (all of them with ``--force``), each in
+its own interpreter so one crash or TensorFlow state cannot leak into the
+next, and then renders docs/BENCHMARKS.md from whatever results exist.
+A benchmark already running in another process is skipped, not doubled.
+
+    python benchmarks/run_all.py                 # missing results only, then render
+    python benchmarks/run_all.py --force         # re-measure everything (about two hours on 2 cores)
+    python benchmarks/run_all.py --render-only   # just rewrite docs/BENCHMARKS.md
+    python benchmarks/run_all.py --only memory,serial
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import load
+
+HERE = Path(__file__).resolve().parent
+STRATEGY_BUDGETS = "10000,3000,1000"
+
+
+@dataclass(frozen=True)
+class Bench:
+    """A benchmark script, its arguments, and how to tell its results are complete."""
+
+    name: str
+    script: str
+    args: tuple[str, ...]
+    complete: Callable[[dict], bool]
+    force_flag: bool = True  # the script takes --force (re-run cells it already has)
+
+
+def _strategies_complete(data: dict) -> bool:
+    from hwloop.methods import STRATEGIES
+    from hwloop.simulators.catalog import SIMULATORS
+
+    cells = data.get("cells", {})
+    budgets = STRATEGY_BUDGETS.split(",")
+    return all(f"{s}/{st}/{b}" in cells for s in SIMULATORS for st in STRATEGIES for b in budgets)
+
+
+def _memory_complete(data: dict) -> bool:
+    cells = data.get("cells", {})
+    return all(f"{s}/{d}/20000" in cells for s in ("wh", "memory_poly") for d in (5, 0))
+
+
+BENCHES = (
+    Bench("strategies", "strategies.py", ("--budgets", STRATEGY_BUDGETS), _strategies_complete),
+    Bench("memory", "memory.py", (), _memory_complete),
+    Bench("overhead", "overhead.py", (), lambda d: bool(d.get("runs")), force_flag=False),
+    Bench("serial", "serial_throughput.py", (), lambda d: bool(d.get("results")), force_flag=False),
+)
+
+
+def already_running(script: str) -> int | None:
+    """The pid of another process running ``script`` (Linux /proc), so it is not started twice."""
+    me = os.getpid()
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(proc.name) != me and any(
+            a.decode(errors="replace").endswith(f"benchmarks/{script}") for a in argv
+        ):
+            return int(proc.name)
+    return None
+
+
+def run(bench: Bench, force: bool) -> bool:
+    """Run one benchmark in a fresh interpreter; False if it failed or was skipped."""
+    pid = already_running(bench.script)
+    if pid is not None:
+        print(f"{bench.name}: already running (pid {pid}); rendering what it has written so far")
+        return False
+    cmd = [
+        sys.executable,
+        str(HERE / bench.script),
+        *bench.args,
+        *(["--force"] if force and bench.force_flag else []),
+    ]
+    print(f"{bench.name}: {' '.join(cmd)}", flush=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
+    rc = subprocess.run(cmd, env=env, check=False).returncode
+    if rc != 0:
+        print(f"{bench.name}: failed with exit code {rc}", file=sys.stderr)
+    return rc == 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--force", action="store_true", help="re-run every benchmark, even those with results")
+    ap.add_argument("--render-only", action="store_true", help="only render docs/BENCHMARKS.md")
+    ap.add_argument(
+        "--only", default="", help="comma-separated benchmark names: " + ",".join(b.name for b in BENCHES)
+    )
+    args = ap.parse_args()
+    chosen = set(args.only.split(",")) - {""}
+    unknown = chosen - {b.name for b in BENCHES}
+    if unknown:
+        ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    failed = []
+    if not args.render_only:
+        for bench in BENCHES:
+            if chosen and bench.name not in chosen:
+                continue
+            if not args.force and bench.complete(load(bench.name)):
+                print(f"{bench.name}: results complete, skipped (--force re-runs)")
+                continue
+            if not run(bench, args.force):
+                failed.append(bench.name)
+    from render import main as render
+
+    render()
+    if failed:
+        sys.exit(f"not (re)measured: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()
