@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -80,8 +81,8 @@ def test_kill_nine_five_times_then_resume(tmp_path: Path) -> None:
     # Every row the device answered is logged, but for at most one chunk in flight per kill.
     assert served <= BUDGET + metrics["eval_queries"] + kills * max_batch, (served, kills, max_batch)
     log = open_run_log(run)
-    x, _ = log.arrays(None)
-    ids = [r[0] for r in log._db.execute("SELECT id FROM queries ORDER BY id")]
+    with sqlite3.connect(run / "queries.sqlite") as db:
+        ids = [r[0] for r in db.execute("SELECT id FROM queries ORDER BY id")]
     assert ids == list(range(1, len(ids) + 1))  # no gap
     assert len(ids) == BUDGET + metrics["eval_queries"]  # nothing logged twice, nothing missing
     x_train, _ = log.arrays("train")
