@@ -320,6 +320,27 @@ TRAIN_PLAN_OPTIONS = (
     type=click.Path(dir_okay=False),
     help="Also learn from measured pairs (NPZ arrays x, y or CSV x0..,y0..); without --device, offline.",
 )
+@click.option(
+    "--mask",
+    "mask_file",
+    default=None,
+    type=click.Path(dir_okay=False),
+    help=".npy (in_dim, out_dim) of 0/1: which device inputs can affect which outputs.",
+)
+@click.option("--hold", default=None, help="Inverse outputs to keep exactly as in --init-from, e.g. 0,2.")
+@click.option(
+    "--hold-mechanism",
+    type=click.Choice(["masked_loss", "heads"]),
+    default="masked_loss",
+    show_default=True,
+    help="How held outputs are kept: a masked loss, or per-output heads.",
+)
+@click.option(
+    "--init-from",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Run whose inverse is recalibrated (with --hold).",
+)
 @click.option("--print-config", is_flag=True, help="Print the effective settings as TOML and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def train(
@@ -336,6 +357,10 @@ def train(
     max_rate: float | None,
     from_log: str | None,
     from_data: str | None,
+    mask_file: str | None,
+    hold: str | None,
+    hold_mechanism: str,
+    init_from: str | None,
     print_config: bool,
     as_json: bool,
 ) -> None:
@@ -354,6 +379,10 @@ def train(
         "max_rate": max_rate,
         "from_log": from_log,
         "from_data": from_data,
+        "mask": mask_file,
+        "hold": hold,
+        "hold_mechanism": hold_mechanism,
+        "init_from": init_from,
     }
     if print_config:
         from hwloop.config import dumps_toml
@@ -376,6 +405,10 @@ def train(
         max_rate=max_rate,
         from_log=from_log,
         from_data=from_data,
+        mask=_read_mask(mask_file),
+        hold=_parse_hold(hold),
+        hold_mechanism=hold_mechanism,
+        init_from=init_from,
     )
     with _Progress(queries) as bar:
         result = run_train(
@@ -394,6 +427,28 @@ def train(
         _emit_json(m)
         return
     click.echo(_summary(m), err=True)
+
+
+def _read_mask(path: str | None) -> list | None:
+    if path is None:
+        return None
+    import numpy as np
+
+    try:
+        return np.load(path, allow_pickle=False).astype(int).tolist()
+    except FileNotFoundError:
+        raise UsageError(f"mask file {path} does not exist") from None
+    except ValueError as exc:
+        raise UsageError(f"mask file {path} is not a .npy array: {exc}") from None
+
+
+def _parse_hold(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise UsageError(f"--hold takes output indices like 0,2, got {text!r}") from None
 
 
 def _check_resume_options(ctx: click.Context, out: str | None, values: dict) -> None:

@@ -48,6 +48,10 @@ class TrainOptions:
     max_rate: float | None = None  # device rows per second, None: as fast as it answers
     from_log: str | None = None  # earlier run whose logged pairs join the training
     from_data: str | None = None  # NPZ/CSV file of measured pairs that join the training
+    mask: list[list[int]] | None = None  # device connections (in_dim, out_dim); 0: none, stays 0
+    hold: list[int] | None = None  # inverse outputs (device inputs) to keep exactly as they are
+    hold_mechanism: str = "masked_loss"  # or "heads" for an inverse built with per-output heads
+    init_from: str | None = None  # run whose inverse is recalibrated (needed by hold)
 
 
 @dataclass
@@ -117,13 +121,20 @@ def train(
     progress: ProgressFn | None = None,
     on_fit_step: StepFn | None = None,
     resume: bool = False,
+    mask: Any = None,
+    hold: list[int] | tuple[int, ...] | None = None,
+    init_from: str | Path | None = None,
 ) -> TrainResult:
     """Train an inverse of ``device`` with at most ``queries`` training queries.
 
     ``resume=True`` continues the run in ``run_dir`` with the plan in its
     config.toml (``device`` may name a new URI for the same device, e.g. a
     new pty). ``device=None`` trains offline from ``options.from_log`` or
-    ``options.from_data``.
+    ``options.from_data``. ``mask`` (in_dim, out_dim) of 0/1 marks the
+    connections the device has (the surrogate keeps the others exactly zero,
+    the inverse reads the mask backwards); ``hold`` keeps the listed outputs
+    of the inverse from ``init_from`` exactly as they were while the others
+    are recalibrated.
     """
     if resume:
         if run_dir is None:
@@ -142,6 +153,17 @@ def train(
             dev_obj = plan.device
     else:
         opts = options or TrainOptions()
+        if mask is not None or hold is not None or init_from is not None:
+            import numpy as np
+
+            opts = TrainOptions(
+                **{
+                    **asdict(opts),
+                    **({"mask": np.asarray(mask).astype(int).tolist()} if mask is not None else {}),
+                    **({"hold": [int(h) for h in hold]} if hold is not None else {}),
+                    **({"init_from": str(init_from)} if init_from is not None else {}),
+                }
+            )
         if strategy not in STRATEGIES:
             raise UsageError(f"unknown strategy {strategy!r} (choose from {', '.join(STRATEGIES)})")
         if queries < 16:
@@ -231,14 +253,19 @@ def _train_on(
                 metered, plan.strategy, opts, plan.seed, run, on_fit_step
             )
         else:
-            outcome = run_strategy(
-                plan.strategy,
-                metered,
-                fit_steps=opts.fit_steps,
-                seed=plan.seed,
-                prior=prior_xy,
-                on_step=on_fit_step,
-            )
+            mask = _check_mask(opts.mask, dev.info)
+            if opts.hold:
+                outcome = _recalibrate(metered, plan, on_fit_step)
+            else:
+                outcome = run_strategy(
+                    plan.strategy,
+                    metered,
+                    fit_steps=opts.fit_steps,
+                    seed=plan.seed,
+                    prior=prior_xy,
+                    mask=mask,
+                    on_step=on_fit_step,
+                )
             inverse = Inverse(with_clip(outcome.inverse, dev.info.low, dev.info.high), dev.info.to_dict())
             inverse.save(run)
             scores = evaluate(
@@ -280,6 +307,68 @@ def _train_on(
         scores["noise_floor_db"],
     )
     return TrainResult(metrics, run, inverse)
+
+
+def _check_mask(mask: list | None, info: Any) -> Any:
+    if mask is None:
+        return None
+    import numpy as np
+
+    arr = np.asarray(mask, dtype=np.float32)
+    if arr.shape != (info.in_dim, info.out_dim) or not np.isin(arr, (0.0, 1.0)).all():
+        raise UsageError(
+            f"a connection mask for this device is a ({info.in_dim}, {info.out_dim}) array of 0/1, "
+            f"got shape {arr.shape}"
+        )
+    return arr
+
+
+def _recalibrate(metered: MeteredDevice, plan: RunPlan, on_fit_step: StepFn | None) -> Any:
+    """Refit a calibrated inverse on fresh queries while its held outputs stay exactly put."""
+    import keras
+    import numpy as np
+
+    from hwloop.hold import retrain_with_hold
+    from hwloop.inverse import load_inverse
+    from hwloop.methods import Outcome
+    from hwloop.models import FitConfig
+
+    opts = plan.options
+    if not opts.init_from:
+        raise UsageError(
+            "--hold needs --init-from RUN: the calibrated inverse whose held outputs must not move"
+        )
+    if plan.strategy not in ("auto", "ila", "iila"):
+        raise UsageError(f"--hold recalibrates by inverse modelling; strategy {plan.strategy!r} cannot hold")
+    base = load_inverse(opts.init_from)
+    if (base.in_dim, base.out_dim) != (metered.info.in_dim, metered.info.out_dim):
+        raise UsageError(
+            f"{opts.init_from} inverts a {base.in_dim}->{base.out_dim} device, "
+            f"this one is {metered.info.in_dim}->{metered.info.out_dim}"
+        )
+    inner = next(layer for layer in base.model.layers if isinstance(layer, keras.Model))
+    rng = np.random.default_rng(plan.seed)
+    lo, hi = metered.info.low_array, metered.info.high_array
+    x = rng.uniform(lo, hi, size=(metered.remaining, metered.info.in_dim)).astype(np.float32)
+    y = metered.query(x, "train")
+    res = retrain_with_hold(
+        inner,
+        y,
+        x,
+        opts.hold,
+        mechanism=opts.hold_mechanism,
+        cfg=FitConfig(steps=opts.fit_steps),
+        seed=plan.seed,
+    )
+    return Outcome(
+        inner,
+        res.curve,
+        details={
+            "held_outputs": list(res.held),
+            "max_held_change": res.max_held_change,
+            "init_from": opts.init_from,
+        },
+    )
 
 
 def _train_offline(

@@ -41,6 +41,7 @@ def run_strategy(
     fit_steps: int,
     seed: int,
     prior: tuple | None = None,
+    mask: object = None,
     on_step: StepFn | None = None,
 ) -> Outcome:
     """Spend ``dev``'s budget on strategy ``name``; ``prior`` pairs (measured
@@ -52,7 +53,7 @@ def run_strategy(
     refit = max(1, fit_steps // 2)
     if name in ("ila", "iila"):
         cfg = ila.ILAConfig(rounds=1 if name == "ila" else 3, fit=fit, refit_steps=refit)
-        res = ila.train_ila(dev, cfg, seed=seed, prior=prior, on_step=on_step)
+        res = ila.train_ila(dev, cfg, seed=seed, prior=prior, mask=mask, on_step=on_step)
         return Outcome(res.model, res.curve)
     if name == "spsa":
         model, curve = spsa.train_spsa(dev, spsa.SPSAConfig(), seed=seed, on_step=on_step)
@@ -62,10 +63,12 @@ def run_strategy(
         surrogate_fit=fit, pretrain_steps=max(1, 3 * fit_steps // 8), round_steps=max(1, fit_steps // 10)
     )
     if name == "surrogate":
-        res = surrogate.train_surrogate(dev, scfg, seed=seed, ila_fit=fit, prior=prior, on_step=on_step)
+        res = surrogate.train_surrogate(
+            dev, scfg, seed=seed, ila_fit=fit, prior=prior, mask=mask, on_step=on_step
+        )
         return Outcome(res.inverse, res.curve, res.surrogate, _round_details(res.scores, None))
     if name == "auto":
-        return _auto(dev, scfg, fit, refit, seed, prior, on_step)
+        return _auto(dev, scfg, fit, refit, seed, prior, mask, on_step)
     raise ValueError(f"unknown strategy {name!r}")
 
 
@@ -76,6 +79,7 @@ def _auto(
     refit: int,
     seed: int,
     prior: tuple | None,
+    mask: object,
     on_step: StepFn | None,
 ) -> Outcome:
     """Iterative-ILA warm start on part of the budget, then surrogate-VJP
@@ -89,9 +93,12 @@ def _auto(
         seed=seed,
         spend=int(dev.remaining * scfg.explore_fraction),
         prior=prior,
+        mask=mask,
         on_step=on_step,
     )
-    sur, sur_curve = surrogate.fit_surrogate(warm.x, warm.y, scfg.surrogate_fit, seed=seed, on_step=on_step)
+    sur, sur_curve = surrogate.fit_surrogate(
+        warm.x, warm.y, scfg.surrogate_fit, seed=seed, mask=mask, on_step=on_step
+    )
     trainer = surrogate.make_trainer(warm.model, sur, dev, scfg, seed)
     scores, curve = surrogate.run_rounds(dev, trainer, scfg, (warm.x, warm.y), seed=seed, on_step=on_step)
     best = surrogate.best_checkpoint(warm.model, scores)

@@ -43,6 +43,16 @@ class ILAResult:
     y: np.ndarray
 
 
+def inverse_mask(mask: np.ndarray | None) -> np.ndarray | None:
+    """A device connection mask (in_dim, out_dim) read backwards, for the inverse.
+
+    Exact when the mask splits the device into independent channel groups
+    (block structure): then input i of the device is recovered from outputs
+    of its own group only.
+    """
+    return None if mask is None else np.asarray(mask).T
+
+
 def uniform_inputs(dev: MeteredDevice, n: int, rng: np.random.Generator) -> np.ndarray:
     lo, hi = dev.info.low_array, dev.info.high_array
     return rng.uniform(lo, hi, size=(n, dev.info.in_dim)).astype(np.float32)
@@ -55,6 +65,7 @@ def train_ila(
     seed: int,
     spend: int | None = None,
     prior: tuple[np.ndarray, np.ndarray] | None = None,
+    mask: np.ndarray | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> ILAResult:
     """Spend ``spend`` training queries (default: all that remain) on (iterative) ILA.
@@ -71,7 +82,7 @@ def train_ila(
     y = dev.query(x, "train")
     if prior is not None:  # pairs measured earlier (another run, a data file) join the fit
         x, y = np.concatenate([prior[0], x]), np.concatenate([prior[1], y])
-    model = build_regressor(y, x, seed=seed, name="inverse")
+    model = build_regressor(y, x, seed=seed, name="inverse", mask=inverse_mask(mask))
     log.info("ILA: fitting on %d uniform pairs", len(x))
     curve = fit_regression(model, y, x, cfg.fit, seed=seed, on_step=on_step)
     span = dev.info.high_array - dev.info.low_array

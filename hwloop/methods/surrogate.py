@@ -33,6 +33,7 @@ import numpy as np
 import tensorflow as tf
 
 from hwloop.metered import MeteredDevice
+from hwloop.methods.ila import inverse_mask
 from hwloop.metrics import nmse_db
 from hwloop.models import FitConfig, build_regressor, fit_regression
 
@@ -74,10 +75,19 @@ class SurrogateResult:
 
 
 def fit_surrogate(
-    x: np.ndarray, y: np.ndarray, cfg: FitConfig, *, seed: int, on_step: Callable | None = None
+    x: np.ndarray,
+    y: np.ndarray,
+    cfg: FitConfig,
+    *,
+    seed: int,
+    mask: np.ndarray | None = None,
+    on_step: Callable | None = None,
 ) -> tuple[keras.Model, list[float]]:
-    """F_hat: x -> y, fitted on every logged pair (noise on y does not bias it)."""
-    model = build_regressor(x, y, seed=seed + 17, name="surrogate")
+    """F_hat: x -> y, fitted on every logged pair (noise on y does not bias it).
+
+    ``mask`` (in_dim, out_dim): connections the device physically lacks stay zero.
+    """
+    model = build_regressor(x, y, seed=seed + 17, name="surrogate", mask=mask)
     curve = fit_regression(model, x, y, cfg, seed=seed + 17, on_step=on_step)
     return model, curve
 
@@ -336,6 +346,7 @@ def train_surrogate(
     seed: int,
     ila_fit: FitConfig,
     prior: tuple[np.ndarray, np.ndarray] | None = None,
+    mask: np.ndarray | None = None,
     on_step: Callable[[int, float], None] | None = None,
 ) -> SurrogateResult:
     """Explore, fit F_hat, ILA-initialise M, train M through F_hat, refine on the device."""
@@ -346,8 +357,8 @@ def train_surrogate(
     y = dev.query(x, "train")
     if prior is not None:
         x, y = np.concatenate([prior[0], x]), np.concatenate([prior[1], y])
-    surrogate, curve = fit_surrogate(x, y, cfg.surrogate_fit, seed=seed, on_step=on_step)
-    inverse = build_regressor(y, x, seed=seed, name="inverse")
+    surrogate, curve = fit_surrogate(x, y, cfg.surrogate_fit, seed=seed, mask=mask, on_step=on_step)
+    inverse = build_regressor(y, x, seed=seed, name="inverse", mask=inverse_mask(mask))
     curve += fit_regression(inverse, y, x, ila_fit, seed=seed, on_step=on_step)
     trainer = make_trainer(inverse, surrogate, dev, cfg, seed)
     scores, more = run_rounds(dev, trainer, cfg, (x, y), seed=seed, train_last=True, on_step=on_step)
