@@ -17,7 +17,7 @@ from hwloop.run import TrainOptions
 FAST = TrainOptions(fit_steps=300, eval_targets=100, noise_repeats=32)
 
 
-def jacobian(model, x: np.ndarray) -> np.ndarray:  # noqa: ANN001
+def jacobian(model, x: np.ndarray) -> np.ndarray:
     xt = tf.constant(x)
     with tf.GradientTape() as tape:
         tape.watch(xt)
