@@ -341,6 +341,12 @@ TRAIN_PLAN_OPTIONS = (
     type=click.Path(file_okay=False),
     help="Run whose inverse is recalibrated (with --hold).",
 )
+@click.option(
+    "--tensorboard",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Write training scalars (fit loss, queries) as TensorBoard logs to this directory.",
+)
 @click.option("--print-config", is_flag=True, help="Print the effective settings as TOML and exit.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
 def train(
@@ -361,6 +367,7 @@ def train(
     hold: str | None,
     hold_mechanism: str,
     init_from: str | None,
+    tensorboard: str | None,
     print_config: bool,
     as_json: bool,
 ) -> None:
@@ -410,7 +417,7 @@ def train(
         hold_mechanism=hold_mechanism,
         init_from=init_from,
     )
-    with _Progress(queries) as bar:
+    with _Progress(queries, tensorboard) as bar:
         result = run_train(
             device,
             strategy=strategy,
@@ -488,29 +495,55 @@ def _summary(m: dict) -> str:
 
 
 class _Progress:
-    """tqdm bar for training queries with the fit loss as a postfix (stderr, TTY only)."""
+    """tqdm bar for training queries with the fit loss as a postfix (stderr, TTY only),
+    and, with ``tensorboard``, the same scalars as TensorBoard summaries."""
 
-    def __init__(self, total: int) -> None:
+    def __init__(self, total: int, tensorboard: str | None = None) -> None:
         from tqdm import tqdm
 
         self.bar = tqdm(
             total=total, unit="q", desc="train queries", file=sys.stderr, disable=None, leave=False
         )
+        self.writer = None
+        self.fit_step = 0  # across fits: the curve of the whole run
+        if tensorboard:
+            import tensorflow as tf
+
+            try:
+                import tensorboard as _tb  # noqa: F401 - tf.summary needs it
+            except ImportError:
+                raise UsageError(
+                    "--tensorboard needs TensorBoard: pip install 'hwloop[tensorboard]'"
+                ) from None
+            self.writer = tf.summary.create_file_writer(tensorboard)
+
+    def _scalar(self, name: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            import tensorflow as tf
+
+            with self.writer.as_default():
+                tf.summary.scalar(name, value, step=step)
 
     def on_query(self, kind: str, n: int, used: int) -> None:
         if kind == "train":
             self.bar.update(n)
         else:
             self.bar.set_postfix_str(f"evaluating: {used} {kind} queries")
+        self._scalar(f"queries/{kind}", used, self.fit_step)
 
     def on_fit_step(self, step: int, loss: float) -> None:
         self.bar.set_postfix_str(f"fit step {step} loss {loss:.2e}")
+        self.fit_step += 100
+        self._scalar("fit/loss", loss, self.fit_step)
 
     def __enter__(self) -> _Progress:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.bar.close()
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
 
 
 @cli.command("eval")

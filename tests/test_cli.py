@@ -171,3 +171,53 @@ def test_help_and_devices_do_not_import_tensorflow() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_print_config_shows_the_effective_settings(runner: CliRunner, tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('[train]\ndevice = "sim:cubic"\nqueries = 4000\n')
+    res = runner.invoke(
+        cli,
+        ["train", "--config", str(cfg), "--seed", "7", "--print-config"],
+        env={"HWLOOP_TRAIN_STRATEGY": "ila"},
+    )
+    assert res.exit_code == 0, res.output
+    import tomllib
+
+    shown = tomllib.loads(res.stdout)["train"]
+    assert shown["device"] == "sim:cubic" and shown["queries"] == 4000  # from the file
+    assert shown["strategy"] == "ila" and shown["seed"] == 7  # from the environment, the command line
+
+
+def test_tensorboard_scalars_are_written(runner: CliRunner, tmp_path: Path) -> None:
+    res = runner.invoke(
+        cli,
+        [
+            "train",
+            "--device",
+            "sim:tanh",
+            "--strategy",
+            "ila",
+            "--queries",
+            "300",
+            "--fit-steps",
+            "250",
+            "--eval-targets",
+            "50",
+            "--out",
+            str(tmp_path / "r"),
+            "--tensorboard",
+            str(tmp_path / "tb"),
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    events = list((tmp_path / "tb").glob("events.out.tfevents.*"))
+    assert events and events[0].stat().st_size > 100
+    from tensorflow.core.util import event_pb2
+    from tensorflow.python.lib.io import tf_record
+
+    tags = set()
+    for raw in tf_record.tf_record_iterator(str(events[0])):
+        ev = event_pb2.Event.FromString(raw)
+        tags |= {v.tag for v in ev.summary.value}
+    assert {"fit/loss", "queries/train"} <= tags
