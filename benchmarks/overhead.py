@@ -23,7 +23,10 @@ The sides alternate, ``--repeats`` times each; the figure is the median wall
 of each side and the ratio of the medians. Results go to
 benchmarks/results/overhead.json.
 
-    python benchmarks/overhead.py [--repeats 3]
+``--profile`` runs the CLI once more under cProfile and adds where its time
+goes (cumulative seconds of the harness's main parts) to the same file.
+
+    python benchmarks/overhead.py [--repeats 3] [--profile]
 """
 
 from __future__ import annotations
@@ -40,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save, today
+from common import load, machine, save, today
 
 NAME = "overhead"
 DEVICE = "sim:tanh?noise=1e-3"
@@ -48,6 +51,24 @@ STEPS = 8000  # the CLI's --fit-steps default; ILA fits once
 BATCH = 256  # FitConfig.batch
 LR, LR_FINAL = 2e-2, 2e-5  # FitConfig.lr, FitConfig.lr_final
 STEPS_PER_EPOCH = 100
+
+
+# (label, file suffix, function) whose cumulative time the profile reports, outermost first.
+PROFILE_PARTS = (
+    ("whole CLI process", "bin/hwloop", "<module>"),
+    ("TensorFlow import (cli._needs_tensorflow)", "hwloop/cli.py", "_needs_tensorflow"),
+    ("hwloop.run.train", "hwloop/run.py", "train"),
+    ("  fit (models.fit_regression, 8,000 steps)", "hwloop/models.py", "fit_regression"),
+    ("  device queries + query log (MeteredDevice.query)", "hwloop/metered.py", "query"),
+    ("    of which SQLite commits (QueryLog.append)", "hwloop/querylog.py", "append"),
+    ("  closed-loop evaluation (evaluate.evaluate)", "hwloop/evaluate.py", "evaluate"),
+    ("  saving the inverse (inverse.save_model)", "hwloop/inverse.py", "save_model"),
+)
+
+
+def display_cmd() -> str:
+    """The CLI command as a user types it, for the page."""
+    return f'hwloop train --device "{DEVICE}" --strategy ila --out DIR --json'
 
 
 def hwloop_cmd(out: Path) -> list[str]:
@@ -155,12 +176,40 @@ def bare_fit(pairs: Path) -> None:
     )
 
 
+def profile() -> list[dict]:
+    """One CLI run under cProfile: cumulative seconds of PROFILE_PARTS (inflated a little by profiling)."""
+    import pstats
+
+    with tempfile.TemporaryDirectory() as tmp:
+        prof = Path(tmp) / "cli.prof"
+        exe = hwloop_cmd(Path(tmp) / "run")
+        timed([sys.executable, "-m", "cProfile", "-o", str(prof), *exe])
+        stats = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
+    parts = []
+    for label, suffix, func in PROFILE_PARTS:
+        cum = max(
+            (v[3] for (fname, _, name), v in stats.items() if fname.endswith(suffix) and name == func),
+            default=None,
+        )
+        if cum is not None:
+            parts.append({"part": label, "s": round(cum, 2)})
+    return parts
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--plain-keras", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--bare-fit", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--profile", action="store_true", help="also profile one CLI run (cProfile)")
+    ap.add_argument("--profile-only", action="store_true", help="only add the profile to existing results")
     args = ap.parse_args()
+    if args.profile_only:
+        data = load(NAME)
+        data.update(profile=profile(), profile_date=today())
+        save(NAME, data)
+        print(data["profile"])
+        return
     if args.plain_keras is not None:
         plain_keras(args.plain_keras)
         return
@@ -206,7 +255,7 @@ def main() -> None:
             "machine": machine(),
             "date": today(),
             "command": "python benchmarks/overhead.py",
-            "hwloop_command": " ".join(hwloop_cmd(Path("DIR"))),
+            "hwloop_command": display_cmd(),
             "device": DEVICE,
             "pairs": n_pairs,
             "steps": STEPS,
@@ -218,6 +267,7 @@ def main() -> None:
             "bare_fit_median_s": round(bare, 2),
             "ratio_vs_bare_fit": round(hw / bare, 3),
             "runs": runs,
+            **({"profile": profile(), "profile_date": today()} if args.profile else {}),
         },
     )
     print(f"hwloop {hw:.1f} s, plain Keras {plain:.1f} s (ratio {hw / plain:.2f}), bare fit {bare:.1f} s")

@@ -369,7 +369,8 @@ def section_overhead(data: dict) -> list[str]:
         return out + missing("overhead", "python benchmarks/overhead.py")
     runs = data["runs"]
     out += [
-        f"A whole `{data['hwloop_command']}` (TensorFlow import, {data['pairs']:,} device",
+        f'A whole `hwloop train --device "{data["device"]}" --strategy ila --out DIR --json`'
+        f" (TensorFlow import, {data['pairs']:,} device",
         f"queries logged to SQLite, {data['steps']:,} Adam steps of batch {data['batch']}, closed-loop",
         "evaluation, saving) against plain Keras on the same pairs (taken from the first",
         "hwloop run's query log): the same `hwloop.models.build_regressor` model,",
@@ -443,8 +444,17 @@ def section_overhead(data: dict) -> list[str]:
         out.append(line)
     out += ["", provenance(data), ""]
     if data.get("profile"):
-        out += ["Where `hwloop train`'s time goes (cProfile of one CLI run, cumulative seconds):", ""]
-        out += table(["part", "s"], [[p["part"], f"{p['s']:.2f}"] for p in data["profile"]], "lr")
+        out += [
+            "Where `hwloop train`'s time goes: one more CLI run under cProfile"
+            f" (`python benchmarks/overhead.py --profile-only`, {data.get('profile_date', data['date'])}),"
+            " cumulative seconds; profiling inflates Python-heavy parts a little.",
+            "",
+        ]
+        out += table(
+            ["part", "s"],
+            [[p["part"].replace("  ", "&nbsp;&nbsp;"), f"{p['s']:.2f}"] for p in data["profile"]],
+            "lr",
+        )
         out.append("")
     return out
 

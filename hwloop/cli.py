@@ -436,17 +436,20 @@ def train(
     click.echo(_summary(m), err=True)
 
 
-def _read_mask(path: str | None) -> list | None:
-    if path is None:
-        return None
+def _load_npy(path: str, what: str) -> Any:
+    """A user's .npy file, or one clear line saying why not."""
     import numpy as np
 
     try:
-        return np.load(path, allow_pickle=False).astype(int).tolist()
+        return np.load(path, allow_pickle=False)
     except FileNotFoundError:
-        raise UsageError(f"mask file {path} does not exist") from None
+        raise UsageError(f"{what} {path} does not exist") from None
     except ValueError as exc:
-        raise UsageError(f"mask file {path} is not a .npy array: {exc}") from None
+        raise UsageError(f"{what} {path} is not a .npy array: {exc}") from None
+
+
+def _read_mask(path: str | None) -> list | None:
+    return None if path is None else _load_npy(path, "mask file").astype(int).tolist()
 
 
 def _parse_hold(text: str | None) -> list[int] | None:
@@ -627,12 +630,7 @@ def apply(run_dir: str, in_path: str, out_path: str) -> None:
 
     from hwloop.inverse import load_inverse
 
-    try:
-        targets = np.load(in_path, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"{in_path} does not exist") from None
-    except ValueError as exc:
-        raise UsageError(f"{in_path} is not a .npy array: {exc}") from None
+    targets = _load_npy(in_path, "targets file")
     _needs_tensorflow()
     inverse = load_inverse(run_dir)
     x = inverse.apply(targets)
