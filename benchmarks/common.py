@@ -26,6 +26,7 @@ def machine() -> str:
 
 
 def today() -> str:
+    """The date a figure was measured, ISO format, for captions."""
     return time.strftime("%Y-%m-%d")
 
 

@@ -59,7 +59,7 @@ def _memory_complete(data: dict) -> bool:
 BENCHES = (
     Bench("strategies", "strategies.py", ("--budgets", STRATEGY_BUDGETS), _strategies_complete),
     Bench("memory", "memory.py", (), _memory_complete),
-    Bench("overhead", "overhead.py", (), lambda d: bool(d.get("runs")), force_flag=False),
+    Bench("overhead", "overhead.py", ("--profile",), lambda d: bool(d.get("runs")), force_flag=False),
     Bench("serial", "serial_throughput.py", (), lambda d: bool(d.get("results")), force_flag=False),
 )
 

@@ -122,7 +122,7 @@ def test_config_file_and_environment(runner: CliRunner, tmp_path: Path) -> None:
         (["train", "--device", "sim:nosuch"], 2, "unknown simulator"),
         (["train", "--device", "sim", "--strategy", "magic"], 2, "Invalid value for '--strategy'"),
         (["train", "--device", "sim", "--queries", "3"], 2, "--queries"),
-        (["train"], 2, "Missing option '--device'"),
+        (["train"], 2, "give --device URI"),
         (["apply", "--run", "/nonexistent/run", "--in", "t.npy", "--out", "x.npy"], 2, "does not exist"),
         (["eval", "--run", "/nonexistent/run", "--device", "sim"], 2, "does not exist"),
         (["log", "--run", "/nonexistent/run", "--export", "x.npz"], 2, "does not exist"),
