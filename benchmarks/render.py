@@ -189,12 +189,13 @@ def section_strategies(data: dict) -> list[str]:
         row.append("-" if c is None else db(c["noise_floor_db"]))
         rows.append(row)
     out += table(["simulator", *strategies, "noise floor"], rows)
-    if any("exact" in r for row in rows for r in row):
+    exact = [row[0] for row in rows if any("exact" in r for r in row[1:])]
+    if exact:
         out += [
             "",
-            "`exact`: zero error against the noise-free device. Only `quantised` shows it: its",
-            "noise-free answer is itself quantised, so an input on the right ADC step hits the",
-            "target code exactly.",
+            f"`exact`: zero error against the noise-free device ({', '.join(exact)}). A quantised",
+            "device's noise-free answer is itself quantised, so an input on the right ADC step",
+            "hits the target code exactly.",
         ]
     out += ["", provenance(data, dates), ""]
 
@@ -294,16 +295,20 @@ def acceptance_auto(cells: dict, budget: int) -> list[str]:
         *table(["simulator", "auto - ila, measured", "auto - ila, clean"], rows),
         "",
     ]
-    if len(rows) == n_one:
-        for k in ("measured", "clean"):
-            sim, v = worst[k]
-            over = [r[0] for r in rows if float(r[1 if k == "measured" else 2]) > AUTO_LOSS_DB]
-            out.append(
-                f"Acceptance (auto never more than {AUTO_LOSS_DB:.0f} dB worse than ila, {k} NMSE): "
-                f"{verdict(v <= AUTO_LOSS_DB)}; worst `{sim}`, auto {v:+.2f} dB relative to ila"
-                + (f"; over the limit: {', '.join(over)}." if over else ".")
-            )
-    else:
+    for k in ("measured", "clean") if rows else ():
+        sim, v = worst[k]
+        over = [r[0] for r in rows if float(r[1 if k == "measured" else 2]) > AUTO_LOSS_DB]
+        head = f"Acceptance (auto never more than {AUTO_LOSS_DB:.0f} dB worse than ila, {k} NMSE): "
+        if len(rows) < n_one and not over:
+            out.append(head + f"not decided yet, {len(rows)} of {n_one} simulators measured.")
+            continue
+        partial = f" ({len(rows)} of {n_one} simulators measured so far)" if len(rows) < n_one else ""
+        out.append(
+            head
+            + f"{verdict(not over)}{partial}; worst `{sim}`, auto {v:+.2f} dB relative to ila"
+            + (f"; over the limit: {', '.join(over)}." if over else ".")
+        )
+    if not rows:
         out.append("Acceptance (one-to-one): not decided yet, cells missing.")
     out.append("")
     return out
