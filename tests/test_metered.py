@@ -60,3 +60,23 @@ def test_every_answer_is_logged_before_it_is_returned(tmp_path: Path) -> None:
         y = m.query(np.linspace(-1, 1, 30)[:, None])
         assert seen == [30]
         np.testing.assert_array_equal(log.arrays()[1], y)
+
+
+def test_resumed_stateful_device_is_rewarmed_mid_sequence(tmp_path: Path) -> None:
+    """Replaying half a sequence from the log, then asking the device for the rest,
+    gives the answers a device that never stopped would give."""
+    x = np.random.default_rng(0).uniform(-1, 1, (300, 1)).astype(np.float32)
+    straight = make_sim("wh", noise=0.0, max_batch=100)
+    expected = straight.query(x)
+    with QueryLog(tmp_path / "q.sqlite", 1, 1) as log:
+        first = MeteredDevice(make_sim("wh", noise=0.0, max_batch=100), log, budget=1000)
+        first.reset()
+        first.query(x[:200])  # two chunks logged, then the run "dies"
+    with QueryLog(tmp_path / "q.sqlite", 1, 1) as log:
+        fresh = make_sim("wh", noise=0.0, max_batch=100)
+        again = MeteredDevice(fresh, log, budget=1000, replay=True)
+        again.reset()
+        y = again.query(x)
+        assert again.replayed_rows == 200 and again.warmup_rows == 200
+        np.testing.assert_allclose(y, expected, rtol=1e-6, atol=1e-7)
+        assert log.count() == 300 and log.resets() == [0]
