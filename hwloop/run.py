@@ -151,6 +151,8 @@ def train(
             dev_obj = device
         else:
             dev_obj = plan.device
+        if not dev_obj:
+            raise UsageError(f"{run_dir} was trained offline: nothing to resume (start a new --out)")
     else:
         opts = options or TrainOptions()
         if mask is not None or hold is not None or init_from is not None:

@@ -46,10 +46,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     badinv.mkdir()
     (badinv / "inverse.keras").write_bytes(b"not a zip")
     (badinv / "device.json").write_text((run / "device.json").read_text())
-    return {"d": d, "run": run, "corrupt": corrupt, "noconf": noconf, "badinv": badinv}
+    offline = d / "offline"
+    hwloop.train(None, strategy="ila", run_dir=offline, options=TrainOptions(fit_steps=30, from_log=str(run)))
+    return {"d": d, "run": run, "corrupt": corrupt, "noconf": noconf, "badinv": badinv, "offline": offline}
 
 
 CASES: list[tuple[str, list[str], int, str]] = [
+    ("resume an offline run", ["train", "--resume", "--out", "{offline}"], 2, "was trained offline"),
     ("unknown scheme", ["train", "--device", "nosuch:x"], 2, "unknown device scheme 'nosuch'"),
     ("bad parameter value", ["train", "--device", "sim:rapp?noise=loud"], 2, "not a valid float"),
     ("unknown parameter", ["probe", "--device", "sim:rapp?nosie=0.1"], 2, "unknown parameter 'nosie'"),
