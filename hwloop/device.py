@@ -57,6 +57,10 @@ class DeviceInfo:
     def high_array(self) -> np.ndarray:
         return np.asarray(self.high, dtype=np.float32)
 
+    def uniform(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n inputs drawn uniformly over the safe range, as float32 (n, in_dim)."""
+        return rng.uniform(self.low_array, self.high_array, size=(n, self.in_dim)).astype(np.float32)
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

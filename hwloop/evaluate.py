@@ -26,8 +26,7 @@ class EvalTargets:
 
 
 def reachable_targets(dev: MeteredDevice, n: int, rng: np.random.Generator) -> EvalTargets:
-    lo, hi = dev.info.low_array, dev.info.high_array
-    x = rng.uniform(lo, hi, size=(n, dev.info.in_dim)).astype(np.float32)
+    x = dev.info.uniform(rng, n)
     return EvalTargets(x, dev.query(x, "eval"))
 
 
@@ -39,8 +38,7 @@ def closed_loop_nmse_db(dev: MeteredDevice, inverse: InverseFn, targets: np.ndar
 
 def estimate_noise(dev: MeteredDevice, n: int, rng: np.random.Generator) -> np.ndarray:
     """Per-output noise variance from asking the same n inputs twice."""
-    lo, hi = dev.info.low_array, dev.info.high_array
-    x = rng.uniform(lo, hi, size=(n, dev.info.in_dim)).astype(np.float32)
+    x = dev.info.uniform(rng, n)
     first = dev.query(x, "noise")
     second = dev.query(x, "noise")
     return noise_variance(first, second)

@@ -189,7 +189,7 @@ def train_sequence_ila(
     ys: list[np.ndarray] = []
     used = 0
     for n in _segments(n_first, cfg.seq_len):
-        x = rng.uniform(lo, hi, size=(n, info.in_dim)).astype(np.float32)
+        x = info.uniform(rng, n)
         _reset(dev)
         ys.append(_query(dev, x, "train"))
         xs.append(x)

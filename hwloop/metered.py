@@ -27,12 +27,11 @@ import numpy as np
 
 from hwloop.device import Device, check_inputs
 from hwloop.errors import BudgetExhausted, NonFiniteAnswer, OutOfRangeError
-from hwloop.querylog import QueryLog
+from hwloop.querylog import KINDS, QueryLog
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str, int, int], None]
-KINDS = ("train", "eval", "noise")
 
 
 class MeteredDevice:

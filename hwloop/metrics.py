@@ -8,11 +8,7 @@ same inputs: the best closed-loop figure a perfect inverse could show.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
-
-QueryFn = Callable[[np.ndarray, str], np.ndarray]
 
 
 def nmse_db(y: np.ndarray, t: np.ndarray) -> float:

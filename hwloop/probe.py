@@ -24,6 +24,6 @@ def probe_device(dev: Device, *, points: int = 11, repeats: int = 64, seed: int 
         y = dev.query(x)
         sweeps.append({"input": i, "x": x[:, i].tolist(), "y": y.tolist()})
     rng = np.random.default_rng(seed)
-    xr = rng.uniform(lo, hi, size=(repeats, info.in_dim)).astype(np.float32)
+    xr = info.uniform(rng, repeats)
     var = noise_variance(dev.query(xr), dev.query(xr))
     return {"info": info.to_dict(), "sweeps": sweeps, "noise_std": np.sqrt(var).tolist()}

@@ -350,8 +350,7 @@ def _recalibrate(metered: MeteredDevice, plan: RunPlan, on_fit_step: StepFn | No
         )
     inner = next(layer for layer in base.model.layers if isinstance(layer, keras.Model))
     rng = np.random.default_rng(plan.seed)
-    lo, hi = metered.info.low_array, metered.info.high_array
-    x = rng.uniform(lo, hi, size=(metered.remaining, metered.info.in_dim)).astype(np.float32)
+    x = metered.info.uniform(rng, metered.remaining)
     y = metered.query(x, "train")
     res = retrain_with_hold(
         inner,

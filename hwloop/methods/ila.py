@@ -53,11 +53,6 @@ def inverse_mask(mask: np.ndarray | None) -> np.ndarray | None:
     return None if mask is None else np.asarray(mask).T
 
 
-def uniform_inputs(dev: MeteredDevice, n: int, rng: np.random.Generator) -> np.ndarray:
-    lo, hi = dev.info.low_array, dev.info.high_array
-    return rng.uniform(lo, hi, size=(n, dev.info.in_dim)).astype(np.float32)
-
-
 def train_ila(
     dev: MeteredDevice,
     cfg: ILAConfig,
@@ -78,7 +73,7 @@ def train_ila(
     if budget < 16:
         raise ValueError(f"ILA needs at least 16 training queries, {budget} left")
     n_first = budget if cfg.rounds <= 1 else max(16, int(budget * cfg.first_fraction))
-    x = uniform_inputs(dev, n_first, rng)
+    x = dev.info.uniform(rng, n_first)
     y = dev.query(x, "train")
     if prior is not None:  # pairs measured earlier (another run, a data file) join the fit
         x, y = np.concatenate([prior[0], x]), np.concatenate([prior[1], y])

@@ -48,9 +48,8 @@ def train_spsa(
     dev: MeteredDevice, cfg: SPSAConfig, *, seed: int, on_step: Callable[[int, float], None] | None = None
 ) -> tuple[keras.Model, list[float]]:
     rng = np.random.default_rng(seed)
-    lo, hi = dev.info.low_array, dev.info.high_array
     n0 = max(16, int(dev.remaining * cfg.explore_fraction))
-    x0 = rng.uniform(lo, hi, size=(n0, dev.info.in_dim)).astype(np.float32)
+    x0 = dev.info.uniform(rng, n0)
     y0 = dev.query(x0, "train")
     model = build_regressor(y0, x0, seed=seed, name="inverse")
     y_scale = np.maximum(y0.std(axis=0), 1e-8)

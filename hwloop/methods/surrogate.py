@@ -352,8 +352,7 @@ def train_surrogate(
     """Explore, fit F_hat, ILA-initialise M, train M through F_hat, refine on the device."""
     rng = np.random.default_rng(seed)
     n0 = max(16, int(dev.remaining * cfg.explore_fraction))
-    lo, hi = dev.info.low_array, dev.info.high_array
-    x = rng.uniform(lo, hi, size=(n0, dev.info.in_dim)).astype(np.float32)
+    x = dev.info.uniform(rng, n0)
     y = dev.query(x, "train")
     if prior is not None:
         x, y = np.concatenate([prior[0], x]), np.concatenate([prior[1], y])
