@@ -52,11 +52,40 @@ def finish(proc: subprocess.Popen) -> dict:
     return json.loads(out)
 
 
+def logged_train_rows(run: Path) -> int:
+    """Train rows committed so far, read the way a second process would (read-only)."""
+    try:
+        with sqlite3.connect(f"file:{run / 'queries.sqlite'}?mode=ro", uri=True, timeout=5) as db:
+            return int(db.execute("SELECT count(*) FROM queries WHERE kind = 'train'").fetchone()[0])
+    except sqlite3.OperationalError:  # not created yet, or its schema is not written yet
+        return 0
+
+
+def kill_after(proc: subprocess.Popen, run: Path, rows: int, extra_s: float) -> bool:
+    """SIGKILL `proc` `extra_s` seconds after the log holds `rows` train rows; False if it ended first.
+
+    Killing on progress rather than on a wall-clock sleep makes the test mean the
+    same on a fast machine and a slow one; the extra delay lands the kill at an
+    arbitrary moment: mid-chunk, mid-fit or mid-commit.
+    """
+    deadline = time.monotonic() + 300
+    while proc.poll() is None and logged_train_rows(run) < rows and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(extra_s)
+    if proc.poll() is not None:
+        return False
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    return True
+
+
 @pytest.mark.slow
 def test_kill_nine_five_times_then_resume(tmp_path: Path) -> None:
     rng = np.random.default_rng(7)
     device = Counting()
     run = tmp_path / "run"
+    # Five kills spread over the budget, each at a jittered row count.
+    targets = (np.array([0.1, 0.3, 0.5, 0.65, 0.8]) + rng.uniform(-0.05, 0.05, 5)) * BUDGET
     with serve_in_thread(device, pty=True, window=2) as server:
         url = f"serial://{server.url}"
         probe = hwloop.open_device(url)
@@ -64,19 +93,15 @@ def test_kill_nine_five_times_then_resume(tmp_path: Path) -> None:
         probe.close()
         rows_before = device.stats.queries
         kills = 0
-        for attempt in range(5):
+        for attempt, target in enumerate(targets):
             args = ["train", "--device", url, *TRAIN_ARGS, "--out", str(run), "--json"]
             proc = hwloop_cli(
                 args if attempt == 0 else ["train", "--resume", "--out", str(run), "--device", url]
             )
-            time.sleep(float(rng.uniform(3.0, 9.0)))
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGKILL)
-                proc.wait(timeout=30)
-                kills += 1
+            kills += kill_after(proc, run, int(target), float(rng.uniform(0.0, 0.8)))
         metrics = finish(hwloop_cli(["train", "--resume", "--out", str(run), "--device", url, "--json"]))
         served = device.stats.queries - rows_before
-    assert kills >= 3  # most attempts really were killed mid-run
+    assert kills >= 4  # the attempts really were killed mid-run
     assert metrics["queries_used"] == BUDGET
     # Every row the device answered is logged, but for at most one chunk in flight per kill.
     assert served <= BUDGET + metrics["eval_queries"] + kills * max_batch, (served, kills, max_batch)
