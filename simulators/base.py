@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 
 from hwloop.device import BaseDevice, DeviceInfo, check_inputs
+from hwloop.errors import BadDeviceParameterError
 from hwloop.registry import Param
 
 Transfer = Callable[[np.ndarray], np.ndarray]
@@ -29,7 +30,40 @@ BASE_PARAMS: dict[str, Param] = {
 """URI parameters every simulator takes, memoryless or not."""
 
 
-class SimDevice(BaseDevice):
+def check_base_values(where: str, values: dict, nonnegative: tuple[str, ...] = ("noise", "latency")) -> None:
+    """Refuse parameter values no simulator can honour, naming the URI they came from."""
+    for key in nonnegative:
+        if values[key] < 0:
+            raise BadDeviceParameterError(f"{where}: {key} must be >= 0, got {values[key]}")
+    if values["max_batch"] < 1:
+        raise BadDeviceParameterError(f"{where}: max_batch must be >= 1, got {values['max_batch']}")
+
+
+class NoisySim(BaseDevice):
+    """What every simulator shares: seeded output noise, a latency per call, a noise-free flag."""
+
+    def __init__(
+        self, info: DeviceInfo, *, noise: float, seed: int, latency: float, one_to_one: bool = True
+    ) -> None:
+        super().__init__(info)
+        if min(noise, latency) < 0:
+            raise ValueError("noise and latency must be >= 0")
+        self.noise = float(noise)
+        self.seed = int(seed)
+        self.latency = float(latency)
+        self.one_to_one = one_to_one
+        self._rng = np.random.default_rng(seed)
+
+    def _measured(self, y: np.ndarray) -> np.ndarray:
+        """``y`` plus this call's output noise, after the call's latency has passed."""
+        if self.noise:
+            y = y + self._rng.normal(0.0, self.noise, size=y.shape)
+        if self.latency:
+            time.sleep(self.latency)
+        return y
+
+
+class SimDevice(NoisySim):
     """A memoryless simulated device ``y = Q(f(x + n_in) + n_out)``, Q an optional quantiser."""
 
     def __init__(
@@ -44,17 +78,12 @@ class SimDevice(BaseDevice):
         lsb: float = 0.0,
         one_to_one: bool = True,
     ) -> None:
-        super().__init__(info)
-        if min(noise, input_noise, latency, lsb) < 0:
-            raise ValueError("noise, input_noise, latency and lsb must be >= 0")
+        super().__init__(info, noise=noise, seed=seed, latency=latency, one_to_one=one_to_one)
+        if min(input_noise, lsb) < 0:
+            raise ValueError("input_noise and lsb must be >= 0")
         self.transfer = transfer
-        self.noise = float(noise)
         self.input_noise = float(input_noise)
-        self.seed = int(seed)
-        self.latency = float(latency)
         self.lsb = float(lsb)
-        self.one_to_one = one_to_one
-        self._rng = np.random.default_rng(seed)
 
     def clean(self, x: np.ndarray) -> np.ndarray:
         """The noise-free answer, for scoring; it is not a measurement and is not counted."""
@@ -71,14 +100,9 @@ class SimDevice(BaseDevice):
             # stage); it may push the operating point slightly past the range,
             # as real noise would, but the commanded input stayed in range.
             xd = xd + self._rng.normal(0.0, self.input_noise, size=xd.shape)
-        y = np.asarray(self.transfer(xd), dtype=np.float64)
-        if self.noise:
-            y = y + self._rng.normal(0.0, self.noise, size=y.shape)
+        y = self._measured(np.asarray(self.transfer(xd), dtype=np.float64))
         # Noise comes before the quantiser, as in an ADC: it dithers the steps.
-        y = self._quantise(y)
-        if self.latency:
-            time.sleep(self.latency)
-        return y.astype(np.float32)
+        return self._quantise(y).astype(np.float32)
 
     def _reset(self) -> None:
         """Memoryless: nothing to clear."""

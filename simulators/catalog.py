@@ -33,7 +33,7 @@ import numpy as np
 from hwloop.device import BaseDevice, DeviceInfo
 from hwloop.errors import BadDeviceParameterError, UnknownSchemeError
 from hwloop.registry import Param, parse_params
-from hwloop.simulators.base import BASE_PARAMS, SimDevice, Transfer
+from hwloop.simulators.base import BASE_PARAMS, SimDevice, Transfer, check_base_values
 
 DEFAULT_SIM = "rapp"
 
@@ -265,11 +265,7 @@ def make_sim(name: str = DEFAULT_SIM, **params: object) -> BaseDevice:
 
 def _build(spec: SimSpec, values: dict) -> SimDevice:
     where = f"sim:{spec.name}"
-    for key in ("noise", "input_noise", "latency", "lsb"):
-        if values[key] < 0:
-            raise BadDeviceParameterError(f"{where}: {key} must be >= 0, got {values[key]}")
-    if values["max_batch"] < 1:
-        raise BadDeviceParameterError(f"{where}: max_batch must be >= 1")
+    check_base_values(where, values, ("noise", "input_noise", "latency", "lsb"))
     if spec.name == "quantised":
         if not 2 <= values["bits"] <= 24:
             raise BadDeviceParameterError(f"{where}: bits must be in 2..24")

@@ -22,17 +22,16 @@ post-cursor taps make a memoryless inverse clearly worse.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from hwloop.device import BaseDevice, DeviceInfo, check_inputs
+from hwloop.device import DeviceInfo, check_inputs
 from hwloop.errors import BadDeviceParameterError, UnknownSchemeError
 from hwloop.registry import Param
-from hwloop.simulators.base import BASE_PARAMS
+from hwloop.simulators.base import BASE_PARAMS, NoisySim, check_base_values
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +108,7 @@ class MemoryPolynomial(StreamSystem):
         return y, ((ext[len(ext) - keep :] if keep else ext[:0]).copy(),)
 
 
-class MemorySimDevice(BaseDevice):
+class MemorySimDevice(NoisySim):
     """A stateful simulated SISO device: a `StreamSystem` plus seeded output noise."""
 
     def __init__(
@@ -123,24 +122,13 @@ class MemorySimDevice(BaseDevice):
     ) -> None:
         if not info.stateful or info.in_dim != 1 or info.out_dim != 1:
             raise ValueError("a MemorySimDevice is stateful and 1 -> 1")
-        if min(noise, latency) < 0:
-            raise ValueError("noise and latency must be >= 0")
-        super().__init__(info)
+        super().__init__(info, noise=noise, seed=seed, latency=latency)
         self.system = system
-        self.noise = float(noise)
-        self.seed = int(seed)
-        self.latency = float(latency)
-        self.one_to_one = True
-        self._rng = np.random.default_rng(seed)
         self._state = system.initial_state()
 
     def _query_batch(self, x: np.ndarray) -> np.ndarray:
         y, self._state = self.system.run(x[:, 0].astype(np.float64), self._state)
-        if self.noise:
-            y = y + self._rng.normal(0.0, self.noise, size=y.shape)
-        if self.latency:
-            time.sleep(self.latency)
-        return y[:, None].astype(np.float32)
+        return self._measured(y)[:, None].astype(np.float32)
 
     def _reset(self) -> None:
         """Empty the delay lines; the noise stream goes on (it is not device memory)."""
@@ -224,11 +212,7 @@ def build_memory_sim(name: str, values: Mapping[str, Any]) -> MemorySimDevice:
     if spec is None:
         known = ", ".join(sorted(MEMORY_SIMULATORS))
         raise UnknownSchemeError(f"unknown memory simulator {name!r} (known: {known})")
-    where = f"sim:{name}"
-    if values["noise"] < 0 or values["latency"] < 0:
-        raise BadDeviceParameterError(f"{where}: noise and latency must be >= 0")
-    if values["max_batch"] < 1:
-        raise BadDeviceParameterError(f"{where}: max_batch must be >= 1")
+    check_base_values(f"sim:{name}", values)
     info = DeviceInfo(
         name=name,
         in_dim=1,
