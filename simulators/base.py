@@ -40,7 +40,7 @@ def check_base_values(where: str, values: dict, nonnegative: tuple[str, ...] = (
 
 
 class NoisySim(BaseDevice):
-    """What every simulator shares: seeded output noise, a latency per call, a noise-free flag."""
+    """What every simulator shares: seeded output noise, a latency per call, whether it is one-to-one."""
 
     def __init__(
         self, info: DeviceInfo, *, noise: float, seed: int, latency: float, one_to_one: bool = True
