@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwloop.errors import ProtocolError
+from hwloop.drivers.errors import ProtocolError
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
@@ -39,18 +39,19 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import numpy as np
 import serial
 
-from hwloop.device import BaseDevice, DeviceInfo, check_inputs
-from hwloop.drivers import protocol as p
-from hwloop.errors import (
+from hwloop.device import (
     BadDeviceParameterError,
+    BaseDevice,
     DeviceDisconnected,
     DeviceError,
-    DeviceFault,
+    DeviceInfo,
     DeviceRebooted,
     DeviceTimeout,
-    ProtocolError,
+    Param,
+    parse_params,
 )
-from hwloop.registry import Param, parse_params
+from hwloop.drivers import protocol as p
+from hwloop.drivers.errors import DeviceFault, ProtocolError
 
 log = logging.getLogger(__name__)
 
@@ -391,30 +392,41 @@ class SerialDevice(BaseDevice):
         self._write(req.frame)
 
     def _exchange(self, reqs: list[_Req]) -> None:
-        """Drive ``reqs`` to completion with a sliding window, retries and checks."""
+        """Drive ``reqs`` to completion (see `_pipeline`)."""
+        for _ in self._pipeline(reqs):
+            pass
+
+    def _pipeline(self, reqs: list[_Req]) -> Iterator[_Req]:
+        """Drive ``reqs`` with a sliding window, retries and checks; yield each
+        request once it and every request before it are answered.
+
+        The window is refilled before a request is yielded, so the link stays
+        busy while the caller handles the answer (e.g. commits it to a log).
+        """
         inflight: dict[int, _Req] = {}
         next_i = 0
         lo = 0
         gen = self._generation
         while True:
+            ready = []
             while lo < len(reqs) and reqs[lo].done:
+                ready.append(reqs[lo])
                 lo += 1
-            if lo >= len(reqs):
-                return
-            while next_i < len(reqs) and next_i - lo < self.window:
+            while next_i < len(reqs) and next_i - lo < self.window and gen == self._generation:
                 req = reqs[next_i]
                 self._send(req, fresh=True)
                 self.link.requests += 1
                 inflight[req.seq] = req
                 next_i += 1
-                if gen != self._generation:
-                    break
+            yield from ready
             if gen != self._generation:  # reconnected: re-send everything outstanding, same seqs
                 gen = self._generation
                 for req in sorted(inflight.values(), key=lambda r: r.index):
                     self.link.resends += 1
                     self._send(req, fresh=False)
                 continue
+            if lo >= len(reqs):
+                return
             deadline = min(r.sent_at for r in inflight.values()) + self.timeout
             payloads = self._read_payloads(deadline)
             if gen != self._generation:
@@ -507,36 +519,21 @@ class SerialDevice(BaseDevice):
         return ""
 
     # ------------------------------------------------------------ Device API
-    def query(self, x: np.ndarray) -> np.ndarray:
-        """Like BaseDevice.query, but keeps up to ``window`` chunks in flight."""
-        if self._closed:
-            raise DeviceError(f"{self.info.name}: device is closed")
-        arr = check_inputs(self.info, x)
-        n = arr.shape[0]
-        t0 = time.perf_counter()
-        step = self.info.max_batch
-        reqs = []
-        for i, start in enumerate(range(0, n, step)):
-            chunk = arr[start : start + step]
-            body = len(chunk).to_bytes(2, "little") + chunk.astype("<f4").tobytes()
-            reqs.append(_Req(index=i, kind=p.QUERY, body=body, n=len(chunk)))
-        self._exchange(reqs)
-        out = np.empty((n, self.info.out_dim), dtype=np.float32)
-        for req, start in zip(reqs, range(0, n, step), strict=False):
+    def _query_chunks(self, chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
+        """Keep up to ``window`` chunks in flight; yield each answer in order as it lands."""
+        reqs = [
+            _Req(
+                index=i, kind=p.QUERY, body=len(c).to_bytes(2, "little") + c.astype("<f4").tobytes(), n=len(c)
+            )
+            for i, c in enumerate(chunks)
+        ]
+        for req in self._pipeline(reqs):
             assert req.result is not None
-            out[start : start + req.n] = req.result
-        self.stats.calls += len(reqs)
-        self.stats.queries += n
-        self.stats.busy_s += time.perf_counter() - t0
-        return out
+            yield req.result
 
     def _query_batch(self, x: np.ndarray) -> np.ndarray:
-        """One chunk, stop-and-wait (``query`` normally bypasses this)."""
-        body = len(x).to_bytes(2, "little") + np.asarray(x, "<f4").tobytes()
-        req = _Req(index=0, kind=p.QUERY, body=body, n=len(x))
-        self._exchange([req])
-        assert req.result is not None
-        return req.result
+        """One chunk, stop-and-wait (``_query_chunks`` normally bypasses this)."""
+        return next(iter(self._query_chunks([x])))
 
     def _reset(self) -> None:
         self._exchange([_Req(index=0, kind=p.RESET, body=b"")])

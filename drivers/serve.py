@@ -39,9 +39,9 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from hwloop.device import Device
+from hwloop.device import Device, UsageError
 from hwloop.drivers import protocol as p
-from hwloop.errors import ProtocolError, UsageError
+from hwloop.drivers.errors import ProtocolError
 
 log = logging.getLogger(__name__)
 

@@ -4,20 +4,59 @@ A device is a black box F: (n, in_dim) inputs -> (n, out_dim) outputs, with a
 declared safe input range. `BaseDevice` owns what every device needs once -
 shape and finiteness checks, bounds enforcement, chunking by ``max_batch``,
 counting and timing - so a concrete device implements only ``_query_batch``.
+
+This module is the whole contract a driver or simulator needs: `Device`,
+`DeviceInfo`, `BaseDevice`, URI parameters (`Param`, `parse_params`) and the
+device errors. Drivers and simulators import nothing else from hwloop.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
+from urllib.parse import parse_qsl
 
 import numpy as np
 
-from hwloop.errors import DeviceError, NonFiniteAnswer, OutOfRangeError, ShapeError
+from hwloop.errors import (
+    BadDeviceParameterError,
+    DeviceDisconnected,
+    DeviceError,
+    DeviceRebooted,
+    DeviceTimeout,
+    HwloopError,
+    NonFiniteAnswer,
+    OutOfRangeError,
+    ShapeError,
+    UnknownSchemeError,
+    UsageError,
+)
 
 log = logging.getLogger(__name__)
+
+__all__ = [
+    "BadDeviceParameterError",
+    "BaseDevice",
+    "Device",
+    "DeviceDisconnected",
+    "DeviceError",
+    "DeviceInfo",
+    "DeviceRebooted",
+    "DeviceStats",
+    "DeviceTimeout",
+    "HwloopError",
+    "NonFiniteAnswer",
+    "OutOfRangeError",
+    "Param",
+    "ShapeError",
+    "UnknownSchemeError",
+    "UsageError",
+    "check_inputs",
+    "parse_params",
+]
 
 
 @dataclass(frozen=True)
@@ -145,34 +184,60 @@ class BaseDevice:
     def _query_batch(self, x: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def _query_chunks(self, chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
+        """The one hook for chunked I/O: answer each chunk, in order, as it arrives.
+
+        Every chunk holds at most ``max_batch`` rows that are already float32,
+        finite and within bounds. The default asks `_query_batch` one chunk at
+        a time; a driver that can keep several requests in flight overrides
+        this to do so, yielding each answer as soon as it and all before it
+        have arrived, so the caller can commit one answer while later chunks
+        are still on the wire.
+        """
+        for chunk in chunks:
+            yield self._query_batch(chunk)
+
     def _reset(self) -> None:
         """Override for devices with memory."""
 
     def _close(self) -> None:
         """Override to release a transport."""
 
-    def query(self, x: np.ndarray) -> np.ndarray:
+    def iter_query(self, x: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """Measure ``x`` chunk by chunk: yields (first row, checked answer) as answers arrive.
+
+        An answer of the wrong shape or with non-finite values raises before
+        it is yielded, so whatever a caller receives is a usable measurement.
+        """
         if self._closed:
             raise DeviceError(f"{self.info.name}: device is closed")
         arr = check_inputs(self.info, x)
-        n = arr.shape[0]
-        out = np.empty((n, self.info.out_dim), dtype=np.float32)
-        t0 = time.perf_counter()
         step = self.info.max_batch
-        for start in range(0, n, step):
-            chunk = arr[start : start + step]
-            y = np.asarray(self._query_batch(chunk), dtype=np.float32)
-            if y.shape != (chunk.shape[0], self.info.out_dim):
-                raise DeviceError(
-                    f"{self.info.name}: answered shape {y.shape} for "
-                    f"{chunk.shape[0]} row(s), expected ({chunk.shape[0]}, {self.info.out_dim})"
-                )
-            if not np.all(np.isfinite(y)):
-                raise NonFiniteAnswer(f"{self.info.name}: answered non-finite values")
-            out[start : start + chunk.shape[0]] = y
-            self.stats.calls += 1
-            self.stats.queries += chunk.shape[0]
-        self.stats.busy_s += time.perf_counter() - t0
+        starts = range(0, arr.shape[0], step)
+        t0 = time.perf_counter()
+        try:
+            answers = self._query_chunks([arr[s : s + step] for s in starts])
+            for start, y in zip(starts, answers, strict=False):
+                rows = min(step, arr.shape[0] - start)
+                y = np.asarray(y, dtype=np.float32)
+                if y.shape != (rows, self.info.out_dim):
+                    raise DeviceError(
+                        f"{self.info.name}: answered shape {y.shape} for "
+                        f"{rows} row(s), expected ({rows}, {self.info.out_dim})"
+                    )
+                if not np.all(np.isfinite(y)):
+                    raise NonFiniteAnswer(f"{self.info.name}: answered non-finite values")
+                self.stats.calls += 1
+                self.stats.queries += rows
+                yield start, y
+        finally:
+            self.stats.busy_s += time.perf_counter() - t0
+
+    def query(self, x: np.ndarray) -> np.ndarray:
+        arr = check_inputs(self.info, x)
+        out = np.empty((arr.shape[0], self.info.out_dim), dtype=np.float32)
+        for start, y in self.iter_query(arr):
+            out[start : start + len(y)] = y
         return out
 
     def reset(self) -> None:
@@ -193,3 +258,46 @@ class BaseDevice:
     def __repr__(self) -> str:
         i = self.info
         return f"<{type(self).__name__} {i.name} {i.in_dim}->{i.out_dim}>"
+
+
+@dataclass(frozen=True)
+class Param:
+    """One URI parameter: its type, default and a line of help."""
+
+    type: type
+    default: Any
+    help: str = ""
+
+
+def parse_params(query: str, spec: Mapping[str, Param], *, where: str) -> dict[str, Any]:
+    """Parse ``a=1&b=x`` against ``spec``; unknown names and bad values raise."""
+    values = {name: p.default for name, p in spec.items()}
+    for key, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
+        if key not in spec:
+            allowed = ", ".join(sorted(spec)) or "none"
+            raise BadDeviceParameterError(f"{where}: unknown parameter {key!r} (allowed: {allowed})")
+        values[key] = _convert(raw, spec[key].type, key=key, where=where)
+    return values
+
+
+def _convert(raw: str, typ: type, *, key: str, where: str) -> Any:
+    try:
+        if typ is bool:
+            low = raw.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(raw)
+        if typ is int:
+            return int(raw, 0)
+        if typ is float:
+            v = float(raw)
+            if v != v or v in (float("inf"), float("-inf")):
+                raise ValueError(raw)
+            return v
+        return typ(raw)
+    except ValueError:
+        raise BadDeviceParameterError(
+            f"{where}: parameter {key}={raw!r} is not a valid {typ.__name__}"
+        ) from None

@@ -48,39 +48,12 @@ class NonFiniteAnswer(DeviceError):
     """The device answered NaN or infinity; such an answer is never a measurement."""
 
 
-class ReplayDiverged(HwloopError):
-    """A resumed run proposed other inputs than the ones its log holds."""
-
-
 class BudgetExhausted(HwloopError):
     """The hard cap on training queries has been reached."""
 
 
 class DeviceTimeout(DeviceError):
     """A device did not answer in time, even after the allowed retries."""
-
-
-class ProtocolError(DeviceError):
-    """Bytes on the wire that break the protocol (bad frame, version, type, length).
-
-    ``code`` is the PROTOCOL.md error code a device would answer with.
-    """
-
-    code = 1
-
-    def __init__(self, message: str, code: int | None = None) -> None:
-        super().__init__(message)
-        if code is not None:
-            self.code = code
-
-
-class DeviceFault(DeviceError):
-    """The device answered ERROR: ``code`` and ``device_message`` are its words."""
-
-    def __init__(self, code: int, device_message: str, message: str | None = None) -> None:
-        self.code = code
-        self.device_message = device_message
-        super().__init__(message or f"device error {code}: {device_message}")
 
 
 class DeviceRebooted(DeviceError):

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from importlib.metadata import EntryPoint, entry_points
-from typing import Any
-from urllib.parse import parse_qsl
 
-from hwloop.device import Device
-from hwloop.errors import BadDeviceParameterError, UnknownSchemeError, UsageError
+from hwloop.device import Device, Param, parse_params
+from hwloop.errors import UnknownSchemeError, UsageError
 
 log = logging.getLogger(__name__)
+
+__all__ = ["ENTRY_POINT_GROUP", "Param", "device_schemes", "open_device", "parse_params", "uri_scheme"]
 
 ENTRY_POINT_GROUP = "hwloop.devices"
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
@@ -71,46 +70,3 @@ def open_device(uri: str | Device) -> Device:
         raise UsageError(f"device scheme {scheme!r}: factory returned {type(device).__name__}, not a Device")
     log.info("opened %s as %r", uri, device)
     return device
-
-
-@dataclass(frozen=True)
-class Param:
-    """One URI parameter: its type, default and a line of help."""
-
-    type: type
-    default: Any
-    help: str = ""
-
-
-def parse_params(query: str, spec: Mapping[str, Param], *, where: str) -> dict[str, Any]:
-    """Parse ``a=1&b=x`` against ``spec``; unknown names and bad values raise."""
-    values = {name: p.default for name, p in spec.items()}
-    for key, raw in parse_qsl(query, keep_blank_values=True, strict_parsing=False):
-        if key not in spec:
-            allowed = ", ".join(sorted(spec)) or "none"
-            raise BadDeviceParameterError(f"{where}: unknown parameter {key!r} (allowed: {allowed})")
-        values[key] = _convert(raw, spec[key].type, key=key, where=where)
-    return values
-
-
-def _convert(raw: str, typ: type, *, key: str, where: str) -> Any:
-    try:
-        if typ is bool:
-            low = raw.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(raw)
-        if typ is int:
-            return int(raw, 0)
-        if typ is float:
-            v = float(raw)
-            if v != v or v in (float("inf"), float("-inf")):
-                raise ValueError(raw)
-            return v
-        return typ(raw)
-    except ValueError:
-        raise BadDeviceParameterError(
-            f"{where}: parameter {key}={raw!r} is not a valid {typ.__name__}"
-        ) from None

@@ -15,9 +15,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hwloop.device import BaseDevice, DeviceInfo, check_inputs
-from hwloop.errors import BadDeviceParameterError
-from hwloop.registry import Param
+from hwloop.device import BadDeviceParameterError, BaseDevice, DeviceInfo, Param, check_inputs
 
 Transfer = Callable[[np.ndarray], np.ndarray]
 

@@ -30,9 +30,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwloop.device import BaseDevice, DeviceInfo
-from hwloop.errors import BadDeviceParameterError, UnknownSchemeError
-from hwloop.registry import Param, parse_params
+from hwloop.device import (
+    BadDeviceParameterError,
+    BaseDevice,
+    DeviceInfo,
+    Param,
+    UnknownSchemeError,
+    parse_params,
+)
 from hwloop.simulators.base import BASE_PARAMS, SimDevice, Transfer, check_base_values
 
 DEFAULT_SIM = "rapp"

@@ -28,9 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from hwloop.device import DeviceInfo, check_inputs
-from hwloop.errors import BadDeviceParameterError, UnknownSchemeError
-from hwloop.registry import Param
+from hwloop.device import BadDeviceParameterError, DeviceInfo, Param, UnknownSchemeError, check_inputs
 from hwloop.simulators.base import BASE_PARAMS, NoisySim, check_base_values
 
 log = logging.getLogger(__name__)

@@ -17,8 +17,8 @@ import pytest
 import serial
 
 from hwloop.drivers import protocol as p
+from hwloop.drivers.errors import DeviceFault, ProtocolError
 from hwloop.drivers.serial_device import SerialDevice, open_serial
-from hwloop.errors import DeviceFault, ProtocolError
 
 SIGMA = 1e-3  # the Makefile's default NOISE_SIGMA
 

@@ -20,8 +20,8 @@ import serial
 import hwloop
 from hwloop.device import Device
 from hwloop.drivers import protocol as p
+from hwloop.drivers.errors import ProtocolError
 from hwloop.drivers.serial_device import SerialDevice
-from hwloop.errors import ProtocolError
 from hwloop.run import TrainOptions
 
 pytestmark = pytest.mark.hardware

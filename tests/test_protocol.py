@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hwloop.drivers import protocol as p
-from hwloop.errors import ProtocolError
+from hwloop.drivers.errors import ProtocolError
 
 
 def h(text: str) -> bytes:

@@ -12,12 +12,12 @@ import serial
 
 from hwloop import BaseDevice, DeviceInfo, open_device
 from hwloop.drivers import protocol as p
+from hwloop.drivers.errors import DeviceFault
 from hwloop.drivers.serial_device import SerialDevice, open_serial, split_uri
 from hwloop.drivers.serve import FaultConfig, serve_in_thread
 from hwloop.errors import (
     BadDeviceParameterError,
     DeviceDisconnected,
-    DeviceFault,
     DeviceRebooted,
     DeviceTimeout,
     OutOfRangeError,
