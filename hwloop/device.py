@@ -32,6 +32,7 @@ from hwloop.errors import (
     OutOfRangeError,
     ShapeError,
     UnknownSchemeError,
+    UnusableAnswer,
     UsageError,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "Param",
     "ShapeError",
     "UnknownSchemeError",
+    "UnusableAnswer",
     "UsageError",
     "check_inputs",
     "parse_params",

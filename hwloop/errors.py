@@ -44,7 +44,14 @@ class OutOfRangeError(DeviceError, ValueError):
     """An input outside the device's safe range or not finite; never sent."""
 
 
-class NonFiniteAnswer(DeviceError):
+class UnusableAnswer(DeviceError):
+    """The device answered, but not with a usable measurement (wrong row count or type,
+    non-finite values). Never logged or used. A stateless device may simply be asked
+    again; a stateful one may already have applied the input, so its caller resets it
+    and re-warms it from the log instead of asking again."""
+
+
+class NonFiniteAnswer(UnusableAnswer):
     """The device answered NaN or infinity; such an answer is never a measurement."""
 
 
