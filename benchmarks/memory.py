@@ -2,7 +2,7 @@
 
 A stateful simulator's output depends on past inputs, so an inverse that sees
 only the current target leaves the memory uncorrected; this measures how much
-the tapped-delay inverse of `hwloop.memory` recovers. Every cell is one
+the tapped-delay inverse of `hwloop.strategies.sequence` recovers. Every cell is one
 ``hwloop.train(sim, strategy="ila", queries=20000, seed=0,
 options=TrainOptions(memory_depth=D))``: `hwloop.run` routes a stateful
 device to sequence ILA, and ``memory_depth=0`` gives the same regressor fed

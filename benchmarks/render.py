@@ -324,7 +324,7 @@ def section_memory(data: dict) -> list[str]:
         "The stateful simulators (`simulators/memory.py`) with measurement noise",
         f'{data.get("noise", 1e-3):g}, trained by `hwloop.train("sim:NAME?noise=...", strategy="ila",',
         "queries=20000, seed=0, options=TrainOptions(memory_depth=D))`: `hwloop.run` sends",
-        "a stateful device to sequence ILA (`hwloop.memory`, 16,000 fit steps), whose",
+        "a stateful device to sequence ILA (`hwloop.strategies.sequence`, 16,000 fit steps), whose",
         "inverse sees the current and D past targets. D = 0 is the memoryless inverse.",
         "Closed-loop NMSE on a 2,000-sample reachable target sequence after a reset,",
         "measured on the noisy device and against the noise-free device (clean); the",

@@ -43,7 +43,7 @@ class Bench:
 
 
 def _strategies_complete(data: dict) -> bool:
-    from hwloop.methods import STRATEGIES
+    from hwloop.strategies import USER_CHOICES as STRATEGIES
     from hwloop.simulators.catalog import SIMULATORS
 
     cells = data.get("cells", {})

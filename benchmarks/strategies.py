@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load, machine, save, today
 
 import hwloop
-from hwloop.methods import STRATEGIES
+from hwloop.strategies import USER_CHOICES as STRATEGIES
 from hwloop.simulators.catalog import SIMULATORS
 
 NAME = "strategies"

@@ -1,7 +1,9 @@
 """hwloop: train a neural network to be the inverse of a device you can only query.
 
 Importing hwloop is cheap: TensorFlow loads only when training or loading a
-model needs it (``train``, ``load_inverse``).
+model needs it (``train``, ``load_inverse``). A source checkout works after
+``pip install -e .``, which installs ``drivers/`` and ``simulators/`` as
+``hwloop.drivers`` and ``hwloop.simulators``.
 """
 
 from __future__ import annotations
@@ -28,23 +30,6 @@ __all__ = [
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-
-def _source_tree_subpackages() -> None:
-    """In a source checkout, drivers/ and simulators/ sit beside hwloop/ and
-    install as hwloop.drivers and hwloop.simulators. Let `import hwloop` from
-    the checkout's root (``python -m hwloop.cli``) find them there too; an
-    installed hwloop has them inside and is left alone."""
-    import os
-
-    here = os.path.dirname(os.path.abspath(__file__))
-    root = os.path.dirname(here)
-    if not os.path.isdir(os.path.join(here, "drivers")) and all(
-        os.path.isfile(os.path.join(root, sub, "__init__.py")) for sub in ("drivers", "simulators")
-    ):
-        __path__.append(root)  # type: ignore[name-defined]  # hwloop.X also looks in root/X
-
-
-_source_tree_subpackages()
 
 if TYPE_CHECKING:  # pragma: no cover
     from hwloop.inverse import load_inverse

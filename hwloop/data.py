@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from hwloop.device import DeviceInfo
 from hwloop.errors import RunDirError, ShapeError, UsageError
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,18 @@ class Pairs:
     @property
     def out_dim(self) -> int:
         return int(self.y.shape[1])
+
+    def inside(self, info: DeviceInfo) -> tuple[np.ndarray, np.ndarray]:
+        """The pairs a device described by ``info`` could have answered: same shape, inputs in range."""
+        if (self.in_dim, self.out_dim) != (info.in_dim, info.out_dim):
+            raise UsageError(
+                f"{self.source} holds {self.in_dim}->{self.out_dim} pairs, "
+                f"the device is {info.in_dim}->{info.out_dim}"
+            )
+        keep = ((self.x >= info.low_array) & (self.x <= info.high_array)).all(axis=1)
+        if not keep.all():
+            log.warning("%d prior pairs lie outside the safe range and are left out", int((~keep).sum()))
+        return self.x[keep], self.y[keep]
 
     def range(self) -> tuple[tuple[float, ...], tuple[float, ...]]:
         """The declared safe range, else the range the data covers."""

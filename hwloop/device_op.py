@@ -49,9 +49,20 @@ def device_call(query: QueryFn, surrogate: Surrogate, x: tf.Tensor, out_dim: int
     return op(tf.convert_to_tensor(x, tf.float32))
 
 
-def straight_through(y_device: tf.Tensor, y_hat: tf.Tensor) -> tf.Tensor:
-    """Forward value of the device, gradient of the surrogate."""
-    return tf.stop_gradient(y_device - y_hat) + y_hat
+def straight_through(
+    y_device: tf.Tensor, y_hat: tf.Tensor, y_hat_at_query: tf.Tensor | None = None
+) -> tf.Tensor:
+    """Forward value of the device, gradient of the surrogate.
+
+    ``stop_gradient(y_device - y_hat) + y_hat``. When the model has moved since
+    the device was asked (several steps per batch of answers), give the
+    surrogate's value where the device was asked as ``y_hat_at_query``: the
+    forward value is then the device's answer carried along the surrogate,
+    ``y_device + y_hat - y_hat_at_query``, which equals ``y_device`` at the
+    queried input; the gradient is still the surrogate's.
+    """
+    anchor = y_hat if y_hat_at_query is None else y_hat_at_query
+    return tf.stop_gradient(y_device - anchor) + y_hat
 
 
 def device_call_straight_through(

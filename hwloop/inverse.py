@@ -80,7 +80,7 @@ def load_inverse(run_dir: str | Path) -> Inverse:
         raise RunDirError(f"{path}: cannot load the inverse ({type(exc).__name__}: {exc})") from exc
     memory = info.get("inverse_memory")
     if memory:
-        from hwloop.memory import SequenceInverse
+        from hwloop.tapped import SequenceInverse
 
         return SequenceInverse(  # type: ignore[return-value]
             model,
@@ -88,5 +88,6 @@ def load_inverse(run_dir: str | Path) -> Inverse:
             int(memory["lookahead"]),
             np.asarray(info["low"], np.float32),
             np.asarray(info["high"], np.float32),
+            {k: v for k, v in info.items() if k != "inverse_memory"},
         )
     return Inverse(model, info)

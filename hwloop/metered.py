@@ -1,19 +1,24 @@
 """The only path from training code to a device: safety, budget, log, replay.
 
-Training methods never call a device directly. They call `MeteredDevice`,
-which
+Training code never calls a device directly. It calls `MeteredDevice`, itself
+a `Device`, which
 
 1. refuses non-finite proposals and clips the rest to the safe range (or
    refuses them under ``strict_bounds``): nothing unsafe reaches a driver;
 2. enforces the hard cap on training queries;
-3. sends at most ``max_batch`` rows at a time and commits each chunk's
-   answers to the query log before using them, so a kill loses at most one
-   chunk in flight;
+3. hands the driver the whole batch and commits each chunk's answers to the
+   query log as they arrive, before anyone uses them; the driver keeps its
+   request window full meanwhile, so a kill loses at most the chunks in flight;
 4. on a resumed run, answers from the log instead of the device while the
-   proposals match what was logged (methods are deterministic for a seed),
+   proposals match what was logged (strategies are deterministic for a seed),
    so no logged measurement is paid for twice;
-5. retries an answer that is not finite, and never logs it;
-6. paces queries to ``max_rate`` rows per second for fragile hardware.
+5. never uses an answer that is not a measurement (`UnusableAnswer`): a
+   stateless device is asked again; a stateful one is reset and re-warmed
+   with the inputs of its current sequence (answers not logged) and then
+   asked again, so its state never steps twice on one input; a stateful
+   device that rebooted mid-sequence is re-warmed the same way;
+6. paces queries to ``max_rate`` rows per second for fragile hardware
+   (chunk by chunk, without pipelining).
 """
 
 from __future__ import annotations
@@ -21,11 +26,11 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from hwloop.device import Device, check_inputs
+from hwloop.device import Device, DeviceInfo, DeviceRebooted, UnusableAnswer, check_inputs
 from hwloop.errors import BudgetExhausted, NonFiniteAnswer, OutOfRangeError
 from hwloop.querylog import KINDS, QueryLog
 
@@ -36,6 +41,8 @@ ProgressFn = Callable[[str, int, int], None]
 
 class MeteredDevice:
     """A device seen through the harness: clipped, budgeted, logged and replayable."""
+
+    info: DeviceInfo
 
     def __init__(
         self,
@@ -63,11 +70,13 @@ class MeteredDevice:
         self.device_rows = 0  # rows that really went to the device in this process
         self.replayed_rows = 0
         self.diverged_rows = 0
+        self.warmup_rows = 0  # inputs re-sent, unlogged, to rebuild a stateful device's memory
+        self.recoveries = 0  # unusable answers or reboots recovered from
         self._rate_t0: float | None = None
         self._rate_rows = 0
         self._replay: deque[tuple[str, np.ndarray, np.ndarray]] = deque()
-        self._since_reset: list[np.ndarray] = []  # replayed inputs of the current sequence
-        self.warmup_rows = 0
+        self._sequence: list[np.ndarray] = []  # a stateful device's inputs since its last reset
+        self._in_sync = True  # the physical device has seen all of _sequence
         if replay and querylog is not None:
             self._replay.extend(querylog.calls())
             log.info("resuming: %d logged device calls to replay", len(self._replay))
@@ -98,9 +107,13 @@ class MeteredDevice:
     def reset(self) -> None:
         """Clear a stateful device's memory; the log records where (once: not again on replay)."""
         self.device.reset()
-        self._since_reset.clear()
+        self._sequence.clear()
+        self._in_sync = True
         if self.log is not None and not self._replay:
             self.log.mark_reset()
+
+    def close(self) -> None:
+        self.device.close()
 
     def query(self, x: np.ndarray, kind: str = "train") -> np.ndarray:
         """Measure ``x``; training queries count against the budget."""
@@ -112,27 +125,21 @@ class MeteredDevice:
             )
         out = np.empty((n, self.info.out_dim), np.float32)
         step = self.info.max_batch
-        for start in range(0, n, step):
-            chunk = arr[start : start + step]
-            out[start : start + len(chunk)] = self._measure(chunk, kind)
+        start = 0
+        while start < n:  # leading chunks the log already holds
+            replayed = self._from_log(arr[start : start + step], kind)
+            if replayed is None:
+                break
+            out[start : start + len(replayed)] = replayed
+            start += len(replayed)
+        if start < n:
+            self._measure(arr[start:], kind, out[start:])
         self.used[kind] += n
         if self.progress is not None:
             self.progress(kind, n, self.used[kind])
         return out
 
-    def _measure(self, chunk: np.ndarray, kind: str) -> np.ndarray:
-        replayed = self._from_log(chunk, kind)
-        if replayed is not None:
-            if self.info.stateful:
-                self._since_reset.append(chunk)
-            return replayed
-        if self._since_reset:
-            self._rewarm()
-        y = self._ask_device(chunk)
-        if self.log is not None:
-            self.log.append(chunk, y, kind)  # committed before anyone sees y
-        return y
-
+    # ------------------------------------------------------------ replay
     def _from_log(self, chunk: np.ndarray, kind: str) -> np.ndarray | None:
         if not self._replay:
             return None
@@ -140,6 +147,9 @@ class MeteredDevice:
         if k == kind and x_logged.shape == chunk.shape and np.array_equal(x_logged, chunk):
             self._replay.popleft()
             self.replayed_rows += len(chunk)
+            if self.info.stateful:
+                self._sequence.append(chunk)
+                self._in_sync = False
             return y_logged
         # The run asks for something else than its log holds: stop replaying.
         # The rest of the log stays as it is; its training rows still count
@@ -155,35 +165,74 @@ class MeteredDevice:
         self._replay.clear()
         return None
 
-    def _rewarm(self) -> None:
-        """After replaying part of a sequence, drive a stateful device through
-        that part again so its memory matches the log (answers not logged)."""
-        warm = np.concatenate(self._since_reset)
-        self._since_reset.clear()
-        log.info("re-warming %s with %d replayed inputs of the current sequence", self.info.name, len(warm))
-        for start in range(0, len(warm), self.info.max_batch):
-            self._ask_device(warm[start : start + self.info.max_batch])
-        self.warmup_rows += len(warm)
-
-    def _ask_device(self, chunk: np.ndarray) -> np.ndarray:
-        self._pace(len(chunk))
-        for attempt in range(self.answer_retries + 1):
-            t0 = time.perf_counter()
+    # ------------------------------------------------------------ the device
+    def _measure(self, arr: np.ndarray, kind: str, out: np.ndarray) -> None:
+        """Ask the device for ``arr``, committing each chunk's answer as it lands."""
+        done = 0
+        failures = 0
+        while done < len(arr):
+            base = done
             try:
-                y = np.asarray(self.device.query(chunk), np.float32)
+                if not self._in_sync:
+                    self._rewarm()
+                for offset, y in self._answers(arr[base:]):
+                    start, stop = base + offset, base + offset + len(y)
+                    if self.log is not None:
+                        self.log.append(arr[start:stop], y, kind)  # committed before anyone sees y
+                    out[start:stop] = y
+                    if self.info.stateful:
+                        self._sequence.append(arr[start:stop])
+                    done = stop
+            except (UnusableAnswer, DeviceRebooted) as exc:
+                failures += 1
+                if failures > self.answer_retries:
+                    raise type(exc)(f"{exc}; {failures} attempts, nothing logged") from None
+                self.recoveries += 1
+                if self.info.stateful:
+                    self._in_sync = False  # its memory may have stepped: rebuild it, then ask again
+                    log.warning("%s; resetting and re-warming the device, then asking again", exc)
+                else:
+                    log.warning("%s (attempt %d); asking again", exc, failures)
+
+    def _answers(self, arr: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(offset, answer) per chunk as answers land: pipelined when the device can."""
+        iter_query = getattr(self.device, "iter_query", None)
+        if self.max_rate or not callable(iter_query):
+            stream: Iterator[tuple[int, np.ndarray]] = self._one_chunk_at_a_time(arr)
+        else:
+            stream = iter_query(arr)
+        t0 = time.perf_counter()
+        try:
+            for offset, y in stream:
+                self.device_s += time.perf_counter() - t0
+                y = np.asarray(y, np.float32)
                 if not np.all(np.isfinite(y)):
                     raise NonFiniteAnswer(f"{self.info.name}: answered non-finite values")
-                return y
-            except NonFiniteAnswer as exc:
-                if attempt == self.answer_retries:
-                    raise NonFiniteAnswer(
-                        f"{exc}; {self.answer_retries + 1} attempts, nothing logged"
-                    ) from None
-                log.warning("%s (attempt %d); asking again", exc, attempt + 1)
-            finally:
-                self.device_s += time.perf_counter() - t0
-                self.device_rows += len(chunk)
-        raise AssertionError("unreachable")  # pragma: no cover
+                self.device_rows += len(y)
+                yield offset, y
+                t0 = time.perf_counter()
+        finally:
+            self.device_s += time.perf_counter() - t0
+
+    def _one_chunk_at_a_time(self, arr: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        step = self.info.max_batch
+        for start in range(0, len(arr), step):
+            chunk = arr[start : start + step]
+            self._pace(len(chunk))
+            yield start, np.asarray(self.device.query(chunk), np.float32)
+
+    def _rewarm(self) -> None:
+        """Reset a stateful device and drive it through its current sequence again
+        (answers not logged), so its memory matches the log."""
+        self.device.reset()
+        self._in_sync = True
+        if not self._sequence:
+            return
+        warm = np.concatenate(self._sequence)
+        log.info("re-warming %s with %d inputs of the current sequence", self.info.name, len(warm))
+        for _ in self._answers(warm):
+            pass
+        self.warmup_rows += len(warm)
 
     def _pace(self, rows: int) -> None:
         """Sleep so that rows sent so far never exceed max_rate per second."""

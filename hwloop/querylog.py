@@ -204,3 +204,50 @@ def open_run_log(run_dir: str | Path) -> QueryLog:
     except (sqlite3.DatabaseError, KeyError, ValueError) as exc:
         raise RunDirError(f"{path}: not a readable query log ({exc})") from None
     return QueryLog(path, in_dim, out_dim)
+
+
+def read_rows(
+    path: Path, kind: str | None = None
+) -> tuple[int, int, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """(in_dim, out_dim, calls) of a log, each call as (kind, x, y), never writing to it.
+
+    The connection is read-write but ``query_only``: a WAL database's last
+    read-write connection removes the ``-wal``/``-shm`` files it needed on
+    close, where a ``mode=ro`` one would leave them behind in the run
+    directory. A log we may not write to is read through ``mode=ro``.
+    """
+    uri = Path(path).resolve().as_uri()
+    try:
+        db = sqlite3.connect(f"{uri}?mode=rw", uri=True)
+        try:
+            db.execute("PRAGMA query_only=1")
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+        except sqlite3.OperationalError:
+            db.close()
+            db = sqlite3.connect(f"{uri}?mode=ro", uri=True)
+        except sqlite3.Error:
+            db.close()
+            raise
+        try:
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+            in_dim, out_dim = int(meta["in_dim"]), int(meta["out_dim"])
+            where, args = ("WHERE kind = ?", (kind,)) if kind else ("", ())
+            rows = db.execute(f"SELECT call, kind, x, y FROM queries {where} ORDER BY id", args).fetchall()
+        finally:
+            db.close()
+    except (sqlite3.Error, KeyError, ValueError) as exc:
+        raise RunDirError(f"{path}: not a readable query log ({type(exc).__name__}: {exc})") from None
+    if in_dim < 1 or out_dim < 1:
+        raise RunDirError(f"{path}: query log records a {in_dim}->{out_dim} device")
+    calls: list[tuple[str, np.ndarray, np.ndarray]] = []
+    start = 0
+    for i in range(1, len(rows) + 1):
+        if i == len(rows) or rows[i][0] != rows[start][0]:
+            group = rows[start:i]
+            if any(len(r[2]) != 4 * in_dim or len(r[3]) != 4 * out_dim for r in group):
+                raise RunDirError(f"{path}: a logged row does not hold {in_dim}+{out_dim} float32 values")
+            x = np.frombuffer(b"".join(r[2] for r in group), "<f4").reshape(-1, in_dim)
+            y = np.frombuffer(b"".join(r[3] for r in group), "<f4").reshape(-1, out_dim)
+            calls.append((group[0][1], x.astype(np.float64), y.astype(np.float64)))
+            start = i
+    return in_dim, out_dim, calls

@@ -1,18 +1,11 @@
 """``report.png``: one picture of a finished run, drawn from its run directory alone.
 
 No device is needed: the transfer curves come from the logged training
-pairs, the closed loop from the evaluation queries the run already paid for,
-and the curves from ``metrics.json``. matplotlib is imported only inside
-`write_report` (Agg canvas, no pyplot), so importing hwloop stays light.
-
-Evaluation rows in the log (kind ``eval``) are written by
-`hwloop.evaluate.evaluate` as two device calls of ``eval_targets`` rows each:
-first fresh in-range inputs whose answers are the targets t, then M(t) whose
-answers are the closed-loop outputs y (the noise-floor calls, kind
-``noise``, sit between them). Pairing row i of those two calls gives
-(t_i, y_i). The calls are found by their ``call`` number and size rather than
-by splitting the eval rows in half, so other evaluation queries in the same
-log (diagnostics) do not shift the pairing.
+pairs (`hwloop.querylog.read_rows`, read-only), the closed loop from the
+evaluation record the run kept (``evaluation.npz``: targets t, inputs M(t),
+answers F(M(t)), see `hwloop.rundir.RunDir`), and the curves from
+``metrics.json``. matplotlib is imported only inside `write_report` (Agg
+canvas, no pyplot), so importing hwloop stays light.
 """
 
 from __future__ import annotations
@@ -20,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,6 +21,8 @@ import numpy as np
 
 from hwloop.config import read_toml
 from hwloop.errors import HwloopError, RunDirError, UsageError
+from hwloop.querylog import read_rows
+from hwloop.rundir import RunDir
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -85,43 +79,29 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
 
 def load_run(run_dir: str | Path) -> RunData:
     """Read a run directory; anything missing or unreadable is a `RunDirError`."""
-    run = Path(run_dir)
+    rd = RunDir(run_dir)
+    run = rd.path
     if not run.is_dir():
         raise RunDirError(f"run directory {run} does not exist")
-    db_path = run / "queries.sqlite"
-    if not db_path.is_file():
+    if not rd.log_path.is_file():
         raise RunDirError(f"{run} holds no query log (queries.sqlite): not a run directory")
-    metrics = _read_json_object(run / "metrics.json")
+    metrics = rd.read_metrics()
     device = _read_json_object(run / "device.json")
     config = _read_config(run / "config.toml")
     notes = []
     if metrics is None:
         notes.append("metrics.json missing: the run did not finish")
-    in_dim, out_dim, rows = _read_log(db_path)
+    in_dim, out_dim, rows = read_rows(rd.log_path, "train")
     info = device or config.get("device_info") or {}
     low, high = info.get("low"), info.get("high")
     if not (isinstance(low, list) and isinstance(high, list) and len(low) == len(high) == in_dim):
         low = high = None
-
-    train = [r for r in rows if r[1] == "train"]
-    train_x = _stack([r[2] for r in train], in_dim, db_path)
-    train_y = _stack([r[3] for r in train], out_dim, db_path)
-    ends: list[int] = []
-    last_call, total = None, 0
-    for call, *_ in train:
-        if call != last_call and last_call is not None:
-            ends.append(total)
-        last_call, total = call, total + 1
-    if last_call is not None:
-        ends.append(total)
-
-    eval_t = eval_y = None
-    n_targets = (config.get("options") or {}).get("eval_targets")
-    pair = _closed_loop_calls([r for r in rows if r[1] == "eval"], n_targets)
-    if pair is not None:
-        t_rows, y_rows = pair
-        eval_t = _stack([r[3] for r in t_rows], out_dim, db_path)
-        eval_y = _stack([r[3] for r in y_rows], out_dim, db_path)
+    train_x = np.concatenate([x for _, x, _ in rows]) if rows else np.zeros((0, in_dim))
+    train_y = np.concatenate([y for _, _, y in rows]) if rows else np.zeros((0, out_dim))
+    ends = list(np.cumsum([len(x) for _, x, _ in rows]).tolist())
+    ev = rd.load_evaluation()
+    eval_t = None if ev is None else ev["targets"]
+    eval_y = None if ev is None else ev["outputs"]
     return RunData(
         run, in_dim, out_dim, low, high, metrics or {}, config, train_x, train_y, ends, eval_t, eval_y, notes
     )
@@ -146,71 +126,6 @@ def _read_config(path: Path) -> dict[str, Any]:
         return read_toml(path)
     except UsageError as exc:
         raise RunDirError(str(exc)) from None
-
-
-Row = tuple[int, str, bytes, bytes]
-
-
-def _read_log(path: Path) -> tuple[int, int, list[Row]]:
-    """(in_dim, out_dim, rows in arrival order); the log is never written.
-
-    The connection is read-write but ``query_only``: a WAL database's last
-    read-write connection removes the ``-wal``/``-shm`` files it needed on
-    close, where a ``mode=ro`` one would leave them behind in the run
-    directory. A log we may not write to is read through ``mode=ro``.
-    """
-    uri = path.resolve().as_uri()
-    try:
-        db = sqlite3.connect(f"{uri}?mode=rw", uri=True)
-        try:
-            db.execute("PRAGMA query_only=1")
-            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-        except sqlite3.OperationalError:
-            db.close()
-            db = sqlite3.connect(f"{uri}?mode=ro", uri=True)
-        except sqlite3.Error:
-            db.close()
-            raise
-        try:
-            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-            in_dim, out_dim = int(meta["in_dim"]), int(meta["out_dim"])
-            rows = db.execute("SELECT call, kind, x, y FROM queries ORDER BY id").fetchall()
-        finally:
-            db.close()
-    except (sqlite3.Error, KeyError, ValueError) as exc:
-        raise RunDirError(f"{path}: not a readable query log ({type(exc).__name__}: {exc})") from None
-    if in_dim < 1 or out_dim < 1:
-        raise RunDirError(f"{path}: query log records a {in_dim}->{out_dim} device")
-    return in_dim, out_dim, rows
-
-
-def _stack(blobs: list[bytes], dim: int, path: Path) -> np.ndarray:
-    if any(not isinstance(b, bytes) or len(b) != 4 * dim for b in blobs):
-        raise RunDirError(f"{path}: a logged row does not hold {dim} float32 values")
-    arr = np.frombuffer(b"".join(blobs), dtype="<f4").reshape(-1, dim)
-    return arr.astype(np.float64)
-
-
-def _closed_loop_calls(rows: list[Row], n_targets: object) -> tuple[list[Row], list[Row]] | None:
-    """The (targets, closed-loop) pair of eval calls: the last call of the expected
-    size, and the nearest earlier eval call of the same size."""
-    calls: dict[int, list[Row]] = {}
-    for r in rows:
-        calls.setdefault(r[0], []).append(r)
-    ordered = [calls[c] for c in sorted(calls)]
-    if isinstance(n_targets, int) and not isinstance(n_targets, bool):
-        sized = [c for c in ordered if len(c) == n_targets]
-        if len(sized) >= 2:
-            ordered = sized
-    for i in range(len(ordered) - 1, 0, -1):
-        for j in range(i - 1, -1, -1):
-            if len(ordered[j]) == len(ordered[i]):
-                return ordered[j], ordered[i]
-    # A log written before calls were numbered apart: fall back to halves in arrival order.
-    if rows and len(rows) % 2 == 0 and len(ordered) == 1:
-        half = len(rows) // 2
-        return rows[:half], rows[half:]
-    return None
 
 
 # ---------------------------------------------------------------- drawing
@@ -391,13 +306,11 @@ def _round_scores(data: RunData) -> list[float | None]:
 
 
 def _round_queries(data: RunData, k: int) -> list[int] | None:
-    """Training queries spent once each round's answers were in, read from the
-    log: a round is one device call, and the rounds are the run's last k
-    training calls (hwloop.methods.surrogate.run_rounds)."""
-    ends = data.train_call_ends
-    if k == 0 or len(ends) < k:
+    """Training queries spent once each round's answers were in (metrics ``round_spent``)."""
+    spent = data.metrics.get("round_spent")
+    if k == 0 or not isinstance(spent, list) or len(spent) != k:
         return None
-    return ends[-k:]
+    return [int(v) for v in spent]
 
 
 def _floor_line(ax: Axes, data: RunData) -> None:

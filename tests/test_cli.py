@@ -44,8 +44,9 @@ def test_train_json_contract(small_run: tuple[Path, dict]) -> None:
         "run_dir",
     ]:
         assert key in m
-    # targets + closed loop, the noise floor's repeats, and grad_cosine's probes (32 points x 2 x 4)
-    assert m["queries_used"] == 600 and m["eval_queries"] == 200 * 2 + 256 * 2 + 32 * 2 * 4
+    # targets + closed loop, the noise floor's repeats (600 // 8 by default: the evaluation budget
+    # follows the training budget), and grad_cosine's probes (32 points x 2 x 4)
+    assert m["queries_used"] == 600 and m["eval_queries"] == 200 * 2 + 75 * 2 + 32 * 2 * 4
     assert m["closed_loop_nmse_db"] < -20 and m["noise_floor_db"] < -50
     for name in ["config.toml", "queries.sqlite", "inverse.keras", "metrics.json"]:
         assert (out / name).is_file(), name
@@ -74,12 +75,15 @@ def test_apply_eval_and_log(runner: CliRunner, small_run: tuple[Path, dict], tmp
     )
     assert res.exit_code == 0, res.output
     ev = json.loads(res.stdout)
-    assert ev["closed_loop_nmse_db"] < -20 and ev["eval_queries"] == 100 * 2 + 256 * 2
+    # 100 targets, twice; the noise floor's default repeats for a run that used 600 queries: 600 // 8
+    assert ev["closed_loop_nmse_db"] < -20 and ev["eval_queries"] == 100 * 2 + 75 * 2
 
     res = runner.invoke(cli, ["log", "--run", str(out), "--export", str(tmp_path / "log.npz")])
     assert res.exit_code == 0, res.output
     data = np.load(tmp_path / "log.npz")
-    assert data["x"].shape == (600 + 1168, 1) and data["y"].shape == (1768, 1)
+    _, m = small_run
+    logged = 600 + m["eval_queries"]  # training and evaluation rows, every one of them
+    assert data["x"].shape == (logged, 1) and data["y"].shape == (logged, 1)
 
 
 def test_devices_and_probe(runner: CliRunner) -> None:

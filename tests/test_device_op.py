@@ -9,11 +9,11 @@ import pytest
 import tensorflow as tf
 
 from hwloop.device_op import DeviceLayer, device_call, device_call_straight_through, straight_through
-from hwloop.diagnostics import grad_cosine
+from hwloop.evaluate import grad_cosine
 from hwloop.metered import MeteredDevice
-from hwloop.methods.surrogate import fit_surrogate
 from hwloop.models import FitConfig
 from hwloop.simulators.catalog import make_sim
+from hwloop.strategies.joint import fit_surrogate
 
 FORMS = [device_call, device_call_straight_through]
 

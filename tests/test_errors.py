@@ -107,7 +107,7 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ),
     ("train over a run", ["train", "--device", "sim", "--out", "{run}"], 2, "already holds a run"),
     ("resume without out", ["train", "--resume"], 2, "--resume needs the run directory"),
-    ("resume no config", ["train", "--resume", "--out", "{noconf}"], 2, "holds no config.toml"),
+    ("resume no config, no device", ["train", "--resume", "--out", "{noconf}"], 2, "holds no run yet"),
     ("resume corrupted", ["train", "--resume", "--out", "{corrupt}"], 2, "not valid TOML"),
     (
         "resume other budget",

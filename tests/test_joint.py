@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hwloop.methods.surrogate import JointTrainer
 from hwloop.models import build_regressor
+from hwloop.strategies.joint import JointTrainer
 
 
 def make_trainer(seed: int = 0) -> JointTrainer:

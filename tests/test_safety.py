@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 import hwloop
-import hwloop.methods.ila
-import hwloop.methods.spsa
-import hwloop.methods.surrogate
+import hwloop.strategies.ila
+import hwloop.strategies.spsa
+import hwloop.strategies.surrogate
 from hwloop.device import DeviceInfo
 from hwloop.errors import NonFiniteAnswer
 from hwloop.metered import MeteredDevice
@@ -60,7 +60,7 @@ def wild_builder(x_data: np.ndarray, y_data: np.ndarray, **kwargs):
 
 @pytest.mark.parametrize("strategy", ["ila", "iila", "surrogate", "auto", "spsa"])
 def test_auditor_sees_nothing_unsafe(strategy: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    for module in (hwloop.methods.ila, hwloop.methods.surrogate, hwloop.methods.spsa):
+    for module in (hwloop.strategies.ila, hwloop.strategies.surrogate, hwloop.strategies.spsa):
         monkeypatch.setattr(module, "build_regressor", wild_builder)
     audit = AuditingDevice()
     # Five fit steps leave the wild start almost as it was: proposals stay far out of range.
@@ -132,7 +132,7 @@ def test_max_rate_paces_device_queries(tmp_path: Path) -> None:
 
 
 def test_every_logged_pair_is_in_range(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(hwloop.methods.ila, "build_regressor", wild_builder)
+    monkeypatch.setattr(hwloop.strategies.ila, "build_regressor", wild_builder)
     hwloop.train(
         "sim:saleh",
         strategy="iila",

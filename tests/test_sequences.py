@@ -10,7 +10,7 @@ import pytest
 
 from hwloop.errors import BadDeviceParameterError, OutOfRangeError, ShapeError, UnknownSchemeError, UsageError
 from hwloop.simulators.catalog import make_sim
-from hwloop.simulators.memory import MP_COEFFS, min_phase, rapp
+from hwloop.simulators.with_memory import MP_COEFFS, min_phase, rapp
 
 
 def _x(n: int, seed: int = 0) -> np.ndarray:
@@ -21,7 +21,7 @@ def _x(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_tapped_holds_current_and_past_samples_with_zeros_before_the_start() -> None:
-    from hwloop.memory import tapped
+    from hwloop.tapped import tapped
 
     s = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]], np.float32)
     f = tapped(s, depth=2)
@@ -35,7 +35,7 @@ def test_tapped_holds_current_and_past_samples_with_zeros_before_the_start() -> 
 
 
 def test_tapped_rejects_bad_arguments() -> None:
-    from hwloop.memory import tapped
+    from hwloop.tapped import tapped
 
     with pytest.raises(ShapeError):
         tapped(np.zeros((2, 2, 2)), 1)
@@ -116,15 +116,16 @@ def test_memory_sim_refuses_bad_input_and_parameters() -> None:
 
 
 def test_sequence_ila_through_a_metered_device_counts_queries_and_learns() -> None:
-    from hwloop.memory import SequenceILAConfig, evaluate_sequence, train_sequence_ila
+    from hwloop.evaluate import EvalBudget, evaluate_sequence
     from hwloop.metered import MeteredDevice
     from hwloop.models import FitConfig
+    from hwloop.strategies.sequence import SequenceILAConfig, train_sequence_ila
 
     dev = MeteredDevice(make_sim("wh"), None, budget=3000)
     cfg = SequenceILAConfig(depth=3, seq_len=1000, fit=FitConfig(steps=800))
     res = train_sequence_ila(dev, 3000, cfg, seed=0)
     assert res.queries == 3000 and dev.used["train"] == 3000
-    scores = evaluate_sequence(dev, res.inverse, n=1000, seed=1)
+    scores = evaluate_sequence(dev, res.inverse, EvalBudget(2000, 1000), seed=1).scores
     assert dev.used["train"] == 3000 and dev.used["eval"] + dev.used["noise"] == 3000
     assert scores["noise_floor_db"] == pytest.approx(-53.8, abs=1.0)
     assert scores["closed_loop_nmse_db"] < -25.0
@@ -133,30 +134,35 @@ def test_sequence_ila_through_a_metered_device_counts_queries_and_learns() -> No
 
 
 def test_iterative_sequence_ila_stays_within_budget() -> None:
-    from hwloop.memory import SequenceILAConfig, train_sequence_ila
+    from hwloop.metered import MeteredDevice
     from hwloop.models import FitConfig
+    from hwloop.strategies.sequence import SequenceILAConfig, train_sequence_ila
 
-    dev = make_sim("memory_poly")
+    sim = make_sim("memory_poly")
+    dev = MeteredDevice(sim, None, budget=2000)
     cfg = SequenceILAConfig(depth=2, seq_len=500, rounds=2, fit=FitConfig(steps=200), refit_steps=100)
     res = train_sequence_ila(dev, 2000, cfg, seed=0)
-    assert res.queries == 2000 and dev.stats.queries == res.queries
+    assert res.queries == 2000 and sim.stats.queries == res.queries
     assert len(res.x) == 4
 
 
 @pytest.mark.slow
 def test_tapped_inverse_reaches_the_noise_floor_on_wiener_hammerstein() -> None:
     """Acceptance: within 8 dB of the noise floor at 20,000 queries; memoryless clearly worse."""
-    from hwloop.memory import SequenceILAConfig, evaluate_sequence, train_sequence_ila
+    from hwloop.evaluate import EvalBudget, evaluate_sequence
     from hwloop.models import FitConfig
+    from hwloop.strategies.sequence import SequenceILAConfig, train_sequence_ila
 
     t0 = time.perf_counter()
-    dev = make_sim("wh", **{"noise": 1e-3, "seed": 0})
+    from hwloop.metered import MeteredDevice
+
+    dev = MeteredDevice(make_sim("wh", **{"noise": 1e-3, "seed": 0}), None, budget=20_000)
     res = train_sequence_ila(dev, 20_000, SequenceILAConfig(depth=5), seed=0)
-    tapped_scores = evaluate_sequence(dev, res.inverse, n=4000, seed=1)
+    tapped_scores = evaluate_sequence(dev, res.inverse, EvalBudget(8000, 4000), seed=1).scores
     assert res.queries <= 20_000
-    flat_dev = make_sim("wh", **{"noise": 1e-3, "seed": 0})
+    flat_dev = MeteredDevice(make_sim("wh", **{"noise": 1e-3, "seed": 0}), None, budget=20_000)
     flat = train_sequence_ila(flat_dev, 20_000, SequenceILAConfig(depth=0, fit=FitConfig(steps=3000)), seed=0)
-    flat_scores = evaluate_sequence(flat_dev, flat.inverse, n=4000, seed=1)
+    flat_scores = evaluate_sequence(flat_dev, flat.inverse, EvalBudget(8000, 4000), seed=1).scores
     wall = time.perf_counter() - t0
     logging.getLogger(__name__).info("tapped %s memoryless %s wall %.1fs", tapped_scores, flat_scores, wall)
     assert tapped_scores["closed_loop_nmse_db"] <= tapped_scores["noise_floor_db"] + 8.0

@@ -20,6 +20,7 @@ import numpy as np
 
 from hwloop.metered import MeteredDevice
 from hwloop.models import FitConfig, build_regressor, fit_regression
+from hwloop.strategies import Context, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -96,3 +97,18 @@ def train_ila(
         refit = FitConfig(cfg.refit_steps, cfg.fit.batch, cfg.fit.lr * 0.25, cfg.fit.lr_final)
         curve += fit_regression(model, y, x, refit, seed=seed + r, on_step=on_step)
     return ILAResult(model, curve, x, y)
+
+
+def config_for(ctx: Context, rounds: int) -> ILAConfig:
+    """ILA settings scaled to the run's ``fit_steps`` (refits at half of them)."""
+    return ILAConfig(
+        rounds=rounds, fit=FitConfig(steps=ctx.fit_steps), refit_steps=max(1, ctx.fit_steps // 2)
+    )
+
+
+def train(ctx: Context) -> Outcome:
+    """Plain ILA: the whole budget on uniform queries, one fit."""
+    res = train_ila(
+        ctx.dev, config_for(ctx, 1), seed=ctx.seed, prior=ctx.prior, mask=ctx.mask, on_step=ctx.on_step
+    )
+    return Outcome(res.model, res.curve)

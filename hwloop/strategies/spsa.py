@@ -16,8 +16,10 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from hwloop.errors import UsageError
 from hwloop.metered import MeteredDevice
 from hwloop.models import build_regressor
+from hwloop.strategies import Context, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -78,3 +80,11 @@ def train_spsa(
     _set_flat(model, theta)
     log.info("SPSA: %d iterations", k)
     return model, curve
+
+
+def train(ctx: Context) -> Outcome:
+    """SPSA on the whole budget; ``prior`` pairs are not used (a baseline sees only its own queries)."""
+    if ctx.prior is not None:
+        raise UsageError("spsa learns from its own queries only: drop --from-log/--from-data")
+    model, curve = train_spsa(ctx.dev, SPSAConfig(), seed=ctx.seed, on_step=ctx.on_step)
+    return Outcome(model, curve)

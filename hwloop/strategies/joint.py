@@ -1,4 +1,4 @@
-"""Surrogate-VJP training: the device forward, a learned surrogate backward.
+"""The surrogate-VJP machinery the device-forward strategies share.
 
 A differentiable surrogate F_hat is fitted on the whole query log and keeps
 learning from every new query. The inverse M is trained in closed loop: for
@@ -7,19 +7,17 @@ weights through F_hat's vector-Jacobian product, fed the upstream gradient
 through ``output_gradients``. Following the numerical recipe:
 
 - one device query per gradient step starves the method, so each batch of
-  device answers serves many steps: after the query, the device's answer is
-  kept as a correction ``y = stop_gradient(y_dev - F_hat(x_q)) + F_hat(x)``
-  while M moves (``x_q`` the queried input);
+  device answers serves many steps. The device enters every step through
+  `hwloop.device_op.straight_through`: forward, the device's answer carried
+  to where M has moved since the query, ``y_dev + F_hat(x) - F_hat(x_q)``;
+  backward, F_hat's VJP. The share of the device's correction that is used
+  (the mixing weight, 1 = the device's answer as it is) is chosen per round
+  and reported;
 - the upstream gradient is Gauss-Newton scaled, ``(J J^T + lambda I)^-1 (y - t)``
   with J = dF_hat/dx, so flat stretches of the device are not under-weighted;
 - every step is joint: the surrogate loss (on log minibatches) updates only
   surrogate variables and the inverse loss only inverse variables, with
   separate var_lists and optimizers.
-
-`train_surrogate` starts from an ILA fit on exploration queries, trains M
-through the surrogate alone, then refines through the device. `refine` is
-the refinement alone; `auto` (in run.py) calls it after an ILA warm start
-and keeps the checkpoint with the best measured closed-loop error.
 """
 
 from __future__ import annotations
@@ -32,9 +30,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hwloop.device_op import straight_through
 from hwloop.metered import MeteredDevice
-from hwloop.methods.ila import inverse_mask
-from hwloop.metrics import nmse_db
 from hwloop.models import FitConfig, build_regressor, fit_regression
 
 log = logging.getLogger(__name__)
@@ -54,24 +51,7 @@ class SurrogateConfig:
     surrogate_lr: float = 1e-3
     damping: float = 1e-3  # Gauss-Newton damping, relative to |J|^2
     range_penalty: float = 10.0  # keeps M's proposals inside the safe range
-
-
-@dataclass
-class RoundScore:
-    """Closed-loop error of one checkpoint, measured by a round's device queries."""
-
-    round: int
-    nmse_db: float
-    weights: list[np.ndarray] = field(repr=False)
-    n: int = 0
-
-
-@dataclass
-class SurrogateResult:
-    inverse: keras.Model
-    surrogate: keras.Model
-    scores: list[RoundScore]
-    curve: list[float]
+    device_weight: float | None = None  # fixed mixing weight; None: `correction_weight` per round
 
 
 def fit_surrogate(
@@ -162,14 +142,19 @@ class JointTrainer:
         inv_vars = self.inverse.trainable_variables
         sur_vars = self.surrogate.trainable_variables
         t_sur = self.sample_targets(n_sur)
-        # Device correction for the queried targets: what the device said
-        # beyond what the surrogate expects there (0 for surrogate-only targets).
-        corr = corr_weight * tf.stop_gradient(y_dev - self.surrogate(x_dev))
+        n_s = tf.shape(t_sur)[0]
         t = tf.concat([t_sur, t_dev], axis=0)
-        r = tf.concat([tf.zeros_like(t_sur), corr], axis=0)
+        # The surrogate's own answer where the device was asked; the device's
+        # answer is mixed in with weight corr_weight (1: as the device said).
+        y_anchor = self.surrogate(x_dev)
+        y_mixed = y_anchor + corr_weight * (y_dev - y_anchor)
         with tf.GradientTape(persistent=True) as tape:
             x = self.inverse(t, training=True)
-            y = self.surrogate(x) + r
+            y_hat = self.surrogate(x)
+            # Surrogate-only targets: F_hat forward and backward. Queried targets:
+            # the device forward (moved along F_hat since the query), F_hat's VJP backward.
+            y_dev_fwd = straight_through(y_mixed, y_hat[n_s:], y_anchor)
+            y = tf.concat([y_hat[:n_s], y_dev_fwd], axis=0)
             excess = (tf.nn.relu(x - self.high) + tf.nn.relu(self.low - x)) / self.span
             penalty = self.range_penalty * tf.reduce_mean(tf.reduce_sum(excess**2, axis=1))
             sur_err = (self.surrogate(x_log, training=True) - y_log) / self.y_std
@@ -183,107 +168,6 @@ class JointTrainer:
             self.opt_surrogate.apply_gradients(zip(g_sur, sur_vars, strict=True))
         del tape
         return tf.reduce_mean(tf.square(err)), loss_sur
-
-
-def _minibatch(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-    return rng.integers(0, n, size=min(size, n) if n else 0)
-
-
-def correction_weight(surrogate: keras.Model, old: tuple, new: tuple) -> float:
-    """How much of the device correction is signal rather than noise.
-
-    The surrogate's mean squared residual on the data it was fitted on is
-    about the noise variance; on the new round's answers (not yet learned)
-    it is noise plus the surrogate's bias there. Only the excess is worth
-    correcting for: w = max(0, 1 - old/new), a shrinkage factor that turns
-    the correction off on a noisy device and on where the surrogate is wrong.
-    """
-
-    def msr(x: np.ndarray, y: np.ndarray) -> float:
-        return float(np.mean((np.asarray(surrogate(x)) - y) ** 2)) if len(x) else 0.0
-
-    res_old, res_new = msr(*old), msr(*new)
-    return 0.0 if res_new <= 0 else max(0.0, 1.0 - res_old / res_new)
-
-
-def run_rounds(
-    dev: MeteredDevice,
-    trainer: JointTrainer,
-    cfg: SurrogateConfig,
-    data: tuple[np.ndarray, np.ndarray],
-    *,
-    seed: int,
-    train_last: bool = False,
-    on_step: Callable[[int, float], None] | None = None,
-) -> tuple[list[RoundScore], list[float]]:
-    """Spend the remaining budget in rounds of device queries at M(t).
-
-    ``data`` holds every (x, y) pair measured so far. Each round first
-    measures the current inverse on fresh reachable targets (that
-    measurement is the round's checkpoint score), then trains jointly on
-    those answers and the whole log; after the first measurement M is also
-    trained through the surrogate alone. The last round only measures
-    unless ``train_last``.
-    """
-    rng = np.random.default_rng(seed + 31)
-    scores: list[RoundScore] = []
-    curve: list[float] = []
-    x_log, y_log = data
-    rounds = max(1, cfg.rounds)
-    for r in range(rounds):
-        n = dev.remaining // (rounds - r)
-        if n < 8:
-            break
-        t_r = np.asarray(trainer.sample_targets(n), np.float32)
-        x_r = dev.safe(np.asarray(trainer.inverse(t_r), np.float32))
-        y_r = dev.query(x_r, "train")
-        score = nmse_db(y_r, t_r)
-        scores.append(RoundScore(r, score, [w.copy() for w in trainer.inverse.get_weights()], n))
-        weight = correction_weight(trainer.surrogate, (x_log, y_log), (x_r, y_r))
-        log.info(
-            "round %d: %d queries at M(t), closed-loop %.2f dB, correction weight %.2f", r, n, score, weight
-        )
-        x_log, y_log = np.concatenate([x_log, x_r]), np.concatenate([y_log, y_r])
-        if r == rounds - 1 and not train_last:
-            break
-        if r == 0 and cfg.pretrain_steps:
-            curve += pretrain_through_surrogate(trainer, cfg.pretrain_steps, cfg.batch, on_step)
-        curve += _train_round(trainer, (t_r, x_r, y_r), (x_log, y_log), weight, cfg, rng, on_step)
-    return scores, curve
-
-
-def _train_round(
-    trainer: JointTrainer,
-    dev_data: tuple[np.ndarray, np.ndarray, np.ndarray],
-    log_data: tuple[np.ndarray, np.ndarray],
-    weight: float,
-    cfg: SurrogateConfig,
-    rng: np.random.Generator,
-    on_step: Callable[[int, float], None] | None,
-) -> list[float]:
-    t_r, x_r, y_r = (tf.constant(a) for a in dev_data)
-    x_log, y_log = (tf.constant(a) for a in log_data)
-    w = tf.constant(weight, tf.float32)
-    half = cfg.batch // 2
-    curve = []
-    for i in range(cfg.round_steps):
-        di = tf.constant(_minibatch(rng, int(t_r.shape[0]), half))
-        li = tf.constant(_minibatch(rng, int(x_log.shape[0]), cfg.batch))
-        loss_inv, _ = trainer.step(
-            tf.gather(t_r, di),
-            tf.gather(x_r, di),
-            tf.gather(y_r, di),
-            tf.gather(x_log, li),
-            tf.gather(y_log, li),
-            half,
-            True,
-            w,
-        )
-        if i % 100 == 0:
-            curve.append(float(loss_inv))
-            if on_step is not None:
-                on_step(i, curve[-1])
-    return curve
 
 
 def pretrain_through_surrogate(
@@ -308,21 +192,6 @@ def pretrain_through_surrogate(
     return curve
 
 
-def best_checkpoint(inverse: keras.Model, scores: list[RoundScore]) -> RoundScore | None:
-    """Load the best-scoring round's weights into ``inverse``.
-
-    Scores are noisy estimates from n answers each: among checkpoints within
-    the estimate's uncertainty of the best, the latest (most trained) wins.
-    """
-    if not scores:
-        return None
-    best = min(s.nmse_db for s in scores)
-    tie = [s for s in scores if s.nmse_db <= best + 10 * np.log10(1 + 2 / np.sqrt(max(s.n, 1)))]
-    chosen = tie[-1]
-    inverse.set_weights(chosen.weights)
-    return chosen
-
-
 def make_trainer(
     inverse: keras.Model, surrogate: keras.Model, dev: MeteredDevice, cfg: SurrogateConfig, seed: int
 ) -> JointTrainer:
@@ -337,28 +206,3 @@ def make_trainer(
         range_penalty=cfg.range_penalty,
         seed=seed,
     )
-
-
-def train_surrogate(
-    dev: MeteredDevice,
-    cfg: SurrogateConfig,
-    *,
-    seed: int,
-    ila_fit: FitConfig,
-    prior: tuple[np.ndarray, np.ndarray] | None = None,
-    mask: np.ndarray | None = None,
-    on_step: Callable[[int, float], None] | None = None,
-) -> SurrogateResult:
-    """Explore, fit F_hat, ILA-initialise M, train M through F_hat, refine on the device."""
-    rng = np.random.default_rng(seed)
-    n0 = max(16, int(dev.remaining * cfg.explore_fraction))
-    x = dev.info.uniform(rng, n0)
-    y = dev.query(x, "train")
-    if prior is not None:
-        x, y = np.concatenate([prior[0], x]), np.concatenate([prior[1], y])
-    surrogate, curve = fit_surrogate(x, y, cfg.surrogate_fit, seed=seed, mask=mask, on_step=on_step)
-    inverse = build_regressor(y, x, seed=seed, name="inverse", mask=inverse_mask(mask))
-    curve += fit_regression(inverse, y, x, ila_fit, seed=seed, on_step=on_step)
-    trainer = make_trainer(inverse, surrogate, dev, cfg, seed)
-    scores, more = run_rounds(dev, trainer, cfg, (x, y), seed=seed, train_last=True, on_step=on_step)
-    return SurrogateResult(inverse, surrogate, scores, curve + more)

@@ -1,0 +1,309 @@
+"""``hwloop train`` and ``hwloop eval``: the commands that spend device queries.
+
+The train options are generated from `hwloop.rundir.TrainOptions`, the one
+spelling of a run's settings; a resumed run compares what was given again
+with what its config.toml recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+import types
+import typing
+from collections.abc import Callable
+from typing import Any
+
+import click
+from click.core import ParameterSource
+
+from hwloop.cli_common import (
+    config_option,
+    device_option,
+    emit_json,
+    fmt_db,
+    json_option,
+    load_npy,
+    needs_tensorflow,
+)
+from hwloop.errors import UsageError
+from hwloop.rundir import DEFAULT_QUERIES, TrainOptions, option_fields
+from hwloop.strategies import STRATEGIES, USER_CHOICES
+
+GIVEN_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _click_type(f: dataclasses.Field) -> Any:
+    meta, base = f.metadata, _base_type(f.type)
+    if "choices" in meta:
+        return click.Choice(meta["choices"])
+    if "path" in meta:
+        return click.Path(file_okay=meta["path"] == "file", dir_okay=meta["path"] == "dir")
+    if base is int:
+        return click.IntRange(meta.get("min"), meta.get("max"))
+    if base is float:
+        return click.FloatRange(min=meta.get("min_open"), min_open="min_open" in meta)
+    return str
+
+
+def _base_type(annotation: Any) -> Any:
+    hint = eval(annotation, {"list": list}) if isinstance(annotation, str) else annotation
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if isinstance(hint, types.UnionType) and args:
+        return args[0]
+    return hint
+
+
+def plan_options(f: Callable) -> Callable:
+    """One click option per `TrainOptions` field, in declaration order."""
+    for fld in reversed(option_fields()):
+        name = "--" + fld.name.replace("_", "-")
+        if fld.metadata.get("flag"):
+            f = click.option(name, fld.name, is_flag=True, help=fld.metadata["help"])(f)
+            continue
+        f = click.option(
+            name,
+            fld.name,
+            type=_click_type(fld),
+            default=fld.default,
+            show_default=fld.default is not None,
+            help=fld.metadata["help"],
+        )(f)
+    return f
+
+
+def _options_from(values: dict[str, Any]) -> TrainOptions:
+    """The CLI's strings and paths as plan values: a mask file read, a hold list parsed."""
+    raw = {f.name: values[f.name] for f in option_fields()}
+    if raw["mask"] is not None:
+        raw["mask"] = load_npy(raw["mask"], "mask file").tolist()
+    if raw["hold"] is not None:
+        text = raw["hold"]
+        try:
+            raw["hold"] = [int(v) for v in text.split(",") if v.strip()]
+        except ValueError:
+            raise UsageError(f"--hold takes output indices like 0,2, got {text!r}") from None
+        if not raw["hold"]:
+            raise UsageError(f"--hold takes output indices like 0,2, got {text!r}")
+    return TrainOptions(**raw)
+
+
+@click.command()
+@config_option
+@device_option(required=False)
+@click.option(
+    "--strategy",
+    type=click.Choice(USER_CHOICES),
+    default="auto",
+    show_default=True,
+    help="; ".join(f"{n}: {STRATEGIES[n].summary}" for n in USER_CHOICES) + ".",
+)
+@click.option(
+    "--queries",
+    default=DEFAULT_QUERIES,
+    show_default=True,
+    type=click.IntRange(16),
+    help="Hard cap on training queries.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Run directory [default: runs/DATE-DEVICE].",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    help="Continue the run in --out with its own settings (start it if --out holds no run yet).",
+)
+@plan_options
+@click.option(
+    "--tensorboard",
+    default=None,
+    type=click.Path(file_okay=False),
+    help="Write training scalars (fit loss, queries) as TensorBoard logs to this directory.",
+)
+@click.option("--print-config", is_flag=True, help="Print the effective settings as TOML and exit.")
+@json_option
+def train(**values: Any) -> None:
+    """Train an inverse of DEVICE and save it in a run directory."""
+    ctx = click.get_current_context()
+    device, out, resume = values["device"], values["out"], values["resume"]
+    if values["print_config"]:
+        from hwloop.config import dumps_toml
+
+        shown = {
+            k: v
+            for k, v in values.items()
+            if v is not None and k not in ("print_config", "as_json", "resume")
+        }
+        click.echo(dumps_toml({"train": shown}), nl=False)
+        return
+    opts = _options_from(values)
+    if resume and out is None:
+        raise UsageError("--resume needs the run directory: --out DIR")
+    if device is None and not (opts.from_log or opts.from_data) and not resume:
+        raise UsageError("give --device URI (or --from-log/--from-data to train without a device)")
+    given = {
+        name: (getattr(opts, name) if hasattr(opts, name) else values[name])
+        for name in ("strategy", "queries", "seed", *(f.name for f in option_fields()))
+        if ctx.get_parameter_source(name) in GIVEN_SOURCES
+    }
+    needs_tensorflow()
+    from hwloop.run import train as run_train
+
+    with _Progress(values["queries"], values["tensorboard"]) as bar:
+        result = run_train(
+            device,
+            strategy=values["strategy"],
+            queries=values["queries"],
+            seed=values["seed"],
+            run_dir=out,
+            options=opts,
+            progress=bar.on_query,
+            on_fit_step=bar.on_fit_step,
+            resume=resume,
+            given=given,
+        )
+    m = {k: v for k, v in result.metrics.items() if k != "train_curve"}
+    if values["as_json"]:
+        emit_json(m)
+        return
+    click.echo(_summary(m), err=True)
+
+
+def _summary(m: dict) -> str:
+    return (
+        f"{m['strategy']} on {m['device']}: closed-loop NMSE {fmt_db(m['closed_loop_nmse_db'])}, "
+        f"noise floor {fmt_db(m['noise_floor_db'])}, {m['queries_used']} training + "
+        f"{m['eval_queries']} evaluation queries, {m['wall_s']:.1f} s -> {m['run_dir']}"
+    )
+
+
+class _Progress:
+    """tqdm bar for training queries with the fit loss as a postfix (stderr, TTY only),
+    and, with ``tensorboard``, the same scalars as TensorBoard summaries."""
+
+    def __init__(self, total: int, tensorboard: str | None = None) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=total, unit="q", desc="train queries", file=sys.stderr, disable=None, leave=False
+        )
+        self.writer = None
+        self.fit_step = 0  # across fits: the curve of the whole run
+        if tensorboard:
+            import tensorflow as tf
+
+            try:
+                import tensorboard as _tb  # noqa: F401 - tf.summary needs it
+            except ImportError:
+                raise UsageError(
+                    "--tensorboard needs TensorBoard: pip install 'hwloop[tensorboard]'"
+                ) from None
+            self.writer = tf.summary.create_file_writer(tensorboard)
+
+    def _scalar(self, name: str, value: float, step: int) -> None:
+        if self.writer is not None:
+            import tensorflow as tf
+
+            with self.writer.as_default():
+                tf.summary.scalar(name, value, step=step)
+
+    def on_query(self, kind: str, n: int, used: int) -> None:
+        if kind == "train":
+            self.bar.update(n)
+        else:
+            self.bar.set_postfix_str(f"evaluating: {used} {kind} queries")
+        self._scalar(f"queries/{kind}", used, self.fit_step)
+
+    def on_fit_step(self, step: int, loss: float) -> None:
+        self.bar.set_postfix_str(f"fit step {step} loss {loss:.2e}")
+        self.fit_step += 100
+        self._scalar("fit/loss", loss, self.fit_step)
+
+    def __enter__(self) -> _Progress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.bar.close()
+        if self.writer is not None:
+            self.writer.flush()
+            self.writer.close()
+
+
+@click.command("eval")
+@config_option
+@click.option(
+    "--run", "run_dir", required=True, type=click.Path(), help="Run directory holding inverse.keras."
+)
+@device_option()
+@click.option(
+    "--eval-queries",
+    default=None,
+    type=click.IntRange(32),
+    help="Device queries for the closed loop [default: the run's training budget, capped at 4000].",
+)
+@click.option(
+    "--noise-repeats", default=None, type=click.IntRange(2), help="Inputs asked twice for the noise floor."
+)
+@click.option(
+    "--eval-targets", default=None, type=click.IntRange(16), help="Closed-loop targets (2 queries each)."
+)
+@click.option("--seed", default=1, show_default=True, type=int)
+@json_option
+def eval_cmd(
+    run_dir: str,
+    device: str,
+    eval_queries: int | None,
+    noise_repeats: int | None,
+    eval_targets: int | None,
+    seed: int,
+    as_json: bool,
+) -> None:
+    """Measure a trained inverse's closed-loop error on a device."""
+    needs_tensorflow()
+    from hwloop.evaluate import EvalBudget, evaluate
+    from hwloop.inverse import load_inverse
+    from hwloop.metered import MeteredDevice
+    from hwloop.metrics import db_or_none
+    from hwloop.registry import open_device
+    from hwloop.rundir import RunDir
+
+    if eval_targets is not None and eval_queries is not None:
+        raise UsageError("give --eval-queries or --eval-targets, not both")
+    t0 = time.perf_counter()
+    inverse = load_inverse(run_dir)
+    recorded = RunDir(run_dir).read_metrics() or {}
+    budget = EvalBudget.for_run(
+        int(recorded.get("queries_used") or 4000), eval_queries, noise_repeats, eval_targets
+    )
+    dev = open_device(device)
+    try:
+        if (dev.info.in_dim, dev.info.out_dim) != (inverse.in_dim, inverse.out_dim):
+            raise UsageError(
+                f"{run_dir} inverts a {inverse.in_dim}->{inverse.out_dim} device, "
+                f"{device} is {dev.info.in_dim}->{dev.info.out_dim}"
+            )
+        metered = MeteredDevice(dev, None, budget=0)
+        ev = evaluate(metered, inverse.apply, budget, seed=seed)
+    finally:
+        dev.close()
+    m = {
+        "device": device,
+        "run_dir": run_dir,
+        **{k: db_or_none(v) if k.endswith("_db") else v for k, v in ev.scores.items()},
+        "eval_queries": metered.used["eval"] + metered.used["noise"],
+        "wall_s": round(time.perf_counter() - t0, 3),
+    }
+    if as_json:
+        emit_json(m)
+        return
+    click.echo(
+        f"{device}: closed-loop NMSE {fmt_db(m['closed_loop_nmse_db'])}, "
+        f"noise floor {fmt_db(m['noise_floor_db'])} ({m['eval_queries']} queries)",
+        err=True,
+    )

@@ -1,0 +1,152 @@
+"""Training strategies: each spends a metered device's budget and returns an inverse.
+
+One registry (`STRATEGIES`) names every strategy, the module that holds it and
+what it is for; each module has one entry point, ``train(ctx) -> Outcome``.
+The table is plain data, so the CLI can list the choices without importing
+TensorFlow. `choose` maps what the user asked for (``--strategy``, a device
+with memory, ``--hold``, ``--init-from``, no device) to the strategy that
+runs, and refuses combinations no strategy implements: no option is dropped.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from hwloop.errors import UsageError
+
+if TYPE_CHECKING:  # keep `import hwloop.strategies` free of TensorFlow
+    import numpy as np
+
+    from hwloop.device import DeviceInfo
+    from hwloop.metered import MeteredDevice
+
+StepFn = Callable[[int, float], None]
+
+
+@dataclass(frozen=True)
+class StrategyEntry:
+    """One registered strategy: where it lives and what it does."""
+
+    module: str
+    summary: str
+    user_choice: bool = True  # offered as --strategy NAME
+
+
+STRATEGIES: dict[str, StrategyEntry] = {
+    "auto": StrategyEntry(
+        "hwloop.strategies.auto",
+        "iterative-ILA warm start, then device-forward rounds while they measurably help",
+    ),
+    "ila": StrategyEntry("hwloop.strategies.ila", "inverse modelling on uniform queries"),
+    "iila": StrategyEntry("hwloop.strategies.iila", "iterative ILA: re-query at M(t) and refit"),
+    "surrogate": StrategyEntry(
+        "hwloop.strategies.surrogate",
+        "explore, fit a surrogate, train M through it with the device in the forward pass",
+    ),
+    "spsa": StrategyEntry("hwloop.strategies.spsa", "zeroth-order baseline (SPSA), for benchmarks"),
+    "sequence": StrategyEntry(
+        "hwloop.strategies.sequence", "devices with memory: tapped-delay inverse by sequence ILA", False
+    ),
+    "held": StrategyEntry(
+        "hwloop.strategies.held", "recalibrate some outputs of a run's inverse, the others held", False
+    ),
+    "calibrate": StrategyEntry(
+        "hwloop.strategies.calibrate",
+        "a new unit from an earlier run: its inverse and surrogate, the new device in the forward pass",
+        False,
+    ),
+    "offline": StrategyEntry(
+        "hwloop.strategies.offline", "no device: fit on logged or measured pairs", False
+    ),
+}
+
+USER_CHOICES = tuple(name for name, e in STRATEGIES.items() if e.user_choice)
+
+
+@dataclass
+class Context:
+    """What a strategy gets: the metered device and the run's settings."""
+
+    dev: MeteredDevice | None  # None: offline, from pairs alone
+    info: DeviceInfo
+    seed: int
+    fit_steps: int
+    prior: tuple[np.ndarray, np.ndarray] | None = None  # pairs measured before this run
+    mask: np.ndarray | None = None  # device connections (in_dim, out_dim), 0: none
+    on_step: StepFn | None = None
+    requested: str = "auto"  # the --strategy the user chose
+    memory_depth: int = 5
+    hold: tuple[int, ...] = ()
+    init_from: str | None = None
+
+
+@dataclass
+class Outcome:
+    """What a strategy hands back to the run.
+
+    ``inverse`` is the unclipped Keras model (targets -> inputs); for a device
+    with memory ``memory`` holds the tapped inverse's depth and lookahead.
+    ``details`` are the method's own switches and figures, for metrics.json.
+    """
+
+    inverse: Any
+    curve: list[float]
+    surrogate: Any = None
+    details: dict = field(default_factory=dict)
+    memory: dict | None = None
+
+
+def choose(
+    requested: str,
+    *,
+    stateful: bool,
+    offline: bool = False,
+    hold: bool = False,
+    init_from: bool = False,
+    mask: bool = False,
+) -> str:
+    """The strategy that runs for these settings; a usage error for any it cannot honour."""
+    if requested not in USER_CHOICES:
+        raise UsageError(f"unknown strategy {requested!r} (choose from {', '.join(USER_CHOICES)})")
+    if offline:
+        if hold or init_from:
+            raise UsageError(
+                "--hold and --init-from need a device: offline training has nothing to calibrate"
+            )
+        if requested not in ("auto", "ila", "surrogate"):
+            raise UsageError(f"offline training runs auto, ila or surrogate, not {requested!r}")
+        return "offline"
+    if hold:
+        if not init_from:
+            raise UsageError(
+                "--hold needs --init-from RUN: the calibrated inverse whose held outputs stay put"
+            )
+        if stateful:
+            raise UsageError("--hold works on memoryless devices only; this device has memory")
+        if requested not in ("auto", "ila", "iila"):
+            raise UsageError(f"--hold recalibrates by inverse modelling; strategy {requested!r} cannot hold")
+        return "held"
+    if mask and (stateful or requested == "spsa"):
+        what = "a device with memory" if stateful else "spsa"
+        raise UsageError(f"--mask is not supported for {what}")
+    if init_from:
+        if stateful:
+            raise UsageError("--init-from without --hold calibrates memoryless devices only")
+        if requested == "spsa":
+            raise UsageError("spsa cannot start from an earlier run")
+        return "calibrate"
+    if stateful:
+        if requested == "spsa":
+            raise UsageError("spsa does not handle devices with memory: use auto, ila, iila or surrogate")
+        return "sequence"
+    return requested
+
+
+def run_strategy(name: str, ctx: Context) -> Outcome:
+    """Import strategy ``name``'s module and spend ``ctx.dev``'s budget on it."""
+    entry = STRATEGIES[name]
+    module = importlib.import_module(entry.module)
+    return module.train(ctx)

@@ -1,0 +1,89 @@
+"""The default: iterative-ILA warm start, then device-forward rounds while they measurably help.
+
+1. Iterative ILA on most of the budget: cheap, and near the noise floor on
+   one-to-one devices with output noise.
+2. A surrogate fitted on those pairs; rounds of device queries at M(t) whose
+   answers enter every training step through `hwloop.device_op` (the device
+   forward, the surrogate's VJP backward; see `hwloop.strategies.joint`).
+3. Refinement stops as soon as a round cannot improve on the measured
+   closed-loop error by more than that measurement's own uncertainty
+   (`joint.cannot_improve`); where ILA is already at the level of the
+   device's noise, that is decided after the first measurement, before any
+   refinement is trained.
+4. Queries the rounds did not use refit the inverse by ILA on everything
+   measured, if refinement never beat the warm start; the checkpoint kept is
+   chosen by re-measuring the finalists on the same fresh targets (no
+   winner's curse).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from hwloop.models import FitConfig, fit_regression
+from hwloop.strategies import Context, Outcome
+from hwloop.strategies.ila import config_for as ila_config
+from hwloop.strategies.ila import train_ila
+from hwloop.strategies.joint import fit_surrogate, make_trainer
+from hwloop.strategies.rounds import reselect, round_details, run_rounds
+from hwloop.strategies.surrogate import config_for, reserve_for_selection
+
+log = logging.getLogger(__name__)
+
+WARM_FRACTION = 0.6  # of the budget, for the iterative-ILA warm start
+
+
+def train(ctx: Context) -> Outcome:
+    dev = ctx.dev
+    cfg = config_for(ctx)
+    reserve = reserve_for_selection(dev.remaining)
+    warm = train_ila(
+        dev,
+        ila_config(ctx, 3),
+        seed=ctx.seed,
+        spend=int(dev.remaining * WARM_FRACTION),
+        prior=ctx.prior,
+        mask=ctx.mask,
+        on_step=ctx.on_step,
+    )
+    sur, sur_curve = fit_surrogate(
+        warm.x, warm.y, cfg.surrogate_fit, seed=ctx.seed, mask=ctx.mask, on_step=ctx.on_step
+    )
+    trainer = make_trainer(warm.model, sur, dev, cfg, ctx.seed)
+    scores, curve, stopped, (x_all, y_all) = run_rounds(
+        dev,
+        trainer,
+        cfg,
+        (warm.x, warm.y),
+        seed=ctx.seed,
+        stop_early=True,
+        reserve=reserve,
+        on_step=ctx.on_step,
+    )
+    best = reselect(dev, trainer, scores, reserve // 2)
+    details = round_details(scores, best, stopped)
+    details["ila_refit_queries"] = 0
+    if best is not None and best.round == 0 and dev.remaining >= 16:
+        curve += _ila_refit(ctx, trainer, x_all, y_all)
+        details["ila_refit_queries"] = int(dev.remaining)
+    return Outcome(warm.model, warm.curve + sur_curve + curve, sur, details)
+
+
+def _ila_refit(ctx: Context, trainer, x: np.ndarray, y: np.ndarray) -> list[float]:
+    """Spend what is left as one more iterative-ILA round: ask at M(t) (jittered) and refit on all."""
+    dev = ctx.dev
+    rng = np.random.default_rng(ctx.seed + 77)
+    n = dev.remaining
+    t = np.asarray(trainer.sample_targets(n), np.float32)
+    span = dev.info.high_array - dev.info.low_array
+    x_new = np.array(trainer.inverse(t), np.float32)
+    x_new += rng.normal(0.0, 0.02, size=x_new.shape).astype(np.float32) * span
+    x_new = dev.safe(x_new)
+    y_new = dev.query(x_new, "train")
+    xs, ys = np.concatenate([x, x_new]), np.concatenate([y, y_new])
+    log.info("auto: refinement never beat the warm start; refitting ILA on %d pairs", len(xs))
+    fit = ila_config(ctx, 3).fit
+    refit = FitConfig(max(1, ctx.fit_steps // 2), fit.batch, fit.lr * 0.25, fit.lr_final)
+    return fit_regression(trainer.inverse, ys, xs, refit, seed=ctx.seed + 5, on_step=ctx.on_step)

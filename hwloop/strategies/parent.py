@@ -1,0 +1,77 @@
+"""An earlier run to start from (``--init-from RUN``): its inverse, surrogate and logged pairs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from hwloop.device import DeviceInfo
+from hwloop.errors import RunDirError, UsageError
+from hwloop.models import FitConfig
+
+log = logging.getLogger(__name__)
+
+SURROGATE_FILE = "surrogate.keras"
+
+
+@dataclass
+class Parent:
+    """What a new run takes over from its parent run."""
+
+    run: Path
+    inverse: keras.Model  # unclipped: targets -> inputs
+    surrogate: keras.Model | None
+    x: np.ndarray  # the parent's logged training pairs
+    y: np.ndarray
+    surrogate_refitted: bool = False
+
+
+def load_parent(
+    run_dir: str | None, info: DeviceInfo, *, need_surrogate: bool, fit_steps: int = 3000, seed: int = 0
+) -> Parent:
+    """Load RUN for a device described by ``info``; a parent for another device is a usage error.
+
+    With ``need_surrogate`` and no ``surrogate.keras`` in RUN, one is fitted
+    anew on RUN's logged training pairs.
+    """
+    from hwloop.data import load_run_pairs
+    from hwloop.inverse import load_inverse
+
+    if not run_dir:
+        raise UsageError("this needs --init-from RUN")
+    run = Path(run_dir)
+    try:
+        inv = load_inverse(run)
+    except RunDirError as exc:
+        raise UsageError(f"--init-from: {exc}") from None
+    if inv.device_info.get("inverse_memory"):
+        raise UsageError(f"--init-from {run}: its inverse is for a device with memory")
+    if (inv.in_dim, inv.out_dim) != (info.in_dim, info.out_dim):
+        raise UsageError(
+            f"--init-from {run} inverts a {inv.in_dim}->{inv.out_dim} device, "
+            f"this one is {info.in_dim}->{info.out_dim}"
+        )
+    low, high = tuple(float(v) for v in inv.low), tuple(float(v) for v in inv.high)
+    if not (np.allclose(low, info.low) and np.allclose(high, info.high)):
+        raise UsageError(
+            f"--init-from {run} was trained for the safe range {list(low)}..{list(high)}, "
+            f"this device's is {list(info.low)}..{list(info.high)}"
+        )
+    pairs = load_run_pairs(run)
+    inner = next(layer for layer in inv.model.layers if isinstance(layer, keras.Model))
+    surrogate, refitted = None, False
+    if (run / SURROGATE_FILE).is_file():
+        import hwloop.layers  # noqa: F401 - registers hwloop's layers
+
+        surrogate = keras.models.load_model(run / SURROGATE_FILE, compile=False)
+    elif need_surrogate:
+        from hwloop.strategies.joint import fit_surrogate
+
+        log.info("%s has no surrogate: fitting one on its %d logged pairs", run, len(pairs.x))
+        surrogate, _ = fit_surrogate(pairs.x, pairs.y, FitConfig(steps=fit_steps), seed=seed)
+        refitted = True
+    return Parent(run, inner, surrogate, pairs.x, pairs.y, refitted)

@@ -1,0 +1,276 @@
+"""Rounds of device queries at M(t): measure the checkpoint, decide, train with the device forward.
+
+Each round asks the device at x = M(t) for fresh reachable targets t. The
+answers score the current checkpoint (with the score's standard error and
+the surrogate's mismatch at those inputs) and then drive a round of joint
+steps in which they enter the forward pass through `hwloop.device_op`
+(see `JointTrainer`). `cannot_improve` is the stopping rule; `reselect`
+picks the checkpoint to keep without the winner's curse.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from hwloop.metered import MeteredDevice
+from hwloop.metrics import nmse_db
+from hwloop.strategies.joint import JointTrainer, SurrogateConfig, pretrain_through_surrogate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class RoundScore:
+    """Closed-loop error of one checkpoint, measured by a round's device queries.
+
+    ``uncertainty_db`` is the standard error of ``nmse_db`` (from the spread of
+    the per-target errors); ``mismatch_db`` is how far the device's answers
+    sat from the surrogate's at the queried inputs, on the same scale: what
+    training through the surrogate alone cannot go below. ``weight`` is the
+    share of the device's correction the round's training used.
+    """
+
+    round: int
+    nmse_db: float
+    weights: list[np.ndarray] = field(repr=False)
+    n: int = 0
+    uncertainty_db: float = 0.0
+    mismatch_db: float = float("-inf")
+    weight: float | None = None
+    spent: int = 0  # training queries spent once this round's answers were in
+
+
+def _minibatch(rng: np.random.Generator, n: int, size: int) -> np.ndarray:
+    return rng.integers(0, n, size=min(size, n) if n else 0)
+
+
+def correction_weight(surrogate: keras.Model, old: tuple, new: tuple) -> float:
+    """How much of the device correction is signal rather than noise.
+
+    The surrogate's mean squared residual on the data it was fitted on is
+    about the noise variance; on the new round's answers (not yet learned)
+    it is noise plus the surrogate's bias there. Only the excess is worth
+    correcting for: w = max(0, 1 - old/new), a shrinkage factor that turns
+    the correction off on a noisy device and on where the surrogate is wrong.
+    """
+
+    def msr(x: np.ndarray, y: np.ndarray) -> float:
+        return float(np.mean((np.asarray(surrogate(x)) - y) ** 2)) if len(x) else 0.0
+
+    res_old, res_new = msr(*old), msr(*new)
+    return 0.0 if res_new <= 0 else max(0.0, 1.0 - res_old / res_new)
+
+
+def nmse_uncertainty_db(y: np.ndarray, t: np.ndarray) -> float:
+    """Standard error, in dB, of an NMSE estimated from n targets (delta method)."""
+    err = np.sum((np.asarray(y, np.float64) - t) ** 2, axis=1)
+    mean = float(np.mean(err))
+    if len(err) < 2 or mean <= 0:
+        return 0.0
+    return float(10.0 / np.log(10.0) * np.std(err) / (mean * np.sqrt(len(err))))
+
+
+def measure(
+    dev: MeteredDevice, trainer: JointTrainer, n: int, r: int
+) -> tuple[RoundScore, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Ask the device at M(t) for n fresh reachable targets: the checkpoint's score and the answers."""
+    t_r = np.asarray(trainer.sample_targets(n), np.float32)
+    x_r = dev.safe(np.asarray(trainer.inverse(t_r), np.float32))
+    y_r = dev.query(x_r, "train")
+    power = float(np.sum(np.asarray(t_r, np.float64) ** 2))
+    miss = float(np.sum((np.asarray(trainer.surrogate(x_r), np.float64) - y_r) ** 2))
+    score = RoundScore(
+        r,
+        nmse_db(y_r, t_r),
+        [w.copy() for w in trainer.inverse.get_weights()],
+        n,
+        nmse_uncertainty_db(y_r, t_r),
+        10 * np.log10(miss / power) if miss > 0 else float("-inf"),
+        spent=dev.used["train"],
+    )
+    return score, (t_r, x_r, y_r)
+
+
+def cannot_improve(scores: list[RoundScore]) -> str:
+    """Why refinement should stop after the latest measured round ("" to go on).
+
+    A round's training can only help if there is measurable room: the closed
+    loop must sit above what the device's answers already differ from the
+    surrogate's by more than the score's own uncertainty; and once a trained
+    round has been measured, it must have improved on the best before it by
+    more than the two scores' combined uncertainty.
+    """
+    last = scores[-1]
+    if last.nmse_db - last.mismatch_db <= last.uncertainty_db:
+        return (
+            f"closed loop {last.nmse_db:.2f} dB is within its uncertainty ({last.uncertainty_db:.2f} dB) "
+            f"of the surrogate mismatch {last.mismatch_db:.2f} dB"
+        )
+    if len(scores) >= 2:
+        best = min(scores[:-1], key=lambda s: s.nmse_db)
+        margin = float(np.hypot(last.uncertainty_db, best.uncertainty_db))
+        if last.nmse_db > best.nmse_db - margin:
+            return (
+                f"round {last.round} ({last.nmse_db:.2f} dB) did not beat round {best.round} "
+                f"({best.nmse_db:.2f} dB) by more than {margin:.2f} dB"
+            )
+    return ""
+
+
+def run_rounds(
+    dev: MeteredDevice,
+    trainer: JointTrainer,
+    cfg: SurrogateConfig,
+    data: tuple[np.ndarray, np.ndarray],
+    *,
+    seed: int,
+    train_last: bool = False,
+    stop_early: bool = False,
+    reserve: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
+) -> tuple[list[RoundScore], list[float], str, tuple[np.ndarray, np.ndarray]]:
+    """Spend the budget (less ``reserve``) in rounds of device queries at M(t).
+
+    ``data`` holds every (x, y) pair measured so far. Each round first
+    measures the current inverse on fresh reachable targets (that
+    measurement is the round's checkpoint score), then trains jointly on
+    those answers and the whole log; after the first measurement M is also
+    trained through the surrogate alone. The last round only measures
+    unless ``train_last``. With ``stop_early``, rounds end as soon as
+    `cannot_improve` says so; the reason is returned ("" if all ran), and
+    every pair measured so far.
+    """
+    rng = np.random.default_rng(seed + 31)
+    scores: list[RoundScore] = []
+    curve: list[float] = []
+    x_log, y_log = data
+    rounds = max(1, cfg.rounds)
+    stopped = ""
+    for r in range(rounds):
+        n = (dev.remaining - reserve) // (rounds - r)
+        if n < 8:
+            break
+        score, (t_r, x_r, y_r) = measure(dev, trainer, n, r)
+        scores.append(score)
+        x_log, y_log = np.concatenate([x_log, x_r]), np.concatenate([y_log, y_r])
+        log.info("round %d: %d queries at M(t), closed loop %.2f dB", r, n, score.nmse_db)
+        if stop_early and (stopped := cannot_improve(scores)):
+            log.info("refinement stops: %s", stopped)
+            break
+        if r == rounds - 1 and not train_last:
+            break
+        score.weight = correction_weight(
+            trainer.surrogate, (x_log[: -len(x_r)], y_log[: -len(x_r)]), (x_r, y_r)
+        )
+        log.info("round %d trains with device correction weight %.2f", r, score.weight)
+        if r == 0 and cfg.pretrain_steps:
+            curve += pretrain_through_surrogate(trainer, cfg.pretrain_steps, cfg.batch, on_step)
+        curve += _train_round(trainer, (t_r, x_r, y_r), (x_log, y_log), score.weight, cfg, rng, on_step)
+    return scores, curve, stopped, (x_log, y_log)
+
+
+def reselect(
+    dev: MeteredDevice, trainer: JointTrainer, scores: list[RoundScore], n: int
+) -> RoundScore | None:
+    """Load the checkpoint to keep into the inverse, free of the winner's curse.
+
+    The best of several noisy scores is biased low. The finalists (every
+    checkpoint within two standard errors of the best) are measured again on
+    the same ``n`` fresh targets, and the lowest fresh score wins; with one
+    finalist, or no queries to spare, the rule of `best_checkpoint` applies.
+    """
+    if not scores:
+        return None
+    best = min(scores, key=lambda s: s.nmse_db)
+    finalists = [
+        s for s in scores if s.nmse_db <= best.nmse_db + 2 * np.hypot(s.uncertainty_db, best.uncertainty_db)
+    ]
+    if len(finalists) < 2 or n < 8 or dev.remaining < n * len(finalists):
+        return best_checkpoint(trainer.inverse, scores)
+    t = np.asarray(trainer.sample_targets(n), np.float32)
+    fresh = []
+    for s in finalists:
+        trainer.inverse.set_weights(s.weights)
+        y = dev.query(dev.safe(np.asarray(trainer.inverse(t), np.float32)), "train")
+        fresh.append(nmse_db(y, t))
+    chosen = finalists[int(np.argmin(fresh))]
+    log.info(
+        "re-measured rounds %s on %d fresh targets: %s dB; keeping round %d",
+        [s.round for s in finalists],
+        n,
+        [round(f, 2) for f in fresh],
+        chosen.round,
+    )
+    trainer.inverse.set_weights(chosen.weights)
+    return chosen
+
+
+def round_details(scores: list[RoundScore], best: RoundScore | None, stopped: str = "") -> dict:
+    """Per-round figures for metrics.json, the mixing weights among them."""
+    return {
+        "round_nmse_db": [round(s.nmse_db, 3) for s in scores],
+        "round_uncertainty_db": [round(s.uncertainty_db, 3) for s in scores],
+        "round_mismatch_db": [
+            round(s.mismatch_db, 3) if np.isfinite(s.mismatch_db) else None for s in scores
+        ],
+        "round_queries": [s.n for s in scores],
+        "round_spent": [s.spent for s in scores],
+        "device_weight": [None if s.weight is None else round(s.weight, 4) for s in scores],
+        "best_round": None if best is None else best.round,
+        "refinement_stopped": stopped or None,
+    }
+
+
+def _train_round(
+    trainer: JointTrainer,
+    dev_data: tuple[np.ndarray, np.ndarray, np.ndarray],
+    log_data: tuple[np.ndarray, np.ndarray],
+    weight: float,
+    cfg: SurrogateConfig,
+    rng: np.random.Generator,
+    on_step: Callable[[int, float], None] | None,
+) -> list[float]:
+    t_r, x_r, y_r = (tf.constant(a) for a in dev_data)
+    x_log, y_log = (tf.constant(a) for a in log_data)
+    w = tf.constant(weight, tf.float32)
+    half = cfg.batch // 2
+    curve = []
+    for i in range(cfg.round_steps):
+        di = tf.constant(_minibatch(rng, int(t_r.shape[0]), half))
+        li = tf.constant(_minibatch(rng, int(x_log.shape[0]), cfg.batch))
+        loss_inv, _ = trainer.step(
+            tf.gather(t_r, di),
+            tf.gather(x_r, di),
+            tf.gather(y_r, di),
+            tf.gather(x_log, li),
+            tf.gather(y_log, li),
+            half,
+            True,
+            w,
+        )
+        if i % 100 == 0:
+            curve.append(float(loss_inv))
+            if on_step is not None:
+                on_step(i, curve[-1])
+    return curve
+
+
+def best_checkpoint(inverse: keras.Model, scores: list[RoundScore]) -> RoundScore | None:
+    """Load the best-scoring round's weights into ``inverse``.
+
+    Scores are noisy estimates from n answers each: among checkpoints within
+    the estimate's uncertainty of the best, the latest (most trained) wins.
+    """
+    if not scores:
+        return None
+    best = min(s.nmse_db for s in scores)
+    tie = [s for s in scores if s.nmse_db <= best + 10 * np.log10(1 + 2 / np.sqrt(max(s.n, 1)))]
+    chosen = tie[-1]
+    inverse.set_weights(chosen.weights)
+    return chosen
