@@ -66,18 +66,21 @@ def test_second_session_on_persistent_serve_matches_a_fresh_device(tmp_path: Pat
     assert yb.tobytes() == fresh_wh(xb).tobytes(), "session B saw session A's state or stored answers"
 
 
-def test_second_session_on_firmware_is_measured_afresh(build: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("reset", [False, True])
+def test_second_session_on_firmware_is_measured_afresh(build: Path, tmp_path: Path, reset: bool) -> None:
     """The same x in both sessions: B must get new measurements, not A's stored bytes.
 
     The firmware's noise generator runs on from boot, one draw per applied
-    input, so a fresh board asked xa then xb in one session is the bit-exact
-    reference for what the persistent board answers session B.
+    input (RESET does not touch it), so a fresh board asked xa then xb in one
+    session is the bit-exact reference for what the persistent board answers
+    session B. Without resets, a board from before sessions replays A's
+    stored answers to B (its two-slot window still holds them).
     """
     x = inputs(4, 3)
     proc, path = start_runner(build, tmp_path)
     try:
-        ya = session(path, x, reset=False)
-        yb = session(path, x, reset=False)
+        ya = session(path, x, reset=reset)
+        yb = session(path, x, reset=reset)
     finally:
         stop_process(proc)
     ref_dir = tmp_path / "ref"
