@@ -6,7 +6,11 @@
 the device's answer to exactly that input row:
 
 - answers are matched by seq, checked for type, row count and finiteness;
-  anything else (bad CRC, stale seq, duplicate) is dropped, never used;
+  anything else (bad CRC, stale seq, duplicate) is dropped, never used. A
+  CRC-valid but unusable answer (wrong n or type, non-finite) is asked again
+  under a fresh seq for a stateless device; a stateful one may already have
+  applied the input, so it raises `UnusableAnswer` (`NonFiniteAnswer`) and
+  the caller resets and re-warms the device: no input is applied twice;
 - a lost answer is re-requested with the SAME seq, so the device replays its
   stored answer instead of applying the input twice (exactly-once);
 - up to ``window`` requests are in flight at once (a sliding window over the
@@ -17,7 +21,9 @@ the device's answer to exactly that input row:
   `DeviceRebooted` (its memory is gone mid-sequence; the caller re-warms it),
   ``on_reboot=resend`` makes it only count ``reboots`` and log a warning;
 - a vanished port (SerialException) is re-opened with backoff for up to
-  ``reconnect`` seconds, re-handshaken, and the outstanding requests re-sent.
+  ``reconnect`` seconds, re-handshaken, and the outstanding requests re-sent;
+- every INFO carries this device object's host session (`serial_link`), so
+  another host process's stored answers never answer this one.
 
 URI parameters (hwloop's own; any other query parameter is passed through to
 pyserial's URL handler, e.g. ``socket://host:port?logging=debug``):
@@ -42,18 +48,20 @@ import serial
 from hwloop.device import (
     BadDeviceParameterError,
     BaseDevice,
-    DeviceDisconnected,
-    DeviceError,
-    DeviceInfo,
     DeviceRebooted,
     DeviceTimeout,
+    NonFiniteAnswer,
     Param,
+    UnusableAnswer,
     parse_params,
 )
 from hwloop.drivers import protocol as p
 from hwloop.drivers.errors import DeviceFault, ProtocolError
+from hwloop.drivers.serial_link import LinkStats, SerialLink, new_session
 
 log = logging.getLogger(__name__)
+
+_NON_FINITE = "non-finite values"
 
 PARAMS: dict[str, Param] = {
     "baud": Param(int, 115200, "line rate of a real serial port (ignored by sockets and ptys)"),
@@ -64,22 +72,6 @@ PARAMS: dict[str, Param] = {
     "reconnect": Param(float, 10.0, "seconds to keep re-opening a vanished port (0 = never)"),
     "on_reboot": Param(str, "raise", "stateful device rebooted mid-run: raise | resend"),
 }
-
-_READ_SLICE_S = 0.02  # the port's read timeout: how often deadlines are checked
-
-
-@dataclass
-class LinkStats:
-    """What the link had to repair; all zero on a clean line."""
-
-    requests: int = 0
-    resends: int = 0
-    timeouts: int = 0
-    bad_frames: int = 0
-    rejected: int = 0
-    stale: int = 0
-    reboots: int = 0
-    reconnects: int = 0
 
 
 @dataclass
@@ -123,7 +115,7 @@ def split_uri(uri: str) -> tuple[str, dict[str, Any]]:
     return url, params
 
 
-class SerialDevice(BaseDevice):
+class SerialDevice(SerialLink, BaseDevice):
     """A device on the far side of a byte stream that speaks PROTOCOL.md."""
 
     def __init__(
@@ -159,6 +151,8 @@ class SerialDevice(BaseDevice):
         self._seq = 0
         self._splitter = p.FrameSplitter()
         self._generation = 0
+        self.session = new_session()
+        self.sessions = True
         self._port: serial.SerialBase | None = None
         self._port = self._connect_with_retry(first=True)
         try:
@@ -168,6 +162,7 @@ class SerialDevice(BaseDevice):
             raise
         super().__init__(self._info_from(hello))
         self._set_window(hello)
+        self._reset_first = self.info.stateful and not self.sessions
         log.info(
             "%s: %s %d->%d, max_batch %d, window %d, firmware %r",
             url,
@@ -178,195 +173,6 @@ class SerialDevice(BaseDevice):
             self.window,
             hello.firmware,
         )
-
-    # ------------------------------------------------------------ transport
-    def _open_port(self) -> serial.SerialBase:
-        kwargs: dict[str, Any] = {"baudrate": self.baud, "timeout": _READ_SLICE_S, "write_timeout": 5.0}
-        if "://" not in self.url:
-            kwargs["exclusive"] = True
-        return serial.serial_for_url(self.url, **kwargs)
-
-    def _connect_with_retry(self, *, first: bool) -> serial.SerialBase:
-        """Open the port; after a disconnect, keep trying with backoff."""
-        limit = 0.0 if first else self.reconnect_s
-        deadline = time.monotonic() + limit
-        delay = 0.05
-        while True:
-            try:
-                port = self._opener()
-                self._splitter.clear()
-                return port
-            except (serial.SerialException, OSError, ValueError) as exc:
-                if time.monotonic() + delay > deadline:
-                    what = "cannot open" if first else f"lost and could not re-open within {limit:g} s"
-                    raise DeviceDisconnected(f"{self.url}: {what}: {exc}") from None
-                log.debug("re-open of %s failed (%s); retrying in %.2f s", self.url, exc, delay)
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
-
-    def _drop_port(self) -> None:
-        port, self._port = self._port, None
-        if port is not None:
-            try:
-                port.close()
-            except Exception as exc:  # closing a vanished port may fail; nothing to save
-                log.debug("closing %s: %s", self.url, exc)
-
-    def _reconnect(self, exc: Exception) -> None:
-        """The port vanished: re-open, re-handshake, check it is the same device."""
-        log.warning("%s: link lost (%s); reconnecting for up to %g s", self.url, exc, self.reconnect_s)
-        self._drop_port()
-        if self.reconnect_s <= 0:
-            raise DeviceDisconnected(f"{self.url}: link lost: {exc}") from None
-        deadline = time.monotonic() + self.reconnect_s
-        while True:
-            self._port = self._connect_with_retry(first=False)
-            try:
-                hello = self._handshake(max(0.5, deadline - time.monotonic()), reconnecting=True)
-                break
-            except (DeviceTimeout, DeviceDisconnected):
-                self._drop_port()
-                if time.monotonic() >= deadline:
-                    raise DeviceDisconnected(
-                        f"{self.url}: link lost and the device did not answer again within "
-                        f"{self.reconnect_s:g} s"
-                    ) from None
-        new = self._info_from(hello)
-        if (new.in_dim, new.out_dim, new.low, new.high, new.stateful) != (
-            self.info.in_dim,
-            self.info.out_dim,
-            self.info.low,
-            self.info.high,
-            self.info.stateful,
-        ):
-            self._drop_port()
-            raise DeviceError(f"{self.url}: a different device answered after reconnecting ({new.name})")
-        self._set_window(hello)
-        self.link.reconnects += 1
-        self._generation += 1
-        log.info("%s: reconnected", self.url)
-
-    def _write(self, frame: bytes) -> None:
-        if self._port is None:
-            raise DeviceDisconnected(f"{self.url}: port is not open")
-        try:
-            self._port.write(frame)
-        except (serial.SerialException, OSError) as exc:
-            self._reconnect(exc)
-
-    def _read_payloads(self, until: float) -> list[bytes]:
-        """CRC-valid payloads that arrive before ``until`` (at least one if any)."""
-        while True:
-            if self._port is None:
-                raise DeviceDisconnected(f"{self.url}: port is not open")
-            try:
-                data = self._port.read(1)
-                if data:
-                    waiting = self._port.in_waiting
-                    if waiting:
-                        data += self._port.read(waiting)
-            except (serial.SerialException, OSError) as exc:
-                self._reconnect(exc)
-                return []
-            out = []
-            for block in self._splitter.feed(data):
-                try:
-                    out.append(p.decode_frame(block))
-                except ProtocolError as e:
-                    self.link.bad_frames += 1
-                    log.debug("%s: dropped a frame: %s", self.url, e)
-            if out or time.monotonic() >= until:
-                return out
-
-    # ------------------------------------------------------------ handshake
-    def _next_seq(self) -> int:
-        self._seq = p.next_seq(self._seq)
-        return self._seq
-
-    def _handshake(self, limit: float, *, reconnecting: bool = False) -> p.InfoOk:
-        """Send INFO with backoff until INFO_OK: no fixed sleep after opening."""
-        deadline = time.monotonic() + limit
-        wait = 0.1
-        seq = self._next_seq()
-        readies = 0
-        while True:
-            if self._port is None:
-                raise DeviceDisconnected(f"{self.url}: port is not open")
-            try:
-                self._port.write(p.encode_message(p.Info(seq)))
-            except (serial.SerialException, OSError) as exc:
-                raise DeviceDisconnected(f"{self.url}: write failed during handshake: {exc}") from None
-            attempt_end = min(deadline, time.monotonic() + wait)
-            while time.monotonic() < attempt_end:
-                try:
-                    payloads = self._read_handshake(attempt_end)
-                except (serial.SerialException, OSError) as exc:
-                    raise DeviceDisconnected(f"{self.url}: read failed during handshake: {exc}") from None
-                for payload in payloads:
-                    try:
-                        msg = p.decode_message(payload)
-                    except ProtocolError:
-                        self.link.rejected += 1
-                        continue
-                    if isinstance(msg, p.Ready):
-                        readies += 1
-                        continue
-                    if msg.seq != seq:
-                        self.link.stale += 1
-                        continue
-                    if isinstance(msg, p.InfoOk):
-                        if reconnecting and readies:
-                            self._rebooted(None)
-                        return msg
-                    if isinstance(msg, p.Error):
-                        name = p.ERROR_NAMES.get(msg.code, "?")
-                        raise DeviceFault(
-                            msg.code,
-                            msg.message,
-                            f"{self.url}: device refused INFO: error {msg.code} ({name}): {msg.message}",
-                        )
-                    # a stored answer of another type under this seq: move on to a fresh one
-                    self.link.rejected += 1
-                    seq = self._next_seq()
-            if time.monotonic() >= deadline:
-                raise DeviceTimeout(
-                    f"{self.url}: no INFO_OK within {limit:g} s - is a hwloop device on this port?"
-                )
-            wait = min(wait * 2, 1.0)
-
-    def _read_handshake(self, until: float) -> list[bytes]:
-        assert self._port is not None
-        out: list[bytes] = []
-        while not out and time.monotonic() < until:
-            data = self._port.read(1)
-            if data and self._port.in_waiting:
-                data += self._port.read(self._port.in_waiting)
-            for block in self._splitter.feed(data):
-                try:
-                    out.append(p.decode_frame(block))
-                except ProtocolError:
-                    self.link.bad_frames += 1
-        return out
-
-    def _info_from(self, m: p.InfoOk) -> DeviceInfo:
-        fit = min(p.max_rows(m.in_dim or 1), p.max_rows(m.out_dim or 1))
-        try:
-            return DeviceInfo(
-                name=m.name,
-                in_dim=m.in_dim,
-                out_dim=m.out_dim,
-                max_batch=min(m.max_batch, fit),
-                low=m.low,
-                high=m.high,
-                stateful=m.stateful,
-                firmware=m.firmware,
-            )
-        except Exception as exc:
-            raise ProtocolError(f"{self.url}: device sent an unusable INFO_OK: {exc}") from None
-
-    def _set_window(self, m: p.InfoOk) -> None:
-        w = max(1, m.window)
-        self.window = min(w, self.window_cap) if self.window_cap else w
 
     # ------------------------------------------------------------ exchange
     def _rebooted(self, outstanding: list[_Req] | None) -> None:
@@ -495,6 +301,8 @@ class SerialDevice(BaseDevice):
         problem = self._check(req, msg)
         if problem:
             self.link.rejected += 1
+            if req.kind == p.QUERY and self.info.stateful:
+                self._unusable(req, msg, problem)
             # the device would replay the same stored answer for this seq: ask under a fresh one
             self._retry(req, inflight, fresh=True, why=problem)
             return
@@ -505,6 +313,16 @@ class SerialDevice(BaseDevice):
             if other.sent_at <= req.sent_at:
                 self._retry(other, inflight, fresh=False, why="answer lost (a later one arrived)")
 
+    def _unusable(self, req: _Req, msg: p.Message, problem: str) -> None:
+        """A stateful device may have applied the input already: asking again under a
+        fresh seq would apply it twice, so the caller must reset and re-warm it."""
+        cls = NonFiniteAnswer if problem == _NON_FINITE else UnusableAnswer
+        raise cls(
+            f"{self.url}: stateful device {self.info.name!r} answered QUERY seq {msg.seq} with "
+            f"{problem}; it may have applied the input, so it is not asked again - "
+            "reset() it and re-warm it before querying on"
+        )
+
     def _check(self, req: _Req, msg: p.Message) -> str:
         """Why ``msg`` is not a usable answer to ``req`` ('' if it is)."""
         if req.kind == p.RESET:
@@ -514,13 +332,16 @@ class SerialDevice(BaseDevice):
         if msg.n != req.n:
             return f"n={msg.n} for a QUERY of n={req.n}"
         if not np.all(np.isfinite(msg.values)):
-            return "non-finite values"
+            return _NON_FINITE
         req.result = msg.rows(self.info.out_dim)
         return ""
 
     # ------------------------------------------------------------ Device API
     def _query_chunks(self, chunks: list[np.ndarray]) -> Iterator[np.ndarray]:
         """Keep up to ``window`` chunks in flight; yield each answer in order as it lands."""
+        if self._reset_first:  # a device without sessions may hold another host's state
+            log.info("%s: resetting the stateful device before its first query", self.url)
+            self._reset()
         reqs = [
             _Req(
                 index=i, kind=p.QUERY, body=len(c).to_bytes(2, "little") + c.astype("<f4").tobytes(), n=len(c)
@@ -537,6 +358,7 @@ class SerialDevice(BaseDevice):
 
     def _reset(self) -> None:
         self._exchange([_Req(index=0, kind=p.RESET, body=b"")])
+        self._reset_first = False
 
     def _close(self) -> None:
         self._drop_port()

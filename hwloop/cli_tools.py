@@ -196,6 +196,11 @@ def report(run_dir: str, out: str | None) -> None:
 @click.option("--pty", "use_pty", is_flag=True, help="Serve on a new pseudo-terminal (prints its path).")
 @click.option("--listen", default=None, help="Serve on a TCP address, e.g. tcp://127.0.0.1:7000.")
 @click.option(
+    "--allow-remote",
+    is_flag=True,
+    help="Allow a non-loopback --listen address (the link has no authentication).",
+)
+@click.option(
     "--window",
     default=4,
     show_default=True,
@@ -231,6 +236,7 @@ def serve(
     device: str,
     use_pty: bool,
     listen: str | None,
+    allow_remote: bool,
     window: int,
     drop: float,
     garble: float,
@@ -260,6 +266,14 @@ def serve(
         click.echo(f"serving {device} on {address} (window {window}); Ctrl-C to stop", err=True)
 
     try:
-        run_server(dev, pty=use_pty, listen=listen, window=window, faults=faults, on_ready=announce)
+        run_server(
+            dev,
+            pty=use_pty,
+            listen=listen,
+            window=window,
+            faults=faults,
+            on_ready=announce,
+            allow_remote=allow_remote,
+        )
     finally:
         dev.close()

@@ -198,7 +198,8 @@ def open_run_log(run_dir: str | Path) -> QueryLog:
     if not path.is_file():
         raise RunDirError(f"{run_dir} holds no query log (queries.sqlite)")
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        # as_uri() percent-encodes the path, so `?`, `#` and `%` in it stay part of it
+        with sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True) as db:
             meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         in_dim, out_dim = int(meta["in_dim"]), int(meta["out_dim"])
     except (sqlite3.DatabaseError, KeyError, ValueError) as exc:

@@ -33,7 +33,7 @@ def build_firmware(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if missing:
         pytest.fail(
             f"firmware toolchain missing: {', '.join(missing)} - "
-            "apt-get install gcc-avr avr-libc simavr libsimavr-dev libelf-dev",
+            "apt-get install make gcc gcc-avr avr-libc simavr libsimavr-dev libelf-dev",
             pytrace=False,
         )
     out = tmp_path_factory.mktemp("fw")

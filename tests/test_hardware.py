@@ -1,6 +1,8 @@
 """Checks for a real board: ``pytest -m hardware --device-url serial:///dev/ttyACM0?baud=115200``.
 
-Without ``--device-url`` tests/conftest.py skips them ("needs a real board").
+Without ``--device-url`` tests/conftest.py skips them ("needs a real board");
+the plain ``pytest`` run still runs this whole suite, in a subprocess, against
+`hwloop serve --pty` and the firmware under simavr (test_hardware_standins.py).
 They assume only what PROTOCOL.md promises, so they suit any device speaking
 the hwloop wire protocol (the Uno firmware, `hwloop serve`, your own board),
 and also any other device URI (``sim:...``, a plugin scheme) except the

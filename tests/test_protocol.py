@@ -19,6 +19,7 @@ def h(text: str) -> bytes:
 
 
 INFO_1 = h("04 01 01 01 03 b5 72 00")
+INFO_1_SESSION = h("04 01 01 01 07 78 56 34 12 e8 6a 00")  # session 0x12345678
 INFO_OK_1 = h(
     "04 01 81 01 02 01 02 01 02 20 01 02 01 01 03 80 bf 01 0e 80 3f 04 72 61 70 70 03 31 2e 30 3c 5f 00"
 )
@@ -37,6 +38,10 @@ def test_crc_check_value() -> None:
 
 def test_encode_info() -> None:
     assert p.encode_message(p.Info(1)) == INFO_1
+
+
+def test_encode_info_with_session() -> None:
+    assert p.encode_message(p.Info(1, 0x12345678)) == INFO_1_SESSION
 
 
 def test_encode_info_ok() -> None:
@@ -73,6 +78,12 @@ def decode(frame: bytes, dim: int | None = None) -> p.Message:
 
 def test_decode_info() -> None:
     assert decode(INFO_1) == p.Info(1)
+
+
+def test_decode_info_with_session() -> None:
+    msg = decode(INFO_1_SESSION)
+    assert msg == p.Info(1, 0x12345678) and msg.session == 0x12345678
+    assert decode(INFO_1).session is None  # an empty body: a host from before sessions
 
 
 def test_decode_info_ok() -> None:
@@ -157,7 +168,8 @@ def test_max_block_accepted() -> None:
     [
         (b"\x02\x01\x01\x00", p.ERR_VERSION),
         (b"\x01\x55\x01\x00", p.ERR_TYPE),
-        (b"\x01\x01\x01\x00\x00", p.ERR_LENGTH),  # INFO with a body
+        (b"\x01\x01\x01\x00\x00", p.ERR_LENGTH),  # INFO with a 1-byte body
+        (b"\x01\x01\x01\x00\x01\x02\x03\x04\x05", p.ERR_LENGTH),  # INFO with 5 bytes: not a session
         (b"\x01\x02\x01\x00\x02\x00" + b"\x00" * 4, p.ERR_LENGTH),  # n=2, one float
         (b"\x01\x7f\x01\x00\x06\x05ab", p.ERR_LENGTH),  # ERROR message shorter than len
         (b"\x01\x81\x01\x00\x01\x00", p.ERR_LENGTH),  # truncated INFO_OK

@@ -96,3 +96,19 @@ def test_exports(tmp_path: Path, rng: np.random.Generator) -> None:
     np.testing.assert_array_equal(
         np.array([[float(v) for v in r[1:]] for r in rows[1:]], np.float32), np.hstack([x, y])
     )
+
+
+@pytest.mark.parametrize("name", ["run?a=1", "run#2", "r%3Fun ?#&%"])
+def test_run_directory_with_uri_characters(tmp_path: Path, rng: np.random.Generator, name: str) -> None:
+    """`?`, `#` and `%` in a run directory's path are part of the path, not of a URI."""
+    run = tmp_path / name
+    run.mkdir()
+    x, y = rng.normal(size=(5, 2)).astype(np.float32), rng.normal(size=(5, 1)).astype(np.float32)
+    with QueryLog(run / "queries.sqlite", 2, 1) as log:
+        log.append(x, y, "train")
+    with open_run_log(run) as log:  # reopens through the read-only check
+        log.append(x, y, "eval")
+        x_all, y_all = log.arrays(None)
+    np.testing.assert_array_equal(x_all, np.concatenate([x, x]))
+    np.testing.assert_array_equal(y_all, np.concatenate([y, y]))
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name], "a stray database appeared beside the run"

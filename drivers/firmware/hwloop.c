@@ -9,9 +9,13 @@
  * Protocol: see PROTOCOL.md. Frames are COBS-decoded on the fly with a
  * streaming CRC, so a frame longer than the receive buffer is still checked
  * and answered (ERROR 4 or 5) instead of being mistaken for garbage.
- * Exactly-once: the last WINDOW answers are stored with the request's seq
- * and payload CRC; a repeated request replays its answer without applying
- * the input again. RAM is 2 KiB: MAX_BATCH 16, WINDOW 2.
+ * Exactly-once: the last WINDOW answers to QUERY and RESET are stored with
+ * the request's seq and payload CRC; a repeated request replays its answer
+ * without applying the input again. INFO is always answered afresh and never
+ * stored. Host sessions (amendment 1): an INFO whose u32 session differs from
+ * the last INFO's (an empty INFO counts as different every time) forgets all
+ * stored answers, so one host process never gets another's answers.
+ * RAM is 2 KiB: MAX_BATCH 16, WINDOW 2.
  */
 #include <avr/interrupt.h>
 #include <avr/io.h>
@@ -182,6 +186,20 @@ static uint16_t put_f32(uint16_t len, float v) {
     return len + 4;
 }
 
+/* ---------------------------------------------------------------- host sessions */
+static uint32_t session;      /* the last INFO's session */
+static uint8_t have_session;  /* 0 after boot and after an empty INFO */
+
+/* An INFO with body length 0 or 4 (u32 session, rx[4..8)): forget the stored
+ * answers unless it continues the last INFO's session. */
+static void info_session(uint16_t body) {
+    uint32_t s = 0;
+    if (body == 4) memcpy(&s, rx + 4, 4); /* AVR is little-endian */
+    if (body == 0 || !have_session || s != session) store_clear();
+    session = s;
+    have_session = body == 4;
+}
+
 /* Build the answer to a CRC-valid payload of total length plen (only the
  * first RX_KEEP - 2 bytes are in rx[]). Returns the response length in tx[]. */
 static uint16_t answer(uint16_t plen, uint16_t seq) {
@@ -189,7 +207,8 @@ static uint16_t answer(uint16_t plen, uint16_t seq) {
     uint16_t body = plen - 4;
     if (rx[0] != 1) return error_msg(seq, E_VERSION, m_version);
     if (type == T_INFO) {
-        if (body) return error_msg(seq, E_LENGTH, m_length);
+        if (body != 0 && body != 4) return error_msg(seq, E_LENGTH, m_length);
+        info_session(body);
         uint16_t len = header(T_INFO_OK, seq);
         tx[len++] = IN_DIM; tx[len++] = 0;
         tx[len++] = OUT_DIM; tx[len++] = 0;
@@ -228,6 +247,10 @@ static uint16_t answer(uint16_t plen, uint16_t seq) {
 
 static void handle(uint16_t plen, uint16_t req_crc) {
     uint16_t seq = (uint16_t)rx[2] | ((uint16_t)rx[3] << 8);
+    if (rx[0] == 1 && rx[1] == T_INFO) { /* always afresh, never stored */
+        send_frame(answer(plen, seq));
+        return;
+    }
     for (uint8_t i = 0; i < WINDOW; i++) {
         if (store[i].used && store[i].seq == seq && store[i].req_crc == req_crc) {
             memcpy(tx, store[i].data, store[i].len);
