@@ -13,7 +13,9 @@ surrogate) with exact gradients.
 Run directory hook: `save_gmp_inverse` writes ``inverse.keras`` and
 ``device.json`` with ``inverse_memory = {"depth": D, "lookahead": 0,
 "kind": "gmp", ...}``; `load_gmp_inverse` reads them back into a
-`hwloop.gmp.GMPInverse` (numpy, float64, streaming).
+`hwloop.gmp.GMPInverse` (numpy, float64, streaming). `hwloop.inverse.load_inverse`
+already runs such a directory as a `SequenceInverse` (same drive, float32),
+provided this module was imported first: its layers register on import.
 """
 
 from __future__ import annotations
