@@ -141,3 +141,13 @@ def test_bundled_dpa_measurement_matches_its_description() -> None:
     assert abs(g) == pytest.approx(3.16, abs=0.03)
     with pytest.raises(UsageError):
         dpa200("holdout")
+
+
+def test_pairs_feed_from_data_as_an_npz(tmp_path: Path) -> None:
+    from hwloop.data import load_data_file
+
+    x, y = dpa200("val")
+    np.savez(tmp_path / "pairs.npz", x=x, y=y)
+    pairs = load_data_file(tmp_path / "pairs.npz")
+    assert pairs.in_dim == pairs.out_dim == 2
+    np.testing.assert_array_equal(pairs.x, x)
