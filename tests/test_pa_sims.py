@@ -86,3 +86,11 @@ def test_overdrive_saturates_instead_of_blowing_up(name: str) -> None:
     x, _ = dpa200("val")
     hard = make_sim(name, noise=0.0, drive=1.4).query(x)
     assert acpr_db(hard) > acpr_db(make_sim(name, noise=0.0).query(x)) + 1
+
+
+def test_parameters_change_the_distortion_as_documented() -> None:
+    u = ofdm(OFDMSpec(n=16384))
+    linear = acpr_db(make_sim("pa_gmp", noise=0.0, nonlin=0.0).query(u))
+    assert linear < -70  # memory alone spreads no power out of the channel
+    base = acpr_db(make_sim("pa_wh", noise=0.0).query(u))
+    assert acpr_db(make_sim("pa_wh", noise=0.0, sat=0.8).query(u)) > base + 3  # earlier saturation
