@@ -245,13 +245,16 @@ SIMULATORS: dict[str, SimSpec] = {
 def _lookup(name: str) -> tuple[dict[str, Param], Callable[[dict], BaseDevice]]:
     """The parameters a simulator takes and how to build it from their values."""
     from hwloop.simulators.with_memory import MEMORY_SIMULATORS, build_memory_sim
+    from hwloop.simulators.pa import PA_SIMULATORS, build_pa_sim
 
     if name in SIMULATORS:
         spec = SIMULATORS[name]
         return spec.all_params(), lambda values: _build(spec, values)
     if name in MEMORY_SIMULATORS:
         return MEMORY_SIMULATORS[name].all_params(), lambda values: build_memory_sim(name, values)
-    known = ", ".join(sorted([*SIMULATORS, *MEMORY_SIMULATORS]))
+    if name in PA_SIMULATORS:
+        return PA_SIMULATORS[name].all_params(), lambda values: build_pa_sim(name, values)
+    known = ", ".join(sorted([*SIMULATORS, *MEMORY_SIMULATORS, *PA_SIMULATORS]))
     raise UnknownSchemeError(f"unknown simulator {name!r} (known: {known})")
 
 
@@ -310,9 +313,11 @@ def open_sim(uri: str) -> BaseDevice:
 def describe() -> list[tuple[str, str]]:
     """(URI, one line) for every simulator, for ``hwloop devices``."""
     from hwloop.simulators.with_memory import MEMORY_SIMULATORS
+    from hwloop.simulators.pa import PA_SIMULATORS
 
     static = [(f"sim:{s.name}", f"{s.in_dim}->{s.out_dim}  {s.summary}") for s in SIMULATORS.values()]
-    return static + [(f"sim:{m.name}", f"1->1  {m.summary}") for m in MEMORY_SIMULATORS.values()]
+    memory = [(f"sim:{m.name}", f"1->1  {m.summary}") for m in MEMORY_SIMULATORS.values()]
+    return static + memory + [(f"sim:{m.name}", f"2->2  {m.summary}") for m in PA_SIMULATORS.values()]
 
 
 open_sim.describe = describe  # type: ignore[attr-defined]

@@ -1,0 +1,96 @@
+"""The I/Q amplifier simulators fitted to DPA_200MHz: contract, state, fit quality, ACPR."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hwloop
+from hwloop.dpd_metrics import acpr_db, nmse_db
+from hwloop.errors import BadDeviceParameterError, OutOfRangeError
+from hwloop.gmp import GMP, GMPConfig
+from hwloop.signals import OFDMSpec, cplx, dpa200, ofdm
+from hwloop.simulators.catalog import describe, make_sim
+from hwloop.simulators.pa import _fitted, gmp_terms
+
+NAMES = ["pa_gmp", "pa_wh"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_contract_and_catalogue(name: str) -> None:
+    dev = hwloop.open_device(f"sim:{name}?noise=0&seed=3")
+    assert dev.info.in_dim == dev.info.out_dim == 2 and dev.info.stateful
+    assert dev.info.low == (-1.0, -1.0) and dev.info.high == (1.0, 1.0)
+    assert f"sim:{name}" in dict(describe())
+    with pytest.raises(OutOfRangeError):
+        dev.query(np.array([[1.2, 0.0]], np.float32))
+    with pytest.raises(BadDeviceParameterError):
+        hwloop.open_device(f"sim:{name}?drive=0")
+    with pytest.raises(BadDeviceParameterError):
+        make_sim(name, colour=1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_persists_across_queries_until_reset(name: str) -> None:
+    x, _ = dpa200("val")
+    x = x[:3000]
+    dev = make_sim(name, noise=0.0)
+    whole = dev.query(x)
+    dev.reset()
+    parts = np.concatenate([dev.query(x[:1000]), dev.query(x[1000:1777]), dev.query(x[1777:])])
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dev.clean_sequence(x), whole, rtol=1e-5, atol=1e-6)
+    # without a reset the second answer starts from the first one's state
+    again = dev.query(x[:50])
+    dev.reset()
+    fresh = dev.query(x[:50])
+    assert not np.allclose(again[:5], fresh[:5], atol=1e-4)
+    np.testing.assert_allclose(fresh, whole[:50], rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_output_noise_is_seeded_and_of_the_declared_size(name: str) -> None:
+    x, _ = dpa200("val")
+    a, b = make_sim(name, noise=0.01, seed=1), make_sim(name, noise=0.01, seed=1)
+    ya, yb = a.query(x), b.query(x)
+    np.testing.assert_array_equal(ya, yb)
+    assert np.std(ya - a.clean_sequence(x)) == pytest.approx(0.01, rel=0.05)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_to_the_measured_test_split_and_no_dpd_acpr(name: str) -> None:
+    x, y = dpa200("test")
+    out = make_sim(name).query(x)
+    assert nmse_db(out, y, gain=1.0) < -30  # the docstring reports -31.5 / -31.3 dB
+    assert -35 < acpr_db(out) < -25
+    assert abs(acpr_db(out) - acpr_db(y)) < 1.5
+    u = ofdm(OFDMSpec(n=16384, papr=8))
+    assert -35 < acpr_db(make_sim(name).query(u)) < -25
+
+
+def test_pa_gmp_equals_the_library_gmp_with_its_coefficients() -> None:
+    fit = _fitted()
+    order, memory, cross_order, cross_memory, lag = (int(v) for v in fit["gmp_cfg"])
+    cfg = GMPConfig(order, memory, cross_order, cross_memory, lag)
+    assert cfg.terms() == gmp_terms(order, memory, cross_order, cross_memory, lag)
+    x, _ = dpa200("val")
+    ref = GMP(cfg, fit["gmp_coeffs"])(cplx(x))
+    np.testing.assert_allclose(cplx(make_sim("pa_gmp", noise=0.0).query(x)), ref, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_overdrive_saturates_instead_of_blowing_up(name: str) -> None:
+    corner = np.full((200, 2), 1.0, np.float32)  # |x| = sqrt(2), past the fitted range
+    out = np.abs(cplx(make_sim(name, noise=0.0).query(corner)))
+    assert out.max() < 3.5
+    x, _ = dpa200("val")
+    hard = make_sim(name, noise=0.0, drive=1.4).query(x)
+    assert acpr_db(hard) > acpr_db(make_sim(name, noise=0.0).query(x)) + 1
+
+
+def test_parameters_change_the_distortion_as_documented() -> None:
+    u = ofdm(OFDMSpec(n=16384))
+    linear = acpr_db(make_sim("pa_gmp", noise=0.0, nonlin=0.0).query(u))
+    assert linear < -70  # memory alone spreads no power out of the channel
+    base = acpr_db(make_sim("pa_wh", noise=0.0).query(u))
+    assert acpr_db(make_sim("pa_wh", noise=0.0, sat=0.8).query(u)) > base + 3  # earlier saturation
