@@ -321,7 +321,7 @@ def section_memory(data: dict) -> list[str]:
     if not cells:
         return out + missing("memory", "python benchmarks/memory.py")
     out += [
-        "The stateful simulators (`simulators/memory.py`) with measurement noise",
+        "The stateful simulators (`simulators/with_memory.py`) with measurement noise",
         f'{data.get("noise", 1e-3):g}, trained by `hwloop.train("sim:NAME?noise=...", strategy="ila",',
         "queries=20000, seed=0, options=TrainOptions(memory_depth=D))`: `hwloop.run` sends",
         "a stateful device to sequence ILA (`hwloop.strategies.sequence`, 16,000 fit steps), whose",

@@ -1,12 +1,12 @@
 """The GMP predistorter as a Keras model, so it saves and loads as ``inverse.keras``.
 
-The model takes the tapped target sequence that `hwloop.memory.tapped`
+The model takes the tapped target sequence that `hwloop.tapped.tapped`
 builds with ``depth = cfg.depth`` and ``lookahead = 0``: row n holds
 [I, Q] of t[n], t[n-1], ..., t[n-depth]. `GMPFeatures` turns a row into the
 real and imaginary parts of the GMP basis, a bias-free Dense layer holds the
 least-squares coefficients (a complex product written as a real 2F x 2
 matrix), and `PeakLimit` bounds the drive's magnitude. Because a row carries
-its own past, the model is an ordinary per-row map: `hwloop.memory.SequenceInverse`
+its own past, the model is an ordinary per-row map: `hwloop.tapped.SequenceInverse`
 runs it on whole sequences unchanged, and it stays trainable (e.g. through a
 surrogate) with exact gradients.
 

@@ -21,7 +21,7 @@ from hwloop.gmp_keras import (
     load_gmp_inverse,
     save_gmp_inverse,
 )
-from hwloop.memory import tapped
+from hwloop.tapped import tapped
 from hwloop.signals import OFDMSpec, cplx, ofdm
 
 INFO = {
