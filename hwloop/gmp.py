@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -206,6 +207,12 @@ class GMPInverse:
 
     __call__ = apply
 
+    def save(self, run_dir: str | Path) -> Path:
+        """inverse.keras (the Keras form) and device.json, for `hwloop.load_inverse`."""
+        from hwloop.gmp_keras import save_gmp_inverse
+
+        return save_gmp_inverse(run_dir, self, self.info)
+
 
 QuerySequence = Callable[[np.ndarray], np.ndarray]
 
@@ -255,6 +262,7 @@ def indirect_learning(
     cfg: GMPConfig | None = None,
     *,
     gain: str | float | complex = "peak",
+    start_gain: complex = 1.0,
     iterations: int = 3,
     ridge: float = 1e-4,
     peak: float = 1.0,
@@ -265,15 +273,15 @@ def indirect_learning(
 
     ``query_sequence(x)`` resets the amplifier and returns its answer (n, 2)
     to the whole drive x; it is called ``iterations`` times with n rows each.
-    Round 1 drives u itself (the predistorter starts as the identity), which
-    is also where the gain G is measured (see `resolve_gain`).
+    Round 1 drives u / start_gain (the predistorter starts as a scaled
+    identity), which is also where the gain G is measured (see `resolve_gain`).
     """
     cfg = cfg or GMPConfig()
     u = np.asarray(u, np.float64)
     uc = cplx(u)
     if iterations < 1:
         raise UsageError(f"iterations must be >= 1, got {iterations}")
-    inv = GMPInverse(GMP.identity(cfg), peak=peak)
+    inv = GMPInverse(GMP.identity(cfg, 1.0 / complex(start_gain)), peak=peak)
     g: complex | None = None
     result = ILAResult(inv, 1.0)
     for it in range(iterations):

@@ -65,6 +65,7 @@ def load_inverse(run_dir: str | Path) -> Inverse:
     """
     import keras
 
+    import hwloop.gmp_keras
     import hwloop.layers  # noqa: F401 - registers hwloop's serialisable layers
 
     run = Path(run_dir)
@@ -79,6 +80,13 @@ def load_inverse(run_dir: str | Path) -> Inverse:
     except Exception as exc:
         raise RunDirError(f"{path}: cannot load the inverse ({type(exc).__name__}: {exc})") from exc
     memory = info.get("inverse_memory")
+    if memory and memory.get("kind") == "gmp":
+        from hwloop.gmp_keras import from_keras
+
+        g = memory.get("gain", [1.0, 0.0])
+        inv = from_keras(model, complex(g[0], g[1]))
+        inv.info = {k: v for k, v in info.items() if k != "inverse_memory"}
+        return inv  # type: ignore[return-value]
     if memory:
         from hwloop.tapped import SequenceInverse
 

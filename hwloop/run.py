@@ -165,7 +165,7 @@ def _run(
 ) -> TrainResult:
     import keras
 
-    from hwloop.evaluate import EvalBudget, evaluate
+    from hwloop.evaluate import EvalBudget, evaluate, evaluate_signal
 
     opts = plan.options
     t_start = time.perf_counter()
@@ -176,7 +176,9 @@ def _run(
         hold=bool(opts.hold),
         init_from=bool(opts.init_from),
         mask=opts.mask is not None,
+        signal=opts.signal is not None,
     )
+    signal = None if opts.signal is None else opts.gain * _load_signal(opts.signal)
     mask = opts.mask_for(info)
     prior_xy = None if prior is None else prior.inside(info) if dev is not None else (prior.x, prior.y)
     budget = EvalBudget.for_run(plan.queries, opts.eval_queries, opts.noise_repeats, opts.eval_targets)
@@ -215,6 +217,7 @@ def _run(
             opts.memory_depth,
             tuple(opts.hold or ()),
             opts.init_from,
+            signal,
         )
         outcome = run_strategy(name, ctx)
         inverse = _package(outcome, info)
@@ -227,9 +230,16 @@ def _run(
                 qlog.append(prior.x[start : start + 1024], prior.y[start : start + 1024], "train")
             scores: dict[str, Any] = {"closed_loop_nmse_db": None, "noise_floor_db": None}
         else:
-            sur = outcome.surrogate if not info.stateful else None
-            ev = evaluate(metered, inverse.apply, budget, seed=plan.seed, surrogate=sur)
-            rd.save_evaluation(ev.targets, ev.inputs, ev.outputs)
+            if signal is not None:
+                ev = evaluate_signal(
+                    metered, inverse.apply, signal, budget, fs=opts.fs, bw=opts.bw, seed=plan.seed
+                )
+                no_dpd = ev.details.pop("outputs_no_dpd")
+            else:
+                sur = outcome.surrogate if not info.stateful else None
+                ev = evaluate(metered, inverse.apply, budget, seed=plan.seed, surrogate=sur)
+                no_dpd = None
+            rd.save_evaluation(ev.targets, ev.inputs, ev.outputs, no_dpd)
             scores = {**ev.scores, **ev.details}
     finally:
         qlog.close()
@@ -247,6 +257,8 @@ def _package(outcome: Outcome, info: DeviceInfo) -> Any:
     from hwloop.models import with_clip
     from hwloop.tapped import SequenceInverse
 
+    if outcome.memory is not None and outcome.memory.get("kind") == "gmp":
+        return outcome.inverse  # a GMPInverse: apply(t) on whole signals, save(run)
     if outcome.memory is not None:
         m = outcome.memory
         return SequenceInverse(
@@ -294,3 +306,9 @@ def _metrics(
         "run_dir": str(rd.path),
         "seed": plan.seed,
     }
+
+
+def _load_signal(spec: str) -> Any:
+    from hwloop.signals import load_signal
+
+    return load_signal(spec)

@@ -89,6 +89,16 @@ class TrainOptions:
         path="dir",
     )
 
+    signal: str | None = _opt(
+        None,
+        "The signal to linearise (DPD): an I/Q file (CSV with header I,Q, or NPZ) or ofdm:bw=..,fs=..,n=..",
+    )
+    gain: float = _opt(
+        1.0, "Targets are the signal times this gain, in the device's output units.", min_open=0.0
+    )
+    fs: float = _opt(800e6, "Sample rate of the signal in Hz (for ACPR/EVM).", min_open=0.0)
+    bw: float = _opt(200e6, "Channel bandwidth in Hz (ACPR: adjacent channels of this width).", min_open=0.0)
+
     def __post_init__(self) -> None:
         if self.eval_targets is not None and self.eval_queries is not None:
             raise UsageError("give --eval-queries or --eval-targets, not both")
@@ -222,9 +232,14 @@ class RunDir:
             raise RunDirError(f"{path}: expected a JSON object, found {type(obj).__name__}")
         return obj
 
-    def save_evaluation(self, targets: np.ndarray, inputs: np.ndarray, outputs: np.ndarray) -> None:
-        """The closed loop evaluation measured, for the report: t, M(t) and F(M(t))."""
+    def save_evaluation(
+        self, targets: np.ndarray, inputs: np.ndarray, outputs: np.ndarray, no_dpd: np.ndarray | None = None
+    ) -> None:
+        """The closed loop evaluation measured, for the report: t, M(t) and F(M(t)); for a
+        signal also the output without predistortion."""
         arrays = {"targets": targets, "inputs": inputs, "outputs": outputs}
+        if no_dpd is not None:
+            arrays["outputs_no_dpd"] = no_dpd
         _atomic(self.path / EVALUATION_FILE, lambda p: np.savez(p, **arrays))
 
     def load_evaluation(self) -> dict[str, np.ndarray] | None:
@@ -233,7 +248,7 @@ class RunDir:
             return None
         try:
             with np.load(path, allow_pickle=False) as data:
-                return {k: np.asarray(data[k], np.float64) for k in ("targets", "inputs", "outputs")}
+                return {k: np.asarray(data[k], np.float64) for k in data.files}
         except (OSError, ValueError, KeyError) as exc:
             raise RunDirError(f"{path}: not a readable evaluation record ({exc})") from None
 

@@ -58,6 +58,9 @@ STRATEGIES: dict[str, StrategyEntry] = {
         "a new unit from an earlier run: its inverse and surrogate, the new device in the forward pass",
         False,
     ),
+    "dpd": StrategyEntry(
+        "hwloop.strategies.dpd", "a signal to linearise: GMP predistorter by indirect learning", False
+    ),
     "offline": StrategyEntry(
         "hwloop.strategies.offline", "no device: fit on logged or measured pairs", False
     ),
@@ -81,6 +84,7 @@ class Context:
     memory_depth: int = 5
     hold: tuple[int, ...] = ()
     init_from: str | None = None
+    signal: np.ndarray | None = None  # targets to linearise (n, 2), in the device's output units
 
 
 @dataclass
@@ -107,10 +111,21 @@ def choose(
     hold: bool = False,
     init_from: bool = False,
     mask: bool = False,
+    signal: bool = False,
 ) -> str:
     """The strategy that runs for these settings; a usage error for any it cannot honour."""
     if requested not in USER_CHOICES:
         raise UsageError(f"unknown strategy {requested!r} (choose from {', '.join(USER_CHOICES)})")
+    if signal:
+        if offline or hold or init_from or mask:
+            raise UsageError(
+                "--signal cannot be combined with offline training, --hold, --init-from or --mask"
+            )
+        if requested not in ("auto", "ila", "iila"):
+            raise UsageError(
+                f"--signal trains a predistorter by indirect learning (auto, ila, iila), not {requested!r}"
+            )
+        return "dpd"
     if offline:
         if hold or init_from:
             raise UsageError(
@@ -139,8 +154,8 @@ def choose(
             raise UsageError("spsa cannot start from an earlier run")
         return "calibrate"
     if stateful:
-        if requested == "spsa":
-            raise UsageError("spsa does not handle devices with memory: use auto, ila, iila or surrogate")
+        if requested in ("spsa", "surrogate"):
+            raise UsageError(f"{requested} does not handle devices with memory: use auto, ila or iila")
         return "sequence"
     return requested
 
