@@ -253,6 +253,28 @@ class _Progress:
 @click.option(
     "--eval-targets", default=None, type=click.IntRange(16), help="Closed-loop targets (2 queries each)."
 )
+@click.option("--signal", default=None, help="Score predistortion on this signal: I/Q CSV/NPZ or ofdm:...")
+@click.option(
+    "--gain",
+    default=1.0,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Targets are the signal times this gain.",
+)
+@click.option(
+    "--fs",
+    default=800e6,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Sample rate of the signal, Hz.",
+)
+@click.option(
+    "--bw",
+    default=200e6,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="Channel bandwidth, Hz.",
+)
 @click.option("--seed", default=1, show_default=True, type=int)
 @json_option
 def eval_cmd(
@@ -261,10 +283,14 @@ def eval_cmd(
     eval_queries: int | None,
     noise_repeats: int | None,
     eval_targets: int | None,
+    signal: str | None,
+    gain: float,
+    fs: float,
+    bw: float,
     seed: int,
     as_json: bool,
 ) -> None:
-    """Measure a trained inverse's closed-loop error on a device."""
+    """Measure a trained inverse's closed-loop error on a device; with --signal, ACPR, EVM and NMSE."""
     needs_tensorflow()
     from hwloop.evaluate import EvalBudget, evaluate
     from hwloop.inverse import load_inverse
@@ -289,7 +315,15 @@ def eval_cmd(
                 f"{device} is {dev.info.in_dim}->{dev.info.out_dim}"
             )
         metered = MeteredDevice(dev, None, budget=0)
-        ev = evaluate(metered, inverse.apply, budget, seed=seed)
+        if signal is not None:
+            from hwloop.evaluate import evaluate_signal
+            from hwloop.signals import load_signal
+
+            targets = gain * load_signal(signal)
+            ev = evaluate_signal(metered, inverse.apply, targets, budget, fs=fs, bw=bw, seed=seed)
+            ev.details.pop("outputs_no_dpd", None)
+        else:
+            ev = evaluate(metered, inverse.apply, budget, seed=seed)
     finally:
         dev.close()
     m = {
@@ -299,6 +333,12 @@ def eval_cmd(
         "eval_queries": metered.used["eval"] + metered.used["noise"],
         "wall_s": round(time.perf_counter() - t0, 3),
     }
+    if signal is not None:
+        m |= {"signal": signal, "gain": gain, **ev.details}
+        rd = RunDir(run_dir)
+        rd.write_metrics(
+            {**recorded, **{k: m[k] for k in ("acpr_dbc", "evm_db", "nmse_db")}, "eval_signal": m}
+        )
     if as_json:
         emit_json(m)
         return

@@ -22,6 +22,7 @@ import numpy as np
 from hwloop.config import read_toml
 from hwloop.errors import HwloopError, RunDirError, UsageError
 from hwloop.querylog import read_rows
+from hwloop.report_iq import draw_iq, is_iq
 from hwloop.rundir import RunDir
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -51,6 +52,7 @@ class RunData:
     eval_t: np.ndarray | None
     eval_y: np.ndarray | None
     notes: list[str] = field(default_factory=list)
+    evaluation: dict[str, np.ndarray] | None = None
 
 
 def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
@@ -62,9 +64,15 @@ def write_report(run_dir: str | Path, *, out: str | Path | None = None) -> Path:
         from matplotlib.figure import Figure
     except ImportError as exc:
         raise HwloopError(f"hwloop report needs matplotlib ({exc}); pip install matplotlib") from None
-    fig = Figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
+    iq = is_iq(data.evaluation, data.in_dim, data.out_dim)
+    fig = Figure(figsize=(FIGSIZE[0], FIGSIZE[1] * (4 / 3 if iq else 1)), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
-    _draw(fig, data)
+    if iq and data.evaluation is not None:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[3, 1])
+        _draw(top, data)
+        draw_iq(bottom, data.evaluation, data.train_x, data.train_y, data.metrics)
+    else:
+        _draw(fig, data)
     tmp = target.with_name(f".{target.name}.tmp.png")
     try:
         fig.savefig(tmp, dpi=DPI, format="png")
@@ -103,7 +111,20 @@ def load_run(run_dir: str | Path) -> RunData:
     eval_t = None if ev is None else ev["targets"]
     eval_y = None if ev is None else ev["outputs"]
     return RunData(
-        run, in_dim, out_dim, low, high, metrics or {}, config, train_x, train_y, ends, eval_t, eval_y, notes
+        run,
+        in_dim,
+        out_dim,
+        low,
+        high,
+        metrics or {},
+        config,
+        train_x,
+        train_y,
+        ends,
+        eval_t,
+        eval_y,
+        notes,
+        ev,
     )
 
 
