@@ -43,8 +43,8 @@ class Bench:
 
 
 def _strategies_complete(data: dict) -> bool:
-    from hwloop.strategies import USER_CHOICES as STRATEGIES
     from hwloop.simulators.catalog import SIMULATORS
+    from hwloop.strategies import USER_CHOICES as STRATEGIES
 
     cells = data.get("cells", {})
     budgets = STRATEGY_BUDGETS.split(",")

@@ -24,8 +24,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load, machine, save, today
 
 import hwloop
-from hwloop.strategies import USER_CHOICES as STRATEGIES
 from hwloop.simulators.catalog import SIMULATORS
+from hwloop.strategies import USER_CHOICES as STRATEGIES
 
 NAME = "strategies"
 
