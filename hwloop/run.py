@@ -177,8 +177,17 @@ def _run(
         init_from=bool(opts.init_from),
         mask=opts.mask is not None,
         signal=opts.signal is not None,
+        prior=prior is not None,
     )
     signal = None if opts.signal is None else opts.gain * _load_signal(opts.signal)
+    if signal is not None and (info.in_dim, info.out_dim) != (2, 2):
+        raise UsageError(
+            f"--signal needs an I/Q device (2 -> 2); {info.name} is {info.in_dim} -> {info.out_dim}"
+        )
+    if opts.init_from:
+        from hwloop.strategies.parent import check_parent
+
+        check_parent(opts.init_from, info)
     mask = opts.mask_for(info)
     prior_xy = None if prior is None else prior.inside(info) if dev is not None else (prior.x, prior.y)
     budget = EvalBudget.for_run(plan.queries, opts.eval_queries, opts.noise_repeats, opts.eval_targets)

@@ -46,6 +46,8 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     badinv.mkdir()
     (badinv / "inverse.keras").write_bytes(b"not a zip")
     (badinv / "device.json").write_text((run / "device.json").read_text())
+    np.save(d / "m11.npy", np.ones((1, 1)))
+    np.save(d / "half.npy", np.full((1, 1), 0.5))
     offline = d / "offline"
     hwloop.train(None, strategy="ila", run_dir=offline, options=TrainOptions(fit_steps=30, from_log=str(run)))
     return {"d": d, "run": run, "corrupt": corrupt, "noconf": noconf, "badinv": badinv, "offline": offline}
@@ -128,6 +130,83 @@ CASES: list[tuple[str, list[str], int, str]] = [
     ),
     ("log and data", ["train", "--from-log", "{run}", "--from-data", "{d}/dims.npz"], 2, "not both"),
     ("serve: no transport", ["serve", "--device", "sim"], 2, "exactly one of --pty or --listen"),
+    # contradictory or unsupported combinations: refused before anything is sent or written
+    ("hold without init-from", ["train", "--device", "sim", "--hold", "0"], 2, "--hold needs --init-from"),
+    ("hold: not indices", ["train", "--device", "sim", "--hold", "a,b"], 2, "--hold takes output indices"),
+    (
+        "mask for spsa",
+        ["train", "--device", "sim", "--strategy", "spsa", "--mask", "{d}/m11.npy"],
+        2,
+        "--mask is not supported for spsa",
+    ),
+    ("mask of 0.5", ["train", "--device", "sim", "--mask", "{d}/half.npy"], 2, "0 and 1 only"),
+    (
+        "mask with memory",
+        ["train", "--device", "sim:wh", "--mask", "{d}/m11.npy"],
+        2,
+        "not supported for a device with memory",
+    ),
+    (
+        "hold with memory",
+        ["train", "--device", "sim:wh", "--hold", "0", "--init-from", "{run}"],
+        2,
+        "memoryless devices only",
+    ),
+    (
+        "heads from the CLI",
+        ["train", "--device", "sim", "--hold-mechanism", "heads"],
+        2,
+        "'--hold-mechanism'",
+    ),
+    (
+        "eval queries and targets",
+        ["train", "--device", "sim", "--eval-queries", "100", "--eval-targets", "50"],
+        2,
+        "not both",
+    ),
+    (
+        "surrogate with memory",
+        ["train", "--device", "sim:wh", "--strategy", "surrogate"],
+        2,
+        "does not handle devices with memory",
+    ),
+    (
+        "signal with surrogate",
+        ["train", "--device", "sim:pa_gmp", "--signal", "ofdm:n=4096", "--strategy", "surrogate"],
+        2,
+        "--signal trains a predistorter",
+    ),
+    (
+        "signal on a 1-D device",
+        ["train", "--device", "sim", "--signal", "ofdm:n=4096"],
+        2,
+        "needs an I/Q device",
+    ),
+    (
+        "spsa with prior pairs",
+        ["train", "--device", "sim", "--strategy", "spsa", "--from-log", "{run}"],
+        2,
+        "cannot join training for spsa",
+    ),
+    (
+        "init-from other dims",
+        ["train", "--device", "sim:saleh_iq", "--init-from", "{run}"],
+        2,
+        "inverts a 1->1 device",
+    ),
+    ("init-from other range", ["train", "--device", "sim:saleh", "--init-from", "{run}"], 2, "safe range"),
+    (
+        "resume with a new mask",
+        ["train", "--resume", "--out", "{run}", "--mask", "{d}/m11.npy"],
+        2,
+        "was started with --mask",
+    ),
+    (
+        "resume with init-from",
+        ["train", "--resume", "--out", "{run}", "--init-from", "{run}"],
+        2,
+        "was started with --init-from",
+    ),
 ]
 
 

@@ -21,8 +21,8 @@ from hwloop.gmp_keras import (
     load_gmp_inverse,
     save_gmp_inverse,
 )
-from hwloop.tapped import tapped
 from hwloop.signals import OFDMSpec, cplx, ofdm
+from hwloop.tapped import tapped
 
 INFO = {
     "name": "pa_wh",

@@ -112,8 +112,8 @@ def test_latency_is_per_call() -> None:
 
 
 def test_catalogue_lists_every_simulator() -> None:
-    from hwloop.simulators.with_memory import MEMORY_SIMULATORS
     from hwloop.simulators.pa import PA_SIMULATORS
+    from hwloop.simulators.with_memory import MEMORY_SIMULATORS
 
     uris = [u for u, _ in describe()]
     assert uris == [f"sim:{n}" for n in [*SIMULATORS, *MEMORY_SIMULATORS, *PA_SIMULATORS]]

@@ -112,10 +112,21 @@ def choose(
     init_from: bool = False,
     mask: bool = False,
     signal: bool = False,
+    prior: bool = False,
 ) -> str:
     """The strategy that runs for these settings; a usage error for any it cannot honour."""
     if requested not in USER_CHOICES:
         raise UsageError(f"unknown strategy {requested!r} (choose from {', '.join(USER_CHOICES)})")
+    if prior and not offline:
+        for flag, what in (
+            (signal, "--signal"),
+            (hold, "--hold"),
+            (init_from, "--init-from"),
+            (stateful, "a device with memory"),
+            (requested == "spsa", "spsa"),
+        ):
+            if flag:
+                raise UsageError(f"--from-log/--from-data pairs cannot join training for {what}")
     if signal:
         if offline or hold or init_from or mask:
             raise UsageError(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,35 @@ class Parent:
     surrogate_refitted: bool = False
 
 
+def check_parent(run_dir: str | None, info: DeviceInfo) -> Path:
+    """RUN's recorded device must match this one (dimensions, safe range, memoryless): checked
+    from its device.json before anything is sent or written."""
+    if not run_dir:
+        raise UsageError("this needs --init-from RUN")
+    run = Path(run_dir)
+    path = run / "device.json"
+    if not path.is_file():
+        raise UsageError(f"--init-from {run}: no trained run there (device.json missing)")
+    try:
+        rec = json.loads(path.read_text())
+        dims, low, high = (int(rec["in_dim"]), int(rec["out_dim"])), rec["low"], rec["high"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"--init-from {run}: unreadable device.json ({exc})") from None
+    if rec.get("inverse_memory"):
+        raise UsageError(f"--init-from {run}: its inverse is for a device with memory")
+    if dims != (info.in_dim, info.out_dim):
+        raise UsageError(
+            f"--init-from {run} inverts a {dims[0]}->{dims[1]} device, "
+            f"this one is {info.in_dim}->{info.out_dim}"
+        )
+    if not (np.allclose(low, info.low) and np.allclose(high, info.high)):
+        raise UsageError(
+            f"--init-from {run} was trained for the safe range {list(low)}..{list(high)}, "
+            f"this device's is {list(info.low)}..{list(info.high)}"
+        )
+    return run
+
+
 def load_parent(
     run_dir: str | None, info: DeviceInfo, *, need_surrogate: bool, fit_steps: int = 3000, seed: int = 0
 ) -> Parent:
@@ -41,26 +71,11 @@ def load_parent(
     from hwloop.data import load_run_pairs
     from hwloop.inverse import load_inverse
 
-    if not run_dir:
-        raise UsageError("this needs --init-from RUN")
-    run = Path(run_dir)
+    run = check_parent(run_dir, info)
     try:
         inv = load_inverse(run)
     except RunDirError as exc:
         raise UsageError(f"--init-from: {exc}") from None
-    if inv.device_info.get("inverse_memory"):
-        raise UsageError(f"--init-from {run}: its inverse is for a device with memory")
-    if (inv.in_dim, inv.out_dim) != (info.in_dim, info.out_dim):
-        raise UsageError(
-            f"--init-from {run} inverts a {inv.in_dim}->{inv.out_dim} device, "
-            f"this one is {info.in_dim}->{info.out_dim}"
-        )
-    low, high = tuple(float(v) for v in inv.low), tuple(float(v) for v in inv.high)
-    if not (np.allclose(low, info.low) and np.allclose(high, info.high)):
-        raise UsageError(
-            f"--init-from {run} was trained for the safe range {list(low)}..{list(high)}, "
-            f"this device's is {list(info.low)}..{list(info.high)}"
-        )
     pairs = load_run_pairs(run)
     inner = next(layer for layer in inv.model.layers if isinstance(layer, keras.Model))
     surrogate, refitted = None, False

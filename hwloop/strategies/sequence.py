@@ -135,10 +135,6 @@ def train_sequence_ila(
 
 def train(ctx: Context) -> Outcome:
     """Sequence ILA: plain for ``ila``; one iterative refinement for the others."""
-    if ctx.prior is not None:
-        raise UsageError(
-            "--from-log/--from-data pairs are not sequences: not supported for a device with memory"
-        )
     cfg = SequenceILAConfig(
         depth=ctx.memory_depth,
         rounds=1 if ctx.requested == "ila" else 2,

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
-from hwloop.errors import UsageError
 from hwloop.metered import MeteredDevice
 from hwloop.models import build_regressor
 from hwloop.strategies import Context, Outcome
@@ -83,8 +82,6 @@ def train_spsa(
 
 
 def train(ctx: Context) -> Outcome:
-    """SPSA on the whole budget; ``prior`` pairs are not used (a baseline sees only its own queries)."""
-    if ctx.prior is not None:
-        raise UsageError("spsa learns from its own queries only: drop --from-log/--from-data")
+    """SPSA on the whole budget (a baseline sees only its own queries: `choose` refuses prior pairs)."""
     model, curve = train_spsa(ctx.dev, SPSAConfig(), seed=ctx.seed, on_step=ctx.on_step)
     return Outcome(model, curve)
