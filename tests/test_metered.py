@@ -89,7 +89,7 @@ class _Flaky:
     double-applied input shows up as extra rows.
     """
 
-    def __init__(self, sim, bad_call: int) -> None:  # noqa: ANN001
+    def __init__(self, sim, bad_call: int) -> None:
         self.sim, self.info, self.bad_call = sim, sim.info, bad_call
         self.calls = 0
         self.applied = 0
@@ -151,7 +151,7 @@ def test_pipelined_meter_commits_each_chunk_before_the_next_is_used(tmp_path: Pa
     with QueryLog(tmp_path / "q.sqlite", 1, 1) as log:
         original = sim.iter_query
 
-        def spying_iter_query(x: np.ndarray):  # noqa: ANN202
+        def spying_iter_query(x: np.ndarray):
             for start, y in original(x):
                 seen.append(log.count())
                 yield start, y
