@@ -244,8 +244,8 @@ SIMULATORS: dict[str, SimSpec] = {
 
 def _lookup(name: str) -> tuple[dict[str, Param], Callable[[dict], BaseDevice]]:
     """The parameters a simulator takes and how to build it from their values."""
-    from hwloop.simulators.with_memory import MEMORY_SIMULATORS, build_memory_sim
     from hwloop.simulators.pa import PA_SIMULATORS, build_pa_sim
+    from hwloop.simulators.with_memory import MEMORY_SIMULATORS, build_memory_sim
 
     if name in SIMULATORS:
         spec = SIMULATORS[name]
@@ -312,8 +312,8 @@ def open_sim(uri: str) -> BaseDevice:
 
 def describe() -> list[tuple[str, str]]:
     """(URI, one line) for every simulator, for ``hwloop devices``."""
-    from hwloop.simulators.with_memory import MEMORY_SIMULATORS
     from hwloop.simulators.pa import PA_SIMULATORS
+    from hwloop.simulators.with_memory import MEMORY_SIMULATORS
 
     static = [(f"sim:{s.name}", f"{s.in_dim}->{s.out_dim}  {s.summary}") for s in SIMULATORS.values()]
     memory = [(f"sim:{m.name}", f"1->1  {m.summary}") for m in MEMORY_SIMULATORS.values()]
