@@ -11,66 +11,33 @@ the figures beside them.
 
 from __future__ import annotations
 
-import statistics
 import sys
-from collections.abc import Iterable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import RESULTS, load
+from common import load
+from render_common import (
+    AUTO_LOSS_DB,
+    AUTO_WIN_DB,
+    BUDGETS,
+    DOC,
+    FINAL,
+    FLOOR_GAP_DB,
+    ILA_DEFEATING,
+    ORDER,
+    TARGET_DB,
+    cell,
+    db,
+    missing,
+    num,
+    provenance,
+    table,
+    verdict,
+)
+from render_sections import section_memory, section_overhead, section_serial
 
 from hwloop.simulators.catalog import SIMULATORS
-
-DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
-ORDER = ("ila", "iila", "surrogate", "auto", "spsa")  # strategies, simplest first
-BUDGETS = (1000, 3000, 10000)
-FINAL = 10000
-TARGET_DB = -40.0
-ILA_DEFEATING = ("saleh_folded", "lowsnr")
-FLOOR_GAP_DB = 6.0  # section a: ILA within this of the noise floor
-AUTO_WIN_DB = 6.0  # section b: auto beats ila by at least this on ILA-defeating simulators
-AUTO_LOSS_DB = 1.0  # section b: auto at most this worse than ila on one-to-one simulators
-OVERHEAD_RATIO = 1.25  # section d
-
-
-def db(v: float | None) -> str:
-    """A dB figure as printed everywhere (None means an exact answer, -inf dB)."""
-    return "exact" if v is None else f"{v:.1f}"
-
-
-def num(v: float | None) -> float:
-    return float("-inf") if v is None else float(v)
-
-
-def verdict(ok: bool) -> str:
-    return "**holds**" if ok else "**fails**"
-
-
-def provenance(data: dict, dates: Iterable[str] = ()) -> str:
-    """The machine and date(s) a results file records, for a table's caption."""
-    found = sorted({d for d in dates if d} | ({data["date"]} if data.get("date") else set()))
-    when = found[0] if len(found) == 1 else f"{found[0]} to {found[-1]}" if found else "unknown date"
-    return f"Machine: {data.get('machine', 'unknown')}; measured {when}."
-
-
-def table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
-    """A Markdown table; ``align`` holds one of 'l'/'r' per column (default: first left, rest right)."""
-    align = align or "l" + "r" * (len(header) - 1)
-    sep = ["---" if a == "l" else "---:" for a in align]
-    return [
-        "| " + " | ".join(header) + " |",
-        "| " + " | ".join(sep) + " |",
-        *("| " + " | ".join(r) + " |" for r in rows),
-    ]
-
-
-def missing(name: str, command: str) -> list[str]:
-    return [f"_No results yet ({RESULTS.name}/{name}.json is missing or incomplete): run `{command}`._", ""]
-
-
-def cell(cells: dict, sim: str, strategy: str, budget: int) -> dict | None:
-    return cells.get(f"{sim}/{strategy}/{budget}")
 
 
 def section_ila(data: dict) -> list[str]:
@@ -311,191 +278,6 @@ def acceptance_auto(cells: dict, budget: int) -> list[str]:
     if not rows:
         out.append("Acceptance (one-to-one): not decided yet, cells missing.")
     out.append("")
-    return out
-
-
-def section_memory(data: dict) -> list[str]:
-    """(c) Tapped-delay inverse vs memoryless inverse on the stateful simulators."""
-    out = ["## c. Devices with memory", ""]
-    cells = data.get("cells", {})
-    if not cells:
-        return out + missing("memory", "python benchmarks/memory.py")
-    out += [
-        "The stateful simulators (`simulators/with_memory.py`) with measurement noise",
-        f'{data.get("noise", 1e-3):g}, trained by `hwloop.train("sim:NAME?noise=...", strategy="ila",',
-        "queries=20000, seed=0, options=TrainOptions(memory_depth=D))`: `hwloop.run` sends",
-        "a stateful device to sequence ILA (`hwloop.strategies.sequence`, 16,000 fit steps), whose",
-        "inverse sees the current and D past targets. D = 0 is the memoryless inverse.",
-        "Closed-loop NMSE on a 2,000-sample reachable target sequence after a reset,",
-        "measured on the noisy device and against the noise-free device (clean); the",
-        "noise floor from the same sequence sent twice. Command:",
-        f"`{data.get('command', 'python benchmarks/memory.py')}`.",
-        "",
-    ]
-    rows, dates = [], []
-    for key, c in cells.items():
-        sim, depth, queries = key.split("/")
-        dates.append(c.get("date", ""))
-        rows.append(
-            [
-                f"`sim:{sim}`",
-                depth,
-                f"{int(queries):,} + {c['eval_queries']:,}",
-                db(c["closed_loop_nmse_db"]),
-                db(c["closed_loop_nmse_clean_db"]),
-                db(c["noise_floor_db"]),
-                f"{num(c['closed_loop_nmse_db']) - num(c['noise_floor_db']):.1f}",
-                f"{c['wall_s']:.1f}",
-            ]
-        )
-    out += table(
-        [
-            "device",
-            "memory depth",
-            "queries (train + eval)",
-            "closed-loop NMSE (dB)",
-            "clean NMSE (dB)",
-            "noise floor (dB)",
-            "gap (dB)",
-            "wall (s)",
-        ],
-        rows,
-    )
-    out += ["", provenance(data, dates), ""]
-    for sim in sorted({k.split("/")[0] for k in cells}):
-        pair = {k.split("/")[1]: c for k, c in cells.items() if k.startswith(sim + "/")}
-        if "5" in pair and "0" in pair:
-            d = num(pair["0"]["closed_loop_nmse_db"]) - num(pair["5"]["closed_loop_nmse_db"])
-            out.append(f"- `sim:{sim}`: the depth-5 inverse is {d:.1f} dB better than the memoryless one.")
-    out.append("")
-    return out
-
-
-def section_overhead(data: dict) -> list[str]:
-    """(d) What the harness costs over plain Keras doing the same fit."""
-    out = ["## d. Harness overhead", ""]
-    if not data:
-        return out + missing("overhead", "python benchmarks/overhead.py")
-    runs = data["runs"]
-    out += [
-        f'A whole `hwloop train --device "{data["device"]}" --strategy ila --out DIR --json`'
-        f" (TensorFlow import, {data['pairs']:,} device",
-        f"queries logged to SQLite, {data['steps']:,} Adam steps of batch {data['batch']}, closed-loop",
-        "evaluation, saving) against plain Keras on the same pairs (taken from the first",
-        "hwloop run's query log): the same `hwloop.models.build_regressor` model,",
-        '`model.compile(optimizer=Adam(CosineDecay(2e-2, 8000, alpha=1e-3)), loss="mse")`',
-        f"and `model.fit` on a shuffled, repeated `tf.data` pipeline, {data['steps']:,} steps in all",
-        "(`steps_per_epoch` 100 x 80 epochs). Each side is a fresh subprocess timed from",
-        f"spawn to exit; the two alternate, {data['repeats']} times each; the figure is the median.",
-        f"Command: `{data['command']}`.",
-        "",
-    ]
-    hw = [r for r in runs if r["side"] == "hwloop"]
-    pk = [r for r in runs if r["side"] == "plain_keras"]
-    bare = [r for r in runs if r["side"] == "bare_fit"]
-
-    def inside(rs: list[dict]) -> str:
-        return (
-            "import "
-            + ", ".join(f"{r['import_s']:.1f}" for r in rs)
-            + " s; fit "
-            + ", ".join(f"{r['fit_s']:.1f}" for r in rs)
-            + " s"
-        )
-
-    rows = [
-        [
-            "`hwloop train` (CLI)",
-            f"{data['hwloop_median_s']:.1f}",
-            ", ".join(f"{r['wall_s']:.1f}" for r in hw),
-            "`train()` " + ", ".join(f"{r['train_wall_s']:.1f}" for r in hw) + " s",
-        ],
-        [
-            "plain Keras `model.fit`",
-            f"{data['plain_keras_median_s']:.1f}",
-            ", ".join(f"{r['wall_s']:.1f}" for r in pk),
-            inside(pk) + f" (jit_compile={pk[0]['jit_compile']})",
-        ],
-    ]
-    if bare:
-        rows.append(
-            [
-                "reference: hwloop's fit loop alone",
-                f"{data['bare_fit_median_s']:.1f}",
-                ", ".join(f"{r['wall_s']:.1f}" for r in bare),
-                inside(bare),
-            ]
-        )
-    out += table(["side", "median wall (s)", "each run (s)", "inside the process"], rows, "lrrl")
-    ratio = data["ratio"]
-    out += [
-        "",
-        f"Ratio hwloop / plain Keras = **{ratio:.2f}**. Acceptance (ratio <= {OVERHEAD_RATIO}): "
-        f"{verdict(ratio <= OVERHEAD_RATIO)}.",
-    ]
-    if ratio < 1:
-        per_step = statistics.median(r["fit_s"] for r in pk) / data["steps"] * 1e3
-        line = (
-            f"hwloop is the faster side: Keras's `model.fit` took {per_step:.1f} ms per step (median fit time"
-        )
-        if bare:
-            own = statistics.median(r["fit_s"] for r in bare) / data["steps"] * 1e3
-            line += (
-                f" / 8,000), hwloop's own loop (`fit_regression`, one `tf.function` per step) {own:.1f} ms"
-            )
-        out.append(line + ", each including its tracing.")
-    if bare:
-        extra = data["hwloop_median_s"] - data["bare_fit_median_s"]
-        line = (
-            f"Reference, hwloop / its own fit loop alone (medians): {data['ratio_vs_bare_fit']:.2f}x "
-            f"({extra:+.1f} s)."
-        )
-        if extra < 0:
-            line += (
-                " A whole run cannot cost less than its fit: the spread of the runs above is"
-                " larger than the harness's cost, so this reference is load noise on this machine."
-            )
-        out.append(line)
-    out += ["", provenance(data), ""]
-    if data.get("profile"):
-        out += [
-            "Where `hwloop train`'s time goes: one more CLI run under cProfile"
-            f" (`python benchmarks/overhead.py --profile-only`, {data.get('profile_date', data['date'])}),"
-            " cumulative seconds; profiling inflates Python-heavy parts a little.",
-            "",
-        ]
-        out += table(
-            ["part", "s"],
-            [[p["part"].replace("  ", "&nbsp;&nbsp;"), f"{p['s']:.2f}"] for p in data["profile"]],
-            "lr",
-        )
-        out.append("")
-    return out
-
-
-def section_serial(data: dict) -> list[str]:
-    """(e) Serial link efficiency, stop-and-wait against windowed."""
-    out = ["## e. Serial link efficiency", ""]
-    if not data:
-        return out + missing("serial", "python benchmarks/serial_throughput.py")
-    out += [
-        f"`hwloop serve` on a pty paced like a UART at {data['baud']} baud 8N1, an instant tanh",
-        f"device, {data['rows']:,} rows sent in requests of {data['batch']} rows, window 1",
-        "(stop-and-wait) against 2 and 4 requests in flight. Fraction = measured samples/s",
-        "over the ceiling, the line rate divided by the busier direction's frame size.",
-        f"Command: `{data['command']}`.",
-        "",
-        *table(
-            ["window", "samples/s", f"fraction of line rate ({data['baud']} 8N1)"],
-            [
-                [str(r["window"]), f"{r['samples_per_s']:.0f}", f"{r['fraction']:.1%}"]
-                for r in data["results"]
-            ],
-        ),
-        "",
-        provenance(data),
-        "",
-    ]
     return out
 
 

@@ -1,0 +1,58 @@
+"""What every section of docs/BENCHMARKS.md shares: formatting, provenance, thresholds."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+from common import RESULTS
+
+DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
+ORDER = ("ila", "iila", "surrogate", "auto", "spsa")  # strategies, simplest first
+BUDGETS = (1000, 3000, 10000)
+FINAL = 10000
+TARGET_DB = -40.0
+ILA_DEFEATING = ("saleh_folded", "lowsnr")
+FLOOR_GAP_DB = 6.0  # section a: ILA within this of the noise floor
+AUTO_WIN_DB = 6.0  # section b: auto beats ila by at least this on ILA-defeating simulators
+AUTO_LOSS_DB = 1.0  # section b: auto at most this worse than ila on one-to-one simulators
+OVERHEAD_RATIO = 1.25  # section d
+
+
+def db(v: float | None) -> str:
+    """A dB figure as printed everywhere (None means an exact answer, -inf dB)."""
+    return "exact" if v is None else f"{v:.1f}"
+
+
+def num(v: float | None) -> float:
+    return float("-inf") if v is None else float(v)
+
+
+def verdict(ok: bool) -> str:
+    return "**holds**" if ok else "**fails**"
+
+
+def provenance(data: dict, dates: Iterable[str] = ()) -> str:
+    """The machine and date(s) a results file records, for a table's caption."""
+    found = sorted({d for d in dates if d} | ({data["date"]} if data.get("date") else set()))
+    when = found[0] if len(found) == 1 else f"{found[0]} to {found[-1]}" if found else "unknown date"
+    return f"Machine: {data.get('machine', 'unknown')}; measured {when}."
+
+
+def table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
+    """A Markdown table; ``align`` holds one of 'l'/'r' per column (default: first left, rest right)."""
+    align = align or "l" + "r" * (len(header) - 1)
+    sep = ["---" if a == "l" else "---:" for a in align]
+    return [
+        "| " + " | ".join(header) + " |",
+        "| " + " | ".join(sep) + " |",
+        *("| " + " | ".join(r) + " |" for r in rows),
+    ]
+
+
+def missing(name: str, command: str) -> list[str]:
+    return [f"_No results yet ({RESULTS.name}/{name}.json is missing or incomplete): run `{command}`._", ""]
+
+
+def cell(cells: dict, sim: str, strategy: str, budget: int) -> dict | None:
+    return cells.get(f"{sim}/{strategy}/{budget}")
