@@ -66,8 +66,8 @@ def train(ctx: Context) -> Outcome:
     details = round_details(scores, best, stopped)
     details["ila_refit_queries"] = 0
     if best is not None and best.round == 0 and dev.remaining >= 16:
-        curve += _ila_refit(ctx, trainer, x_all, y_all)
         details["ila_refit_queries"] = int(dev.remaining)
+        curve += _ila_refit(ctx, trainer, x_all, y_all)
     return Outcome(warm.model, warm.curve + sur_curve + curve, sur, details)
 
 
