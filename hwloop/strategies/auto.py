@@ -5,11 +5,11 @@
 2. A surrogate fitted on those pairs; rounds of device queries at M(t) whose
    answers enter every training step through `hwloop.device_op` (the device
    forward, the surrogate's VJP backward; see `hwloop.strategies.joint`).
-3. Refinement stops as soon as a round cannot improve on the measured
-   closed-loop error by more than that measurement's own uncertainty
-   (`joint.cannot_improve`); where ILA is already at the level of the
-   device's noise, that is decided after the first measurement, before any
-   refinement is trained.
+3. Refinement is not trained at all when the first measurement shows that
+   no round can improve on the measured closed-loop error by more than that
+   measurement's own uncertainty (`rounds.cannot_improve`): where ILA is
+   already at the level of the device's noise and of the surrogate's
+   mismatch. Otherwise the rounds run.
 4. Queries the rounds did not use refit the inverse by ILA on everything
    measured, if refinement never beat the warm start; the checkpoint kept is
    chosen by re-measuring the finalists on the same fresh targets (no
@@ -32,7 +32,7 @@ from hwloop.strategies.surrogate import config_for, reserve_for_selection
 
 log = logging.getLogger(__name__)
 
-WARM_FRACTION = 0.6  # of the budget, for the iterative-ILA warm start
+WARM_FRACTION = 0.4  # of the budget, for the iterative-ILA warm start
 
 
 def train(ctx: Context) -> Outcome:
@@ -62,7 +62,7 @@ def train(ctx: Context) -> Outcome:
         reserve=reserve,
         on_step=ctx.on_step,
     )
-    best = reselect(dev, trainer, scores, reserve // 2)
+    best = reselect(dev, trainer, scores, reserve)
     details = round_details(scores, best, stopped)
     details["ila_refit_queries"] = 0
     if best is not None and best.round == 0 and dev.remaining >= 16:

@@ -32,6 +32,6 @@ def train(ctx: Context) -> Outcome:
     scores, curve, _, _ = run_rounds(
         dev, trainer, cfg, empty, seed=ctx.seed, train_last=True, reserve=reserve, on_step=ctx.on_step
     )
-    best = reselect(dev, trainer, scores, reserve // 2)
+    best = reselect(dev, trainer, scores, reserve)
     details = {**round_details(scores, best), "surrogate_refitted_from_log": parent.surrogate_refitted}
     return Outcome(parent.inverse, curve, parent.surrogate, details)

@@ -43,6 +43,9 @@ class RoundScore:
     uncertainty_db: float = 0.0
     mismatch_db: float = float("-inf")
     weight: float | None = None
+    headroom: float = 0.0  # mean(|y - t|^2 - |y - F_hat(x)|^2) / mean(|t|^2): what training can still remove
+    headroom_se: float = 0.0  # its standard error (paired, on the same answers)
+    remeasured: list[float] | None = None  # the finalists' fresh scores, when this one was chosen by them
     spent: int = 0  # training queries spent once this round's answers were in
 
 
@@ -83,8 +86,13 @@ def measure(
     t_r = np.asarray(trainer.sample_targets(n), np.float32)
     x_r = dev.safe(np.asarray(trainer.inverse(t_r), np.float32))
     y_r = dev.query(x_r, "train")
-    power = float(np.sum(np.asarray(t_r, np.float64) ** 2))
-    miss = float(np.sum((np.asarray(trainer.surrogate(x_r), np.float64) - y_r) ** 2))
+    t64, y64 = np.asarray(t_r, np.float64), np.asarray(y_r, np.float64)
+    power = float(np.sum(t64**2))
+    miss_rows = np.sum((np.asarray(trainer.surrogate(x_r), np.float64) - y64) ** 2, axis=1)
+    miss = float(np.sum(miss_rows))
+    # Paired per target: closed-loop error minus the surrogate's own mismatch there. The noise
+    # common to both largely cancels, so this is far more precise than either score alone.
+    room = (np.sum((y64 - t64) ** 2, axis=1) - miss_rows) / (power / len(t64))
     score = RoundScore(
         r,
         nmse_db(y_r, t_r),
@@ -92,34 +100,35 @@ def measure(
         n,
         nmse_uncertainty_db(y_r, t_r),
         10 * np.log10(miss / power) if miss > 0 else float("-inf"),
+        headroom=float(np.mean(room)),
+        headroom_se=float(np.std(room) / np.sqrt(len(room))) if len(room) > 1 else 0.0,
         spent=dev.used["train"],
     )
     return score, (t_r, x_r, y_r)
 
 
 def cannot_improve(scores: list[RoundScore]) -> str:
-    """Why refinement should stop after the latest measured round ("" to go on).
+    """Why refinement should not start after the warm start's measurement ("" to go on).
 
-    A round's training can only help if there is measurable room: the closed
-    loop must sit above what the device's answers already differ from the
-    surrogate's by more than the score's own uncertainty; and once a trained
-    round has been measured, it must have improved on the best before it by
-    more than the two scores' combined uncertainty.
+    Training M through the surrogate can remove at most the part of the
+    closed-loop error that is not the surrogate's own mismatch with the
+    device at the queried inputs: the headroom, estimated per target on the
+    same answers (noise common to both cancels). When the headroom is not
+    larger than twice its standard error, no round can improve the measured
+    closed loop by more than that measurement's own uncertainty: stop.
+
+    Only the first measurement decides. Later rounds also improve the
+    surrogate itself (on a noisy device that is where the gain is), which
+    this estimate cannot see; their checkpoints are compared at the end by
+    re-measurement instead (`reselect`).
     """
     last = scores[-1]
-    if last.nmse_db - last.mismatch_db <= last.uncertainty_db:
+    if last.headroom <= 2 * last.headroom_se:
         return (
-            f"closed loop {last.nmse_db:.2f} dB is within its uncertainty ({last.uncertainty_db:.2f} dB) "
-            f"of the surrogate mismatch {last.mismatch_db:.2f} dB"
+            f"round {last.round}: headroom {last.headroom:.2e} of target power is within twice its "
+            f"standard error ({last.headroom_se:.2e}); closed loop {last.nmse_db:.2f} dB, "
+            f"surrogate mismatch {last.mismatch_db:.2f} dB"
         )
-    if len(scores) >= 2:
-        best = min(scores[:-1], key=lambda s: s.nmse_db)
-        margin = float(np.hypot(last.uncertainty_db, best.uncertainty_db))
-        if last.nmse_db > best.nmse_db - margin:
-            return (
-                f"round {last.round} ({last.nmse_db:.2f} dB) did not beat round {best.round} "
-                f"({best.nmse_db:.2f} dB) by more than {margin:.2f} dB"
-            )
     return ""
 
 
@@ -142,9 +151,9 @@ def run_rounds(
     measurement is the round's checkpoint score), then trains jointly on
     those answers and the whole log; after the first measurement M is also
     trained through the surrogate alone. The last round only measures
-    unless ``train_last``. With ``stop_early``, rounds end as soon as
-    `cannot_improve` says so; the reason is returned ("" if all ran), and
-    every pair measured so far.
+    unless ``train_last``. With ``stop_early``, no round is trained when the
+    first measurement shows no room for it (`cannot_improve`); the reason is
+    returned ("" if the rounds ran), and every pair measured so far.
     """
     rng = np.random.default_rng(seed + 31)
     scores: list[RoundScore] = []
@@ -160,7 +169,7 @@ def run_rounds(
         scores.append(score)
         x_log, y_log = np.concatenate([x_log, x_r]), np.concatenate([y_log, y_r])
         log.info("round %d: %d queries at M(t), closed loop %.2f dB", r, n, score.nmse_db)
-        if stop_early and (stopped := cannot_improve(scores)):
+        if stop_early and r == 0 and (stopped := cannot_improve(scores)):
             log.info("refinement stops: %s", stopped)
             break
         if r == rounds - 1 and not train_last:
@@ -176,21 +185,30 @@ def run_rounds(
 
 
 def reselect(
-    dev: MeteredDevice, trainer: JointTrainer, scores: list[RoundScore], n: int
+    dev: MeteredDevice, trainer: JointTrainer, scores: list[RoundScore], reserve: int, most: int = 3
 ) -> RoundScore | None:
     """Load the checkpoint to keep into the inverse, free of the winner's curse.
 
-    The best of several noisy scores is biased low. The finalists (every
-    checkpoint within two standard errors of the best) are measured again on
-    the same ``n`` fresh targets, and the lowest fresh score wins; with one
-    finalist, or no queries to spare, the rule of `best_checkpoint` applies.
+    The best of several noisy scores is biased low. The finalists (up to
+    ``most`` checkpoints within two standard errors of the best) are measured
+    again, each on the same fresh targets, ``reserve`` queries shared among
+    them; among those whose fresh score is within two standard errors of the
+    best fresh score, the latest (most trained) wins. With one finalist, or
+    no queries to spare, the same tie rule applies to the round scores.
     """
     if not scores:
         return None
     best = min(scores, key=lambda s: s.nmse_db)
-    finalists = [
-        s for s in scores if s.nmse_db <= best.nmse_db + 2 * np.hypot(s.uncertainty_db, best.uncertainty_db)
-    ]
+    finalists = sorted(
+        (
+            s
+            for s in scores
+            if s.nmse_db <= best.nmse_db + 2 * np.hypot(s.uncertainty_db, best.uncertainty_db)
+        ),
+        key=lambda s: s.nmse_db,
+    )[:most]
+    finalists.sort(key=lambda s: s.round)
+    n = reserve // max(1, len(finalists))
     if len(finalists) < 2 or n < 8 or dev.remaining < n * len(finalists):
         return best_checkpoint(trainer.inverse, scores)
     t = np.asarray(trainer.sample_targets(n), np.float32)
@@ -198,16 +216,19 @@ def reselect(
     for s in finalists:
         trainer.inverse.set_weights(s.weights)
         y = dev.query(dev.safe(np.asarray(trainer.inverse(t), np.float32)), "train")
-        fresh.append(nmse_db(y, t))
-    chosen = finalists[int(np.argmin(fresh))]
+        fresh.append((nmse_db(y, t), nmse_uncertainty_db(y, t)))
+    top = min(f for f, _ in fresh)
+    tied = [i for i, (f, u) in enumerate(fresh) if f <= top + 2 * u]
+    chosen = finalists[tied[-1]]
     log.info(
         "re-measured rounds %s on %d fresh targets: %s dB; keeping round %d",
         [s.round for s in finalists],
         n,
-        [round(f, 2) for f in fresh],
+        [round(f, 2) for f, _ in fresh],
         chosen.round,
     )
     trainer.inverse.set_weights(chosen.weights)
+    chosen.remeasured = [round(f, 3) for f, _ in fresh]
     return chosen
 
 
@@ -221,8 +242,11 @@ def round_details(scores: list[RoundScore], best: RoundScore | None, stopped: st
         ],
         "round_queries": [s.n for s in scores],
         "round_spent": [s.spent for s in scores],
+        "round_headroom": [round(s.headroom, 8) for s in scores],
+        "round_headroom_se": [round(s.headroom_se, 8) for s in scores],
         "device_weight": [None if s.weight is None else round(s.weight, 4) for s in scores],
         "best_round": None if best is None else best.round,
+        "finalists_remeasured_db": None if best is None else best.remeasured,
         "refinement_stopped": stopped or None,
     }
 

@@ -29,8 +29,8 @@ def config_for(ctx: Context) -> SurrogateConfig:
 
 
 def reserve_for_selection(budget: int) -> int:
-    """Queries kept back to re-measure the finalists: 5 % of the budget each, for two."""
-    return 2 * max(0, budget // 20)
+    """Queries kept back to re-measure the finalists at the end: 10 % of the budget."""
+    return max(0, budget // 10)
 
 
 def train(ctx: Context) -> Outcome:
@@ -50,5 +50,5 @@ def train(ctx: Context) -> Outcome:
     scores, more, _, _ = run_rounds(
         dev, trainer, cfg, (x, y), seed=ctx.seed, train_last=True, reserve=reserve, on_step=ctx.on_step
     )
-    best = reselect(dev, trainer, scores, reserve // 2)
+    best = reselect(dev, trainer, scores, reserve)
     return Outcome(inverse, curve + more, surrogate, round_details(scores, best))
