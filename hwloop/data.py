@@ -81,8 +81,14 @@ def _checked(x: np.ndarray, y: np.ndarray, source: str) -> tuple[np.ndarray, np.
 
 
 def load_data_file(path: str | Path) -> Pairs:
-    """Read an NPZ (arrays x, y) or CSV (columns x0.., y0..) file of measured pairs."""
+    """Read an NPZ (arrays x, y) or CSV (columns x0.., y0..) file of measured pairs, or a
+    directory of I/Q pairs as OpenDPD ships them (``train_input.csv``/``train_output.csv``)."""
     p = Path(path)
+    if p.is_dir() and (p / "train_input.csv").is_file():
+        from hwloop.signals import read_pairs
+
+        x, y = _checked(*read_pairs(p), str(p))
+        return Pairs(x, y, str(p), name=p.name)
     if not p.is_file():
         raise UsageError(f"data file {p} does not exist")
     if p.suffix.lower() == ".npz":

@@ -203,8 +203,14 @@ def read_iq(path: str | Path) -> np.ndarray:
 
 
 def load_signal(spec_or_path: str | Path) -> np.ndarray:
-    """The (n, 2) float32 target signal for ``--signal FILE|ofdm:...``."""
+    """The (n, 2) float32 target signal for ``--signal FILE|ofdm:...|dpa200:SPLIT``.
+
+    ``dpa200:SPLIT`` is the input signal of the bundled DPA_200MHz measurement
+    (split train, val or test).
+    """
     text = str(spec_or_path).strip()
+    if text.lower().startswith("dpa200:"):
+        return dpa200(text.split(":", 1)[1])[0]
     if text.lower().startswith("ofdm:") or text.lower() == "ofdm":
         return ofdm(parse_ofdm(text if ":" in text else "ofdm:"))
     return read_iq(text)

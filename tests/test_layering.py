@@ -52,5 +52,7 @@ def test_no_module_over_400_lines() -> None:
 def test_strategies_reach_devices_only_through_the_meter() -> None:
     for p in (ROOT / "hwloop" / "strategies").glob("*.py"):
         mods = _imports(p)
-        assert not any(m.startswith(("hwloop.drivers", "hwloop.simulators", "hwloop.registry")) for m in mods), p
+        assert not any(
+            m.startswith(("hwloop.drivers", "hwloop.simulators", "hwloop.registry")) for m in mods
+        ), p
         assert "hwloop.querylog" not in mods, p
