@@ -79,32 +79,38 @@ def kill_after(proc: subprocess.Popen, run: Path, rows: int, extra_s: float) -> 
     return True
 
 
+WINDOW = 2
+
+
 @pytest.mark.slow
 def test_kill_nine_five_times_then_resume(tmp_path: Path) -> None:
+    """A supervisor restarts the same command line, ``--resume`` included from the first try:
+    the first attempt is killed in its first second (nothing written yet), four more at
+    jittered row counts, and the sixth finishes."""
     rng = np.random.default_rng(7)
     device = Counting()
     run = tmp_path / "run"
-    # Five kills spread over the budget, each at a jittered row count.
-    targets = (np.array([0.1, 0.3, 0.5, 0.65, 0.8]) + rng.uniform(-0.05, 0.05, 5)) * BUDGET
-    with serve_in_thread(device, pty=True, window=2) as server:
+    targets = [0, *((np.array([0.15, 0.4, 0.6, 0.8]) + rng.uniform(-0.05, 0.05, 4)) * BUDGET)]
+    delays = [float(rng.uniform(0.1, 1.0)), *rng.uniform(0.0, 0.8, 4)]
+    with serve_in_thread(device, pty=True, window=WINDOW) as server:
         url = f"serial://{server.url}"
         probe = hwloop.open_device(url)
         max_batch = probe.info.max_batch
         probe.close()
         rows_before = device.stats.queries
+        command = ["train", "--resume", "--device", url, *TRAIN_ARGS, "--out", str(run), "--json"]
         kills = 0
-        for attempt, target in enumerate(targets):
-            args = ["train", "--device", url, *TRAIN_ARGS, "--out", str(run), "--json"]
-            proc = hwloop_cli(
-                args if attempt == 0 else ["train", "--resume", "--out", str(run), "--device", url]
-            )
-            kills += kill_after(proc, run, int(target), float(rng.uniform(0.0, 0.8)))
-        metrics = finish(hwloop_cli(["train", "--resume", "--out", str(run), "--device", url, "--json"]))
+        for target, delay in zip(targets, delays, strict=True):
+            kills += kill_after(hwloop_cli(command), run, int(target), delay)
+            if kills == 1:
+                assert not (run / "config.toml").exists() or logged_train_rows(run) == 0
+        metrics = finish(hwloop_cli(command))
         served = device.stats.queries - rows_before
     assert kills >= 4  # the attempts really were killed mid-run
     assert metrics["queries_used"] == BUDGET
-    # Every row the device answered is logged, but for at most one chunk in flight per kill.
-    assert served <= BUDGET + metrics["eval_queries"] + kills * max_batch, (served, kills, max_batch)
+    # Every row the device answered is logged, but for the chunks in flight at each kill: the
+    # meter hands the driver whole batches and the driver keeps up to WINDOW chunks on the wire.
+    assert served <= BUDGET + metrics["eval_queries"] + kills * WINDOW * max_batch, (served, kills, max_batch)
     log = open_run_log(run)
     with sqlite3.connect(run / "queries.sqlite") as db:
         ids = [r[0] for r in db.execute("SELECT id FROM queries ORDER BY id")]
@@ -137,3 +143,22 @@ def test_resume_replays_instead_of_requerying(tmp_path: Path) -> None:
     assert dev.stats.queries == 0
     assert again.metrics["replayed_rows"] == first.metrics["queries_used"] + first.metrics["eval_queries"]
     assert again.metrics["closed_loop_nmse_db"] == first.metrics["closed_loop_nmse_db"]
+
+
+def test_resume_on_a_directory_without_a_run_starts_it(tmp_path: Path) -> None:
+    opts = hwloop.run.TrainOptions(fit_steps=50, eval_targets=32, noise_repeats=16)
+    for where in (tmp_path / "missing", tmp_path / "empty"):
+        if where.name == "empty":
+            where.mkdir()
+        res = hwloop.train("sim:tanh", strategy="ila", queries=200, run_dir=where, options=opts, resume=True)
+        assert res.metrics["queries_used"] == 200 and res.metrics["replayed_rows"] == 0
+        assert (where / "config.toml").is_file()
+
+
+def test_resume_refuses_a_log_without_its_plan(tmp_path: Path) -> None:
+    from hwloop.errors import RunDirError
+    from hwloop.querylog import QueryLog
+
+    QueryLog(tmp_path / "queries.sqlite", 1, 1).close()
+    with pytest.raises(RunDirError, match="no config.toml"):
+        hwloop.train("sim:tanh", run_dir=tmp_path, resume=True)
