@@ -10,7 +10,6 @@ canvas, no pyplot), so importing hwloop stays light.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -23,7 +22,7 @@ from hwloop.config import read_toml
 from hwloop.errors import HwloopError, RunDirError, UsageError
 from hwloop.querylog import read_rows
 from hwloop.report_iq import draw_iq, is_iq
-from hwloop.rundir import RunDir
+from hwloop.rundir import RunDir, read_json_object
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
@@ -94,7 +93,7 @@ def load_run(run_dir: str | Path) -> RunData:
     if not rd.log_path.is_file():
         raise RunDirError(f"{run} holds no query log (queries.sqlite): not a run directory")
     metrics = rd.read_metrics()
-    device = _read_json_object(run / "device.json")
+    device = read_json_object(run / "device.json")
     config = _read_config(run / "config.toml")
     notes = []
     if metrics is None:
@@ -126,18 +125,6 @@ def load_run(run_dir: str | Path) -> RunData:
         notes,
         ev,
     )
-
-
-def _read_json_object(path: Path) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
-    try:
-        obj = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise RunDirError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise RunDirError(f"{path}: expected a JSON object, found {type(obj).__name__}")
-    return obj
 
 
 def _read_config(path: Path) -> dict[str, Any]:

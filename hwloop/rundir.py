@@ -221,16 +221,7 @@ class RunDir:
         _atomic(self.path / METRICS_FILE, lambda p: p.write_text(json.dumps(metrics, indent=2, default=str)))
 
     def read_metrics(self) -> dict[str, Any] | None:
-        path = self.path / METRICS_FILE
-        if not path.is_file():
-            return None
-        try:
-            obj = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, ValueError) as exc:
-            raise RunDirError(f"{path}: not valid JSON ({exc})") from None
-        if not isinstance(obj, dict):
-            raise RunDirError(f"{path}: expected a JSON object, found {type(obj).__name__}")
-        return obj
+        return read_json_object(self.path / METRICS_FILE)
 
     def save_evaluation(
         self, targets: np.ndarray, inputs: np.ndarray, outputs: np.ndarray, no_dpd: np.ndarray | None = None
@@ -251,6 +242,19 @@ class RunDir:
                 return {k: np.asarray(data[k], np.float64) for k in data.files}
         except (OSError, ValueError, KeyError) as exc:
             raise RunDirError(f"{path}: not a readable evaluation record ({exc})") from None
+
+
+def read_json_object(path: Path) -> dict[str, Any] | None:
+    """A JSON object file of a run (metrics.json, device.json); None if absent, else valid or a RunDirError."""
+    if not path.is_file():
+        return None
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise RunDirError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(obj, dict):
+        raise RunDirError(f"{path}: expected a JSON object, found {type(obj).__name__}")
+    return obj
 
 
 def _atomic(path: Path, write: Any) -> None:
