@@ -245,7 +245,7 @@ class RunDir:
 
 
 def read_json_object(path: Path) -> dict[str, Any] | None:
-    """A JSON object file of a run (metrics.json, device.json); None if absent, else valid or a RunDirError."""
+    """A JSON object file of a run (metrics.json, device.json): None if absent, else an object."""
     if not path.is_file():
         return None
     try:
