@@ -160,5 +160,5 @@ def test_resume_refuses_a_log_without_its_plan(tmp_path: Path) -> None:
     from hwloop.querylog import QueryLog
 
     QueryLog(tmp_path / "queries.sqlite", 1, 1).close()
-    with pytest.raises(RunDirError, match="no config.toml"):
+    with pytest.raises(RunDirError, match=r"no config\.toml"):
         hwloop.train("sim:tanh", run_dir=tmp_path, resume=True)
