@@ -165,8 +165,8 @@ CASES: list[tuple[str, list[str], int, str]] = [
         "not both",
     ),
     (
-        "surrogate with memory",
-        ["train", "--device", "sim:wh", "--strategy", "surrogate"],
+        "spsa with memory",
+        ["train", "--device", "sim:wh", "--strategy", "spsa"],
         2,
         "does not handle devices with memory",
     ),

@@ -167,3 +167,24 @@ def test_tapped_inverse_reaches_the_noise_floor_on_wiener_hammerstein() -> None:
     logging.getLogger(__name__).info("tapped %s memoryless %s wall %.1fs", tapped_scores, flat_scores, wall)
     assert tapped_scores["closed_loop_nmse_db"] <= tapped_scores["noise_floor_db"] + 8.0
     assert flat_scores["closed_loop_nmse_db"] > tapped_scores["closed_loop_nmse_db"] + 15.0
+
+
+def test_surrogate_on_a_device_with_memory_trains_through_the_device(tmp_path) -> None:
+    """Direct learning on sequences: runs within budget, stays in range, reports its rounds."""
+    import hwloop
+    from hwloop.run import TrainOptions
+
+    res = hwloop.train(
+        "sim:wh?seed=4",
+        strategy="surrogate",
+        queries=4000,
+        seed=0,
+        run_dir=tmp_path,
+        options=TrainOptions(fit_steps=300, eval_queries=2000, noise_repeats=64, memory_depth=3),
+    )
+    m = res.metrics
+    assert m["strategy_run"] == "sequence_forward" and m["queries_used"] <= 4000
+    assert len(m["round_nmse_db"]) >= 2 and len(m["device_weight"]) == len(m["round_nmse_db"])
+    assert m["closed_loop_nmse_db"] < -20
+    x = res.inverse.apply(np.zeros((50, 1), np.float32) + 0.3)
+    assert np.all(np.abs(x) <= 1.0)

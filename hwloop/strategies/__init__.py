@@ -50,6 +50,12 @@ STRATEGIES: dict[str, StrategyEntry] = {
     "sequence": StrategyEntry(
         "hwloop.strategies.sequence", "devices with memory: tapped-delay inverse by sequence ILA", False
     ),
+    "sequence_forward": StrategyEntry(
+        "hwloop.strategies.sequence_forward",
+        "devices with memory, device in the forward pass: sequence ILA warm start, then direct learning "
+        "through a surrogate with memory",
+        False,
+    ),
     "held": StrategyEntry(
         "hwloop.strategies.held", "recalibrate some outputs of a run's inverse, the others held", False
     ),
@@ -165,9 +171,10 @@ def choose(
             raise UsageError("spsa cannot start from an earlier run")
         return "calibrate"
     if stateful:
-        if requested in ("spsa", "surrogate"):
-            raise UsageError(f"{requested} does not handle devices with memory: use auto, ila or iila")
-        return "sequence"
+        if requested == "spsa":
+            raise UsageError("spsa does not handle devices with memory: use auto, ila, iila or surrogate")
+        # auto stays with iterative sequence ILA: on sim:wh direct learning did not beat it (strategies.md).
+        return "sequence_forward" if requested == "surrogate" else "sequence"
     return requested
 
 
