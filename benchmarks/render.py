@@ -35,6 +35,7 @@ from render_common import (
     table,
     verdict,
 )
+from render_dpd import section_dpd
 from render_sections import section_memory, section_overhead, section_serial
 
 from hwloop.simulators.catalog import SIMULATORS
@@ -303,6 +304,7 @@ def render() -> str:
     lines += section_memory(load("memory"))
     lines += section_overhead(load("overhead"))
     lines += section_serial(load("serial"))
+    lines += section_dpd(load("dpd"), load("pa_fit"))
     return "\n".join(lines).rstrip() + "\n"
 
 
