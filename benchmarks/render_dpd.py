@@ -13,7 +13,8 @@ def section_dpd(data: dict, fit: dict) -> list[str]:
         out += [
             "The I/Q amplifier simulators are fitted to OpenDPD's DPA_200MHz measurements",
             f"(`{fit['command']}`). On the measured test split their outputs match the amplifier to "
-            f"{db(gmp['nmse_test_db'])} dB (`pa_gmp`) and {db(wh['nmse_test_db'])} dB (`pa_wh`) NMSE, against "
+            f"{db(gmp['nmse_test_db'])} dB (`pa_gmp`) and {db(wh['nmse_test_db'])} dB (`pa_wh`) NMSE, "
+            "against "
             f"{db(lin['nmse_test_db'])} dB for a linear gain; without predistortion they give ACPR "
             f"{db(gmp['acpr_test_dbc'])} and {db(wh['acpr_test_dbc'])} dBc, the measured amplifier "
             f"{db(fit['measured_acpr_test_dbc'])} dBc.",
