@@ -21,6 +21,7 @@ __all__ = [
     "HwloopError",
     "UsageError",
     "__version__",
+    "farm",
     "load_inverse",
     "open_device",
     "train",
@@ -47,6 +48,7 @@ def _source_tree_subpackages() -> None:
 _source_tree_subpackages()
 
 if TYPE_CHECKING:  # pragma: no cover
+    from hwloop.farm import farm
     from hwloop.inverse import load_inverse
     from hwloop.run import train
 
@@ -56,6 +58,10 @@ def __getattr__(name: str) -> Any:
         from hwloop.run import train
 
         return train
+    if name == "farm":  # needs the extra hwloop[cluster] (Ray) only when called
+        from hwloop.farm import farm
+
+        return farm
     if name == "load_inverse":
         from hwloop.inverse import load_inverse
 

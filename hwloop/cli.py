@@ -21,6 +21,7 @@ from typing import Any
 import click
 
 from hwloop.errors import HwloopError, UsageError
+from hwloop.farm_cli import farm_command
 
 log = logging.getLogger("hwloop")
 
@@ -756,6 +757,9 @@ def serve(
         run_server(dev, pty=use_pty, listen=listen, window=window, faults=faults, on_ready=announce)
     finally:
         dev.close()
+
+
+cli.add_command(farm_command)
 
 
 def main() -> None:

@@ -174,7 +174,8 @@ def train(
             raise UsageError(f"--max-rate must be positive, got {opts.max_rate}")
         if run_dir is not None and (Path(run_dir) / "queries.sqlite").exists():
             raise UsageError(f"{run_dir} already holds a run; choose another --out or add --resume")
-        uri = device if isinstance(device, str) or device is None else f"<{type(device).__name__}>"
+        named = getattr(device, "uri", None)  # a device object may name its URI (e.g. a farm unit)
+        uri = device if isinstance(device, str) or device is None else named or f"<{type(device).__name__}>"
         plan = RunPlan(uri or "", strategy, queries, seed, opts)
         dev_obj = device
     prior = load_pairs(plan.options.from_log, plan.options.from_data)
