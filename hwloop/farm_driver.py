@@ -11,6 +11,7 @@ import contextlib
 import json
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,11 @@ ACTOR_NAMESPACE = "hwloop"
 RETRYABLE = ("actor_died",)
 
 
-def actor_name(farm_id: str, unit: str, attempt: int) -> str:
-    """The named device actor of a unit's attempt (1, 2, ...), to find it in Ray."""
-    return f"hwloop-device/{farm_id}/{unit}/{attempt}"
+def actor_name(farm_id: str, session: str, unit: str, attempt: int) -> str:
+    """The named device actor of a unit's attempt (1, 2, ...) in this invocation of
+    the farm, to find it in Ray (a resumed farm must not collide with the actors of
+    the killed one, which Ray may not have reaped yet)."""
+    return f"hwloop-device/{farm_id}.{session}/{unit}/{attempt}"
 
 
 @dataclass
@@ -58,6 +61,7 @@ class _Driver:
         self.actor_cls = ray.remote(DeviceActor)
         self.offered = set(ray.cluster_resources())
         self.pending: dict[Any, _Attempt] = {}
+        self.session = uuid.uuid4().hex[:6]
 
     def start(self, entry: dict, attempt: int) -> dict | None:
         """Start the unit's device actor and its run (resuming if the run directory holds one);
@@ -67,7 +71,7 @@ class _Driver:
         if resource and resource not in self.offered:
             return {"status": "failed", "error": f"no node of the Ray cluster offers resource {resource!r}"}
         actor = self.actor_cls.options(
-            name=actor_name(self.state["farm_id"], entry["unit"], attempt),
+            name=actor_name(self.state["farm_id"], self.session, entry["unit"], attempt),
             namespace=ACTOR_NAMESPACE,
             num_cpus=0,
             resources={resource: 1} if resource else None,
