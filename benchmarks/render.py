@@ -499,6 +499,45 @@ def section_serial(data: dict) -> list[str]:
     return out
 
 
+def section_farm(data: dict) -> list[str]:
+    """(f) Device farms: wall time against latency-bound units, vs single runs."""
+    out = ["## f. Device farms on Ray", ""]
+    if not data:
+        return out + missing("farm", "python benchmarks/farm.py")
+    acc = data["acceptance"]
+    out += [
+        f"Units `{data['device']}` (K = 0..7), each call taking a fixed latency; options",
+        f"`{' '.join(data['train_options'])}`. Farm = one `hwloop farm` command on the first N",
+        "units; single = one `hwloop train` command per unit, summed. Both are whole commands in a",
+        "fresh interpreter (imports, Ray start-up included). dNMSE: a farm unit's closed-loop NMSE",
+        "minus that of the single run on the same unit.",
+        f"Command: `{data['command']}`.",
+        "",
+        *table(
+            ["units", "farm wall s", "sum of single walls s", "ratio", "slowest unit s", "max abs dNMSE dB"],
+            [
+                [
+                    str(r["units"]),
+                    f"{r['process_wall_s']:.1f}",
+                    f"{r['sum_single_process_wall_s']:.1f}",
+                    f"{r['ratio']:.2f}",
+                    f"{r['max_unit_wall_s']:.1f}",
+                    f"{max(abs(d) for d in r['nmse_minus_single_db']):.2f}",
+                ]
+                for r in data["farms"]
+            ],
+        ),
+        "",
+        f"Four units: farm/sum = {acc['four_units_ratio']:.2f} (criterion <= 0.6: "
+        f"{verdict(acc['four_units_ratio_ok'])}); every unit within 1.5 dB of its single run: "
+        f"{verdict(acc['nmse_within_1_5_db'])} (largest difference {acc['max_abs_nmse_delta_db']:.2f} dB).",
+        "",
+        provenance(data),
+        "",
+    ]
+    return out
+
+
 def render() -> str:
     """The whole page, from whatever results exist."""
     lines = [
@@ -521,6 +560,7 @@ def render() -> str:
     lines += section_memory(load("memory"))
     lines += section_overhead(load("overhead"))
     lines += section_serial(load("serial"))
+    lines += section_farm(load("farm"))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -58,10 +58,10 @@ def __getattr__(name: str) -> Any:
         from hwloop.run import train
 
         return train
-    if name == "farm":  # needs the extra hwloop[cluster] (Ray) only when called
-        from hwloop.farm import farm
+    if name == "farm":  # the module, callable as the function; needs Ray only when called
+        import importlib
 
-        return farm
+        return importlib.import_module("hwloop.farm")
     if name == "load_inverse":
         from hwloop.inverse import load_inverse
 

@@ -123,15 +123,46 @@ def unit_names(uris: Iterable[str]) -> list[str]:
     return names
 
 
-def _runtime_env() -> dict:
-    """Workers must import this hwloop: pass a source checkout's path on, and quiet TensorFlow."""
+def _worker_env() -> dict[str, str]:
+    """What Ray workers need in their environment: this hwloop (a source
+    checkout's path on PYTHONPATH) and a quiet TensorFlow."""
     import hwloop
 
     env = {"TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "3")}
     root = str(Path(hwloop.__file__).resolve().parents[1])
     if not any(part in ("site-packages", "dist-packages") for part in Path(root).parts):
         env["PYTHONPATH"] = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-    return {"env_vars": env}
+    return env
+
+
+def _start_ray(ray: types.ModuleType, address: str | None) -> dict | None:
+    """Connect or start Ray; returns the runtime_env tasks and actors need (None: inherited).
+
+    A private local instance is started with the worker environment in place,
+    so its workers inherit it and Ray can use its ordinary worker pool;
+    workers of a cluster started elsewhere get it as a runtime_env.
+    """
+    env = _worker_env()
+    kwargs: dict[str, Any] = {
+        "include_dashboard": False,
+        "log_to_driver": False,
+        "logging_level": logging.WARNING,
+        "configure_logging": False,
+    }
+    if address is not None:
+        ray.init(address=address, **kwargs)
+        return {"env_vars": env}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        ray.init(address="local", **kwargs)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return None
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -217,13 +248,10 @@ def farm(
     out.mkdir(parents=True, exist_ok=True)
     started = not ray.is_initialized()
     if started:
-        ray.init(
-            address=ray_address or "local",
-            include_dashboard=False,
-            log_to_driver=False,
-            logging_level=logging.WARNING,
-            configure_logging=False,
-        )
+        runtime_env = _start_ray(ray, ray_address)
+    else:
+        log.debug("using this process's Ray connection; ray_address=%r is not used", ray_address)
+        runtime_env = {"env_vars": _worker_env()}
     try:
         return run_farm(
             ray,
@@ -231,7 +259,7 @@ def farm(
             out,
             unit_cpus=unit_cpus,
             retries=retries,
-            env=_runtime_env(),
+            env=runtime_env,
             on_unit_done=on_unit_done,
         )
     finally:

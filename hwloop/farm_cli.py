@@ -7,7 +7,9 @@ ok, 1 when any failed, 2 for bad input (including Ray not installed).
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sys
 from typing import Any
 
 import click
@@ -140,15 +142,16 @@ def farm_command(
     def done(entry: dict) -> None:
         click.echo(unit_line(entry), err=True)
 
-    result = farm(
-        specs,
-        out=out,
-        ray_address=ray_address,
-        resume=resume,
-        unit_cpus=unit_cpus,
-        on_unit_done=done,
-        **options,
-    )
+    with contextlib.redirect_stdout(sys.stderr):  # Ray prints its raylets' warnings on stdout
+        result = farm(
+            specs,
+            out=out,
+            ray_address=ray_address,
+            resume=resume,
+            unit_cpus=unit_cpus,
+            on_unit_done=done,
+            **options,
+        )
     data = result.to_dict()
     if as_json:
         click.echo(json.dumps(data, default=str))

@@ -41,7 +41,7 @@ class _Attempt:
 
 
 class _Driver:
-    def __init__(self, ray: Any, state: dict, out: Path, unit_cpus: float, env: dict) -> None:
+    def __init__(self, ray: Any, state: dict, out: Path, unit_cpus: float, env: dict | None) -> None:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         self.ray = ray
@@ -120,7 +120,7 @@ def run_farm(
     *,
     unit_cpus: float,
     retries: int,
-    env: dict,
+    env: dict | None,
     on_unit_done: UnitDoneFn | None,
 ) -> FarmResult:
     """Run every unit not already ok; returns when all have finished."""

@@ -200,3 +200,38 @@ def test_resume_a_killed_farm(ray_cluster: RayCluster, tmp_path: Path) -> None:
     assert s["device_rows"] == logged_rows(out / slow_unit) - s["replayed_rows"]
     code, _, err = farm_cli(["--resume", "--out", str(out), "--device", fast])
     assert code == 2 and "drop devices" in err
+
+
+def test_a_device_lost_mid_run_fails_its_unit_only(ray_cluster: RayCluster, tmp_path: Path) -> None:
+    from serial_fixtures import start_serve, stop_process
+
+    proc, pty = start_serve("sim:tanh?seed=8&latency=0.02&max_batch=16", tmp_path)
+    lost = f"serial://{pty}?reconnect=0&timeout=0.5&retries=1"
+    bystander = "sim:rapp?seed=9&latency=0.01&max_batch=16"
+    lost_unit = unit_names([lost, bystander])[0]
+    unplugged: dict = {}
+
+    def unplug_mid_run() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if (tmp_path / "farm" / lost_unit / "queries.sqlite").is_file():
+                rows = logged_rows(tmp_path / "farm" / lost_unit)
+                if rows >= 64:
+                    stop_process(proc)  # the port vanishes under the running unit
+                    unplugged["rows"] = rows
+                    return
+            time.sleep(0.05)
+
+    thread = threading.Thread(target=unplug_mid_run, daemon=True)
+    thread.start()
+    try:
+        result = hwloop.farm([lost, bystander], out=tmp_path / "farm", **SMALL_KW)
+    finally:
+        thread.join(timeout=5)
+        stop_process(proc)
+    assert unplugged.get("rows", 0) >= 64, "the port was never unplugged mid-run"
+    lost_entry, ok_entry = result.units
+    assert lost_entry["status"] == "failed" and lost_entry["attempts"] == 1
+    assert lost_entry["error"].startswith("Device") and "\n" not in lost_entry["error"]
+    assert ok_entry["status"] == "ok" and ok_entry["queries_used"] == 300
+    assert json.loads((tmp_path / "farm" / "farm.json").read_text())["failed"] == 1
