@@ -192,7 +192,6 @@ def run_unit(actor: Any, uri: str, run_dir: str, resume: bool, train_options: di
     import hwloop
     from hwloop.querylog import open_run_log
 
-    _limit_threads(threads)
     out: dict[str, Any] = {"resumed": resume}
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
@@ -203,6 +202,7 @@ def run_unit(actor: Any, uri: str, run_dir: str, resume: bool, train_options: di
         where = ray.get(actor.open.remote())
         out.update(node_id=where["node_id"], host=where["host"])
         proxy = ActorDevice(actor, uri, DeviceInfo(**where["info"]))
+        _limit_threads(threads)  # TensorFlow loads here: not for a unit whose device cannot open
         if resume and (run / "queries.sqlite").is_file():
             with open_run_log(run) as qlog:
                 out["logged_before"] = qlog.count()
