@@ -520,7 +520,7 @@ def section_farm(data: dict) -> list[str]:
                 "sum of single walls s",
                 "ratio (per repeat)",
                 "slowest unit s",
-                "its training s",
+                "longest training s",
                 "max abs dNMSE dB",
             ],
             [

@@ -41,6 +41,14 @@ def logged_rows(run_dir: Path) -> int:
         return db.execute("SELECT COUNT(*) FROM queries").fetchone()[0]
 
 
+def rows_so_far(run_dir: Path) -> int:
+    """Rows a running unit has logged; 0 while its log is still being created."""
+    try:
+        return logged_rows(run_dir)
+    except sqlite3.Error:
+        return 0
+
+
 def test_unit_names_and_devices_file(tmp_path: Path) -> None:
     names = unit_names(
         ["sim:rapp?seed=1", "sim:rapp?seed=1", "/dev/ttyUSB0", "..", "rfc2217://127.0.0.1:7000"]
@@ -116,7 +124,7 @@ def test_killed_device_actor_is_retried_from_the_log(ray_cluster: RayCluster, tm
 
     from hwloop.farm_driver import ACTOR_NAMESPACE
 
-    victim = "sim:rapp?seed=4&latency=0.03&max_batch=16"
+    victim = "sim:rapp?seed=4&latency=0.05&max_batch=16"
     bystander = "sim:rapp?seed=5&latency=0.01&max_batch=16"
     out = tmp_path / "farm"
     killed: dict = {}
@@ -133,7 +141,7 @@ def test_killed_device_actor_is_retried_from_the_log(ray_cluster: RayCluster, tm
                     rows = ray.get(actor.stats.remote())["rows"]
                 except RayActorError:  # finished (and reaped) before it got that far
                     return
-                if rows >= 160:  # ten calls into its 300 training queries
+                if rows >= 96:  # six calls into its 300 training queries
                     ray.kill(actor)
                     killed["rows"] = rows
             time.sleep(0.05)
@@ -142,7 +150,7 @@ def test_killed_device_actor_is_retried_from_the_log(ray_cluster: RayCluster, tm
     thread.start()
     result = hwloop.farm([victim, bystander], out=out, **SMALL_KW)
     thread.join(timeout=5)
-    assert killed.get("rows", 0) >= 160, "the device actor was never killed mid-run"
+    assert killed.get("rows", 0) >= 96, "the device actor was never killed mid-run"
     assert result.ok, result.failed
     v, b = result.units
     assert b["attempts"] == 1 and len(b["history"]) == 1
@@ -176,7 +184,7 @@ def test_resume_a_killed_farm(ray_cluster: RayCluster, tmp_path: Path) -> None:
                 state
                 and state["units"][0]["status"] == "ok"
                 and slow_log.is_file()
-                and logged_rows(out / slow_unit) >= 40
+                and rows_so_far(out / slow_unit) >= 40
             ):
                 break
             assert proc.poll() is None, log.read_text()
@@ -205,7 +213,7 @@ def test_resume_a_killed_farm(ray_cluster: RayCluster, tmp_path: Path) -> None:
 def test_a_device_lost_mid_run_fails_its_unit_only(ray_cluster: RayCluster, tmp_path: Path) -> None:
     from serial_fixtures import start_serve, stop_process
 
-    proc, pty = start_serve("sim:tanh?seed=8&latency=0.02&max_batch=16", tmp_path)
+    proc, pty = start_serve("sim:tanh?seed=8&latency=0.05&max_batch=16", tmp_path)
     lost = f"serial://{pty}?reconnect=0&timeout=0.5&retries=1"
     bystander = "sim:rapp?seed=9&latency=0.01&max_batch=16"
     lost_unit = unit_names([lost, bystander])[0]
@@ -215,7 +223,7 @@ def test_a_device_lost_mid_run_fails_its_unit_only(ray_cluster: RayCluster, tmp_
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             if (tmp_path / "farm" / lost_unit / "queries.sqlite").is_file():
-                rows = logged_rows(tmp_path / "farm" / lost_unit)
+                rows = rows_so_far(tmp_path / "farm" / lost_unit)
                 if rows >= 64:
                     stop_process(proc)  # the port vanishes under the running unit
                     unplugged["rows"] = rows
