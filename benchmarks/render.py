@@ -36,6 +36,7 @@ from render_common import (
     verdict,
 )
 from render_dpd import section_dpd
+from render_farm import section_farm
 from render_sections import section_memory, section_overhead, section_serial
 
 from hwloop.simulators.catalog import SIMULATORS
@@ -305,6 +306,7 @@ def render() -> str:
     lines += section_overhead(load("overhead"))
     lines += section_serial(load("serial"))
     lines += section_dpd(load("dpd"), load("pa_fit"))
+    lines += section_farm(load("farm"))
     return "\n".join(lines).rstrip() + "\n"
 
 

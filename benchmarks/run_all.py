@@ -61,6 +61,7 @@ BENCHES = (
     Bench("memory", "memory.py", (), _memory_complete),
     Bench("overhead", "overhead.py", ("--profile",), lambda d: bool(d.get("runs")), force_flag=False),
     Bench("serial", "serial_throughput.py", (), lambda d: bool(d.get("results")), force_flag=False),
+    Bench("farm", "farm.py", (), lambda d: bool(d.get("farms")), force_flag=False),
 )
 
 

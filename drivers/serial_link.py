@@ -74,6 +74,8 @@ class SerialLink:
     # ------------------------------------------------------------ transport
     def _open_port(self) -> serial.SerialBase:
         kwargs: dict[str, Any] = {"baudrate": self.baud, "timeout": _READ_SLICE_S, "write_timeout": 5.0}
+        if self.url.startswith("rfc2217://"):  # pyserial's RFC 2217 client refuses a write timeout
+            del kwargs["write_timeout"]
         if "://" not in self.url:
             kwargs["exclusive"] = True
         return serial.serial_for_url(self.url, **kwargs)

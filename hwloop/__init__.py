@@ -23,6 +23,7 @@ __all__ = [
     "HwloopError",
     "UsageError",
     "__version__",
+    "farm",
     "load_inverse",
     "open_device",
     "train",
@@ -32,6 +33,7 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 if TYPE_CHECKING:  # pragma: no cover
+    from hwloop.farm import farm
     from hwloop.inverse import load_inverse
     from hwloop.run import train
 
@@ -41,6 +43,10 @@ def __getattr__(name: str) -> Any:
         from hwloop.run import train
 
         return train
+    if name == "farm":  # the module, callable as the function; needs Ray only when called
+        import importlib
+
+        return importlib.import_module("hwloop.farm")
     if name == "load_inverse":
         from hwloop.inverse import load_inverse
 

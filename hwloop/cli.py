@@ -15,6 +15,7 @@ import click
 from hwloop.cli_common import HwloopGroup, setup_logging
 from hwloop.cli_tools import apply, devices, log_cmd, probe, report, serve
 from hwloop.cli_train import eval_cmd, train
+from hwloop.farm_cli import farm_command
 
 
 @click.group(
@@ -28,7 +29,7 @@ def cli(verbose: int) -> None:
     click.get_current_context().obj = {"verbose": verbose}
 
 
-for command in (devices, probe, train, eval_cmd, apply, log_cmd, report, serve):
+for command in (devices, probe, train, eval_cmd, apply, log_cmd, report, serve, farm_command):
     cli.add_command(command)
 
 

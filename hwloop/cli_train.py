@@ -73,7 +73,7 @@ def plan_options(f: Callable) -> Callable:
     return f
 
 
-def _options_from(values: dict[str, Any]) -> TrainOptions:
+def options_from(values: dict[str, Any]) -> TrainOptions:
     """The CLI's strings and paths as plan values: a mask file read, a hold list parsed."""
     raw = {f.name: values[f.name] for f in option_fields()}
     if raw["mask"] is not None:
@@ -142,7 +142,7 @@ def train(**values: Any) -> None:
         }
         click.echo(dumps_toml({"train": shown}), nl=False)
         return
-    opts = _options_from(values)
+    opts = options_from(values)
     if resume and out is None:
         raise UsageError("--resume needs the run directory: --out DIR")
     if device is None and not (opts.from_log or opts.from_data) and not resume:

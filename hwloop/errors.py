@@ -69,3 +69,11 @@ class DeviceRebooted(DeviceError):
 
 class DeviceDisconnected(DeviceError):
     """The transport went away and could not be re-opened within the retry limit."""
+
+
+class MissingExtraError(UsageError):
+    """An optional feature whose extra is not installed (e.g. Ray for ``hwloop farm``)."""
+
+
+class DeviceActorDied(DeviceDisconnected):
+    """The process holding a farm unit's device died; the unit may resume from its log."""

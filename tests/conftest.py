@@ -14,7 +14,7 @@ import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-pytest_plugins = ["serial_fixtures", "pytester"]
+pytest_plugins = ["serial_fixtures", "ray_fixtures", "pytester"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

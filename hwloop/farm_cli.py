@@ -1,0 +1,159 @@
+"""``hwloop farm``: the click command; registered on the ``hwloop`` group in cli.py.
+
+Progress (a line per unit as it finishes) and the summary table go to stderr;
+``--json`` prints the farm.json content on stdout. Exit 0 when every unit is
+ok, 1 when any failed, 2 for bad input (including Ray not installed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import sys
+from typing import Any
+
+import click
+
+from hwloop.cli_train import options_from, plan_options
+from hwloop.errors import UsageError
+from hwloop.rundir import DEFAULT_QUERIES, option_fields
+from hwloop.strategies import USER_CHOICES
+
+TRAIN_OPTIONS = ("strategy", "queries", "seed", *(f.name for f in option_fields()))
+
+
+def _db(v: float | None) -> str:
+    return "-inf" if v is None else f"{v:.1f}"
+
+
+def unit_line(u: dict) -> str:
+    """One progress line for a finished unit."""
+    if u["status"] == "ok":
+        return (
+            f"{u['unit']}: ok, closed-loop NMSE {_db(u.get('closed_loop_nmse_db'))} dB, "
+            f"{u.get('queries_used')} training + {u.get('eval_queries')} evaluation queries, "
+            f"{u.get('unit_wall_s', u.get('wall_s', 0.0)):.1f} s"
+            + (f", attempt {u['attempts']}" if u.get("attempts", 1) > 1 else "")
+        )
+    return f"{u['unit']}: FAILED after {u.get('attempts', 1)} attempt(s): {u.get('error')}"
+
+
+def summary_table(farm: dict) -> str:
+    """The end-of-farm table: one row per unit."""
+    head = ("unit", "status", "NMSE dB", "floor dB", "queries", "wall s", "host")
+    rows = [head]
+    for u in farm["units"]:
+        ok = u["status"] == "ok"
+        rows.append(
+            (
+                u["unit"],
+                u["status"],
+                _db(u.get("closed_loop_nmse_db")) if ok else "",
+                _db(u.get("noise_floor_db")) if ok else "",
+                str(u.get("queries_used", "")) if ok else "",
+                f"{u.get('unit_wall_s', u.get('wall_s', 0.0)):.1f}",
+                str(u.get("host", "")),
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    lines.append(
+        f"{farm['ok']} ok, {farm['failed']} failed, {farm['wall_s']:.1f} s -> {farm['out']}/farm.json"
+    )
+    return "\n".join(lines)
+
+
+@click.command("farm")
+@click.option("--device", "devices", multiple=True, help="Device URI of one unit; repeat for more.")
+@click.option(
+    "--devices-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="File with one URI per line, optionally 'URI resource=NAME' to pin it to a Ray resource.",
+)
+@click.option(
+    "--strategy",
+    type=click.Choice(USER_CHOICES),
+    default="auto",
+    show_default=True,
+    help="Training strategy of every unit (see hwloop train --help).",
+)
+@click.option(
+    "--queries", default=DEFAULT_QUERIES, show_default=True, type=click.IntRange(16), help="Cap per unit."
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@plan_options
+@click.option(
+    "--out",
+    required=True,
+    type=click.Path(file_okay=False),
+    help="Farm directory: OUT/<unit>/ per unit, OUT/farm.json.",
+)
+@click.option(
+    "--ray-address", default=None, help="Join a running Ray cluster (auto, HOST:PORT); default: a local one."
+)
+@click.option(
+    "--unit-cpus",
+    default=0.25,
+    show_default=True,
+    type=click.FloatRange(min=0, min_open=True),
+    help="CPUs Ray books per unit's run (fractions let several latency-bound runs share a core).",
+)
+@click.option("--resume", is_flag=True, help="Finish the farm in --out: ok units are kept, others resume.")
+@click.option("--json", "as_json", is_flag=True, help="Print farm.json as one JSON object on stdout.")
+def farm_command(
+    devices: tuple[str, ...],
+    devices_file: str | None,
+    out: str,
+    ray_address: str | None,
+    unit_cpus: float,
+    resume: bool,
+    as_json: bool,
+    **train_values: Any,
+) -> None:
+    """Train one inverse per device, in parallel on Ray; each unit in OUT/<unit>/."""
+    from click.core import ParameterSource
+
+    from hwloop.farm import UnitSpec, import_ray, parse_devices_file
+
+    ctx = click.get_current_context()
+    import_ray()  # without Ray: one line saying how to install it
+    specs: list[UnitSpec] = [UnitSpec(d) for d in devices]
+    if devices_file:
+        specs += parse_devices_file(devices_file)
+    if resume:
+        given = [n for n in TRAIN_OPTIONS if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
+        if specs or given:
+            what = "devices" if specs else "--" + given[0].replace("_", "-")
+            raise UsageError(f"--resume takes devices and train options from {out}/farm.json; drop {what}")
+        options: dict[str, Any] = {}
+    else:
+        if not specs:
+            raise UsageError("give at least one --device URI or a --devices-file")
+        plan = dataclasses.asdict(options_from(train_values))  # a mask file read, --hold parsed, checked
+        fixed = {k: train_values[k] for k in ("strategy", "queries", "seed")}
+        options = {k: v for k, v in {**fixed, **plan}.items() if v is not None}
+
+    from hwloop.farm import farm
+
+    def done(entry: dict) -> None:
+        click.echo(unit_line(entry), err=True)
+
+    with contextlib.redirect_stdout(sys.stderr):  # Ray prints its raylets' warnings on stdout
+        result = farm(
+            specs,
+            out=out,
+            ray_address=ray_address,
+            resume=resume,
+            unit_cpus=unit_cpus,
+            on_unit_done=done,
+            **options,
+        )
+    data = result.to_dict()
+    if as_json:
+        click.echo(json.dumps(data, default=str))
+    else:
+        click.echo(summary_table(data), err=True)
+    if not result.ok:
+        ctx.exit(1)
