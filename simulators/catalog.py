@@ -17,6 +17,7 @@ range. ``sim`` alone is the Rapp amplifier with noise 1e-3.
 | quantised | 1->1    | smooth sensor read through an ADC of `bits` bits |
 | saleh_folded | 1->1 | Saleh AM/AM over [0, 2], past its peak at 1: two inputs per output |
 | lowsnr    | 1->1    | tanh sensor with heavy output noise (default 0.05, 5% of full scale) |
+| iqpa      | 2->2    | many units of one I/Q PA design, `?unit=K` (simulators/units.py) |
 
 ``saleh_folded`` and ``lowsnr`` defeat inverse modelling: ILA averages the
 two preimages of a folded curve, and regresses on noisy outputs (errors in
@@ -245,13 +246,16 @@ SIMULATORS: dict[str, SimSpec] = {
 def _lookup(name: str) -> tuple[dict[str, Param], Callable[[dict], BaseDevice]]:
     """The parameters a simulator takes and how to build it from their values."""
     from hwloop.simulators.memory import MEMORY_SIMULATORS, build_memory_sim
+    from hwloop.simulators.units import UNIT_PARAMS, UNIT_SIMULATORS, build_unit_sim
 
     if name in SIMULATORS:
         spec = SIMULATORS[name]
         return spec.all_params(), lambda values: _build(spec, values)
     if name in MEMORY_SIMULATORS:
         return MEMORY_SIMULATORS[name].all_params(), lambda values: build_memory_sim(name, values)
-    known = ", ".join(sorted([*SIMULATORS, *MEMORY_SIMULATORS]))
+    if name in UNIT_SIMULATORS:
+        return dict(UNIT_PARAMS), lambda values: build_unit_sim(name, values)
+    known = ", ".join(sorted([*SIMULATORS, *MEMORY_SIMULATORS, *UNIT_SIMULATORS]))
     raise UnknownSchemeError(f"unknown simulator {name!r} (known: {known})")
 
 
@@ -310,9 +314,11 @@ def open_sim(uri: str) -> BaseDevice:
 def describe() -> list[tuple[str, str]]:
     """(URI, one line) for every simulator, for ``hwloop devices``."""
     from hwloop.simulators.memory import MEMORY_SIMULATORS
+    from hwloop.simulators.units import UNIT_SIMULATORS
 
     static = [(f"sim:{s.name}", f"{s.in_dim}->{s.out_dim}  {s.summary}") for s in SIMULATORS.values()]
-    return static + [(f"sim:{m.name}", f"1->1  {m.summary}") for m in MEMORY_SIMULATORS.values()]
+    units = [(f"sim:{n}", f"2->2  {line}") for n, line in UNIT_SIMULATORS.items()]
+    return static + [(f"sim:{m.name}", f"1->1  {m.summary}") for m in MEMORY_SIMULATORS.values()] + units
 
 
 open_sim.describe = describe  # type: ignore[attr-defined]
