@@ -25,11 +25,12 @@ learns only that difference from unit K's own answers:
    only if it beats that prediction by more than the estimate's noise.
 
 Every switch that changes the method (residual on or off, device weight,
-checkpoint kept) is reported in ``CalibrationResult.details``. Measured on
-``sim:iqpa`` units (benchmarks/calibrate_units.py): moving the parent
-inverse by the inverse of the surrogate's affine correction, or shrinking
-the device term by how much of F_K's error is bias, did not help, so neither
-is done.
+checkpoint kept) is reported in ``CalibrationResult.details``. Tried on
+``sim:iqpa`` units and left out because they did not help there: moving the
+parent inverse at once by the inverse of the surrogate's affine correction
+(1-4 dB worse after the same training), and shrinking the device term by
+the share of F_K's held-out error that is bias (no better, and 3 dB worse
+with an affine-only correction; kept as ``shrink``).
 """
 
 from __future__ import annotations
