@@ -331,7 +331,7 @@ def calibrate_unit(
     unit_sur = corrected_surrogate(surrogate, info.low_array, info.high_array, residual_units=0, seed=seed)
     trainer = InverseTrainer(model, unit_sur, info.low_array, info.high_array, cfg, y_std=y_std, seed=seed)
     rng = np.random.default_rng(seed + 5)
-    xs, ys, ts = (np.zeros((0, d), np.float32) for d in (info.in_dim, info.out_dim, info.out_dim))
+    xs, ys = np.zeros((0, info.in_dim), np.float32), np.zeros((0, info.out_dim), np.float32)
     rounds: list[dict] = []
     checkpoints: list[list[np.ndarray]] = []
     curve: list[float] = []
@@ -342,7 +342,7 @@ def calibrate_unit(
         y = dev.query(x_q, "train")
         checkpoints.append([w.copy() for w in model.get_weights()])
         rnd: dict = {"round": r, "queries": n, "measured_nmse_db": round(float(nmse_db(y, t)), 3)}
-        xs, ys, ts = np.concatenate([xs, x_q]), np.concatenate([ys, y]), np.concatenate([ts, t])
+        xs, ys = np.concatenate([xs, x_q]), np.concatenate([ys, y])
         unit_sur, choice = choose_correction(surrogate, xs, ys, dev, cfg, seed=seed + r, y_std=y_std)
         trainer.use_surrogate(unit_sur)
         rnd.update(choice)
