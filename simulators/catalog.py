@@ -17,6 +17,7 @@ range. ``sim`` alone is the Rapp amplifier with noise 1e-3.
 | quantised | 1->1    | smooth sensor read through an ADC of `bits` bits |
 | saleh_folded | 1->1 | Saleh AM/AM over [0, 2], past its peak at 1: two inputs per output |
 | lowsnr    | 1->1    | tanh sensor with heavy output noise (default 0.05, 5% of full scale) |
+| iqpa      | 2->2    | many units of one I/Q PA design, `?unit=K` (simulators/units.py) |
 
 ``saleh_folded`` and ``lowsnr`` defeat inverse modelling: ILA averages the
 two preimages of a folded curve, and regresses on noisy outputs (errors in
@@ -245,6 +246,7 @@ SIMULATORS: dict[str, SimSpec] = {
 def _lookup(name: str) -> tuple[dict[str, Param], Callable[[dict], BaseDevice]]:
     """The parameters a simulator takes and how to build it from their values."""
     from hwloop.simulators.pa import PA_SIMULATORS, build_pa_sim
+    from hwloop.simulators.units import UNIT_PARAMS, UNIT_SIMULATORS, build_unit_sim
     from hwloop.simulators.with_memory import MEMORY_SIMULATORS, build_memory_sim
 
     if name in SIMULATORS:
@@ -254,7 +256,9 @@ def _lookup(name: str) -> tuple[dict[str, Param], Callable[[dict], BaseDevice]]:
         return MEMORY_SIMULATORS[name].all_params(), lambda values: build_memory_sim(name, values)
     if name in PA_SIMULATORS:
         return PA_SIMULATORS[name].all_params(), lambda values: build_pa_sim(name, values)
-    known = ", ".join(sorted([*SIMULATORS, *MEMORY_SIMULATORS, *PA_SIMULATORS]))
+    if name in UNIT_SIMULATORS:
+        return dict(UNIT_PARAMS), lambda values: build_unit_sim(name, values)
+    known = ", ".join(sorted([*SIMULATORS, *MEMORY_SIMULATORS, *PA_SIMULATORS, *UNIT_SIMULATORS]))
     raise UnknownSchemeError(f"unknown simulator {name!r} (known: {known})")
 
 
@@ -313,11 +317,13 @@ def open_sim(uri: str) -> BaseDevice:
 def describe() -> list[tuple[str, str]]:
     """(URI, one line) for every simulator, for ``hwloop devices``."""
     from hwloop.simulators.pa import PA_SIMULATORS
+    from hwloop.simulators.units import UNIT_SIMULATORS
     from hwloop.simulators.with_memory import MEMORY_SIMULATORS
 
     static = [(f"sim:{s.name}", f"{s.in_dim}->{s.out_dim}  {s.summary}") for s in SIMULATORS.values()]
     memory = [(f"sim:{m.name}", f"1->1  {m.summary}") for m in MEMORY_SIMULATORS.values()]
-    return static + memory + [(f"sim:{m.name}", f"2->2  {m.summary}") for m in PA_SIMULATORS.values()]
+    pas = [(f"sim:{m.name}", f"2->2  {m.summary}") for m in PA_SIMULATORS.values()]
+    return static + memory + pas + [(f"sim:{n}", f"2->2  {line}") for n, line in UNIT_SIMULATORS.items()]
 
 
 open_sim.describe = describe  # type: ignore[attr-defined]

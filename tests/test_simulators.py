@@ -113,9 +113,10 @@ def test_latency_is_per_call() -> None:
 
 def test_catalogue_lists_every_simulator() -> None:
     from hwloop.simulators.pa import PA_SIMULATORS
+    from hwloop.simulators.units import UNIT_SIMULATORS
     from hwloop.simulators.with_memory import MEMORY_SIMULATORS
 
     uris = [u for u, _ in describe()]
-    assert uris == [f"sim:{n}" for n in [*SIMULATORS, *MEMORY_SIMULATORS, *PA_SIMULATORS]]
+    assert uris == [f"sim:{n}" for n in [*SIMULATORS, *MEMORY_SIMULATORS, *PA_SIMULATORS, *UNIT_SIMULATORS]]
     for name in [*MEMORY_SIMULATORS, *PA_SIMULATORS]:
         assert hwloop.open_device(f"sim:{name}?seed=2").info.stateful

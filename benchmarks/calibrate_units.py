@@ -1,0 +1,153 @@
+"""Calibrating new units of a known design: a few hundred queries against a full budget.
+
+Unit 0 of ``sim:iqpa`` (noise 1e-3) is trained once with 10,000 queries
+(``hwloop.train``, strategy ``auto``: it leaves an inverse and a surrogate).
+Then, for each other unit K (``sim:iqpa?unit=K&noise=1e-3&seed=K``):
+
+- ``parent``: unit 0's inverse used unchanged;
+- ``ila``: plain ILA from scratch (``hwloop.train``, strategy ``ila``) at
+  100, 200, 300 and 1,000 queries;
+- ``ila_parent_data``: plain ILA on 200 queries of unit K together with unit
+  0's 10,000 logged pairs (``TrainOptions(from_log=parent)``);
+- ``calibrate``: `hwloop.calibrate_unit.calibrate_unit` from unit 0's
+  inverse and surrogate at 100, 200 and 300 queries.
+
+Every cell is scored like a run: closed-loop NMSE on 2,000 held-out
+reachable targets measured on the noisy device, and against the noise-free
+unit (``closed_loop_nmse_clean_db``, the figure the goal is stated in:
+every held-out unit within -45 dB with 200 queries). Results accumulate in
+benchmarks/results/calibrate_units.json, so an interrupted sweep resumes;
+the parent run is kept in ``--parent-dir`` so a resumed sweep uses the same
+parent.
+
+    python benchmarks/calibrate_units.py [--units 1,2,3,4,5,6,11,23,37] [--force]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import load, machine, save, today
+
+NAME = "calibrate_units"
+NOISE = 1e-3
+PARENT_QUERIES = 10_000
+CAL_FIT_STEPS = 4000
+KEEP = ["closed_loop_nmse_db", "closed_loop_nmse_clean_db", "noise_floor_db", "queries_used"]
+
+
+def uri(unit: int) -> str:
+    return f"sim:iqpa?unit={unit}&noise={NOISE}&seed={unit}"
+
+
+def train_parent(run: Path) -> dict:
+    """Unit 0 with a full budget; reused when ``run`` already holds it."""
+    import hwloop
+
+    if (run / "inverse.keras").is_file() and (run / "surrogate.keras").is_file():
+        return {"run_dir": str(run), "reused": True}
+    t0 = time.perf_counter()
+    m = hwloop.train(uri(0), strategy="auto", queries=PARENT_QUERIES, seed=0, run_dir=run).metrics
+    return {**{k: m.get(k) for k in KEEP}, "wall_s": round(time.perf_counter() - t0, 1), "date": today()}
+
+
+def load_parent(run: Path):
+    """(inverse, surrogate) of the parent run; the inverse unclipped (the model inside the clip)."""
+    import keras
+
+    import hwloop
+
+    clipped = hwloop.load_inverse(run).model
+    inner = next(layer for layer in clipped.layers if isinstance(layer, keras.Model))
+    return inner, keras.models.load_model(run / "surrogate.keras", compile=False)
+
+
+def ila_cell(unit: int, queries: int, from_log: Path | None = None) -> dict:
+    import hwloop
+    from hwloop.run import TrainOptions
+
+    opts = TrainOptions(from_log=str(from_log) if from_log else None)
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        m = hwloop.train(
+            uri(unit), strategy="ila", queries=queries, seed=0, run_dir=tmp, options=opts
+        ).metrics
+    return {**{k: m.get(k) for k in KEEP}, "wall_s": round(time.perf_counter() - t0, 1), "date": today()}
+
+
+def scored_cell(unit: int, queries: int, parent: Path) -> dict:
+    """The parent inverse (queries 0) or calibrate_unit at ``queries``, scored as `hwloop.train` scores."""
+    import hwloop
+    from hwloop.calibrate_unit import calibrate_unit
+    from hwloop.evaluate import evaluate
+    from hwloop.inverse import Inverse
+    from hwloop.metered import MeteredDevice
+    from hwloop.models import with_clip
+    from hwloop.run import TrainOptions
+
+    dev = hwloop.open_device(uri(unit))
+    metered = MeteredDevice(dev, None, budget=queries)
+    inverse, surrogate = load_parent(parent)
+    t0 = time.perf_counter()
+    details: dict = {}
+    if queries:
+        res = calibrate_unit(metered, inverse, surrogate, seed=0, fit_steps=CAL_FIT_STEPS)
+        inverse, details = res.inverse, res.details
+    inv = Inverse(with_clip(inverse, dev.info.low, dev.info.high), dev.info.to_dict())
+    opts = TrainOptions()
+    scores = evaluate(metered, inv.apply, n_targets=opts.eval_targets, n_noise=opts.noise_repeats, seed=0)
+    return {
+        **{k: round(float(v), 3) for k, v in scores.items() if k.endswith("_db")},
+        "queries_used": metered.used["train"],
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "date": today(),
+        **({"details": details} if details else {}),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--units", default="1,2,3,4,5,6,11,23,37")
+    ap.add_argument(
+        "--parent-dir", default=str(Path(tempfile.gettempdir()) / "hwloop-calibrate-units-parent")
+    )
+    ap.add_argument("--force", action="store_true", help="re-run cells already in the results file")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    parent = Path(args.parent_dir)
+    data = load(NAME)
+    data.setdefault("cells", {})
+    data.update(machine=machine(), date=today(), noise=NOISE, seed=0, calibrate_fit_steps=CAL_FIT_STEPS)
+    data["command"] = "python benchmarks/calibrate_units.py"
+    info = train_parent(parent)
+    if not info.get("reused"):
+        data["parent"] = {"device": uri(0), "strategy": "auto", "queries": PARENT_QUERIES, **info}
+        data["cells"] = {}  # a new parent: earlier cells measured another one
+        save(NAME, data)
+    plan = [("parent", 0), ("calibrate", 200), ("ila", 200), ("ila", 100), ("ila", 300), ("ila", 1000)]
+    plan += [("calibrate", 100), ("calibrate", 300), ("ila_parent_data", 200)]
+    for unit in (int(u) for u in args.units.split(",")):
+        for method, queries in plan:
+            key = f"unit{unit}/{method}/{queries}"
+            if key in data["cells"] and not args.force:
+                continue
+            if method == "ila":
+                cell = ila_cell(unit, queries)
+            elif method == "ila_parent_data":
+                cell = ila_cell(unit, queries, from_log=parent)
+            else:
+                cell = scored_cell(unit, queries, parent)
+            data["cells"][key] = cell
+            save(NAME, data)
+            print(key, {k: v for k, v in cell.items() if k != "details"}, flush=True)
+
+
+if __name__ == "__main__":
+    main()
