@@ -9,7 +9,7 @@ Then, for each other unit K (``sim:iqpa?unit=K&noise=1e-3&seed=K``):
   100, 200, 300 and 1,000 queries;
 - ``ila_parent_data``: plain ILA on 200 queries of unit K together with unit
   0's 10,000 logged pairs (``TrainOptions(from_log=parent)``);
-- ``calibrate``: `hwloop.calibrate_unit.calibrate_unit` from unit 0's
+- ``calibrate``: `hwloop.strategies.calibrate_unit.calibrate_unit` from unit 0's
   inverse and surrogate at 100, 200 and 300 queries.
 
 Every cell is scored like a run: closed-loop NMSE on 2,000 held-out
@@ -85,12 +85,12 @@ def ila_cell(unit: int, queries: int, from_log: Path | None = None) -> dict:
 def scored_cell(unit: int, queries: int, parent: Path) -> dict:
     """The parent inverse (queries 0) or calibrate_unit at ``queries``, scored as `hwloop.train` scores."""
     import hwloop
-    from hwloop.calibrate_unit import calibrate_unit
     from hwloop.evaluate import evaluate
     from hwloop.inverse import Inverse
     from hwloop.metered import MeteredDevice
     from hwloop.models import with_clip
     from hwloop.run import TrainOptions
+    from hwloop.strategies.calibrate_unit import calibrate_unit
 
     dev = hwloop.open_device(uri(unit))
     metered = MeteredDevice(dev, None, budget=queries)

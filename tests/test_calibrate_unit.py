@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hwloop.calibrate_unit import CalibrationConfig, InverseTrainer, calibrate_unit, corrected_surrogate
 from hwloop.device import BaseDevice
 from hwloop.errors import BudgetExhausted, ShapeError
 from hwloop.metered import MeteredDevice
@@ -15,6 +14,12 @@ from hwloop.models import FitConfig, build_regressor, fit_regression
 from hwloop.simulators.base import SimDevice
 from hwloop.simulators.catalog import make_sim
 from hwloop.simulators.units import NOMINAL, UnitParams, transfer
+from hwloop.strategies.calibrate_unit import (
+    CalibrationConfig,
+    InverseTrainer,
+    calibrate_unit,
+    corrected_surrogate,
+)
 
 FAST = CalibrationConfig(correction_steps=400)
 OFFSET = UnitParams(c_i=0.03, c_q=-0.02)  # the nominal design with a known output offset
