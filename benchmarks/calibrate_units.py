@@ -9,10 +9,13 @@ Then, for each other unit K (``sim:iqpa?unit=K&noise=1e-3&seed=K``):
   100, 200, 300 and 1,000 queries;
 - ``ila_parent_data``: plain ILA on 200 queries of unit K together with unit
   0's 10,000 logged pairs (``TrainOptions(from_log=parent)``);
-- ``calibrate``: `hwloop.strategies.calibrate_unit.calibrate_unit` from unit 0's
-  inverse and surrogate at 100, 200 and 300 queries.
+- ``auto``: the default strategy from scratch at 300 and 1,000 queries;
+- ``calibrate``: ``hwloop.train(uri, init_from=<unit 0's run>, queries=N)``,
+  the path of ``hwloop train --init-from RUN`` (strategy ``calibrate``:
+  unit 0's inverse, its surrogate corrected to unit K, unit K in the forward
+  pass), at 100, 200 and 300 queries.
 
-Every cell is scored like a run: closed-loop NMSE on 2,000 held-out
+Every cell is scored the same way: closed-loop NMSE on 2,000 held-out
 reachable targets measured on the noisy device, and against the noise-free
 unit (``closed_loop_nmse_clean_db``, the figure the goal is stated in:
 every held-out unit within -45 dB with 200 queries). Results accumulate in
@@ -39,7 +42,6 @@ from common import load, machine, save, today
 NAME = "calibrate_units"
 NOISE = 1e-3
 PARENT_QUERIES = 10_000
-CAL_FIT_STEPS = 4000
 KEEP = ["closed_loop_nmse_db", "closed_loop_nmse_clean_db", "noise_floor_db", "queries_used"]
 
 
@@ -58,57 +60,35 @@ def train_parent(run: Path) -> dict:
     return {**{k: m.get(k) for k in KEEP}, "wall_s": round(time.perf_counter() - t0, 1), "date": today()}
 
 
-def load_parent(run: Path):
-    """(inverse, surrogate) of the parent run; the inverse unclipped (the model inside the clip)."""
-    import keras
-
-    import hwloop
-
-    clipped = hwloop.load_inverse(run).model
-    inner = next(layer for layer in clipped.layers if isinstance(layer, keras.Model))
-    return inner, keras.models.load_model(run / "surrogate.keras", compile=False)
-
-
-def ila_cell(unit: int, queries: int, from_log: Path | None = None) -> dict:
+def train_cell(unit: int, strategy: str, queries: int, **options: object) -> dict:
+    """One `hwloop.train` run on unit K, scored on 2,000 held-out targets."""
     import hwloop
     from hwloop.run import TrainOptions
 
-    opts = TrainOptions(from_log=str(from_log) if from_log else None)
+    opts = TrainOptions(eval_targets=2000, noise_repeats=256, **options)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         m = hwloop.train(
-            uri(unit), strategy="ila", queries=queries, seed=0, run_dir=tmp, options=opts
+            uri(unit), strategy=strategy, queries=queries, seed=0, run_dir=tmp, options=opts
         ).metrics
     return {**{k: m.get(k) for k in KEEP}, "wall_s": round(time.perf_counter() - t0, 1), "date": today()}
 
 
-def scored_cell(unit: int, queries: int, parent: Path) -> dict:
-    """The parent inverse (queries 0) or calibrate_unit at ``queries``, scored as `hwloop.train` scores."""
+def parent_cell(unit: int, parent: Path) -> dict:
+    """Unit 0's inverse used unchanged on unit K, scored like the runs."""
     import hwloop
-    from hwloop.evaluate import evaluate
-    from hwloop.inverse import Inverse
+    from hwloop.evaluate import EvalBudget, evaluate
     from hwloop.metered import MeteredDevice
-    from hwloop.models import with_clip
-    from hwloop.run import TrainOptions
-    from hwloop.strategies.calibrate_unit import calibrate_unit
 
     dev = hwloop.open_device(uri(unit))
-    metered = MeteredDevice(dev, None, budget=queries)
-    inverse, surrogate = load_parent(parent)
-    t0 = time.perf_counter()
-    details: dict = {}
-    if queries:
-        res = calibrate_unit(metered, inverse, surrogate, seed=0, fit_steps=CAL_FIT_STEPS)
-        inverse, details = res.inverse, res.details
-    inv = Inverse(with_clip(inverse, dev.info.low, dev.info.high), dev.info.to_dict())
-    opts = TrainOptions()
-    scores = evaluate(metered, inv.apply, n_targets=opts.eval_targets, n_noise=opts.noise_repeats, seed=0)
+    metered = MeteredDevice(dev, None, budget=0)
+    ev = evaluate(
+        metered, hwloop.load_inverse(parent).apply, EvalBudget.for_run(10_000, None, 256, 2000), seed=0
+    )
     return {
-        **{k: round(float(v), 3) for k, v in scores.items() if k.endswith("_db")},
-        "queries_used": metered.used["train"],
-        "wall_s": round(time.perf_counter() - t0, 1),
+        **{k: round(float(v), 3) for k, v in ev.scores.items() if k.endswith("_db")},
+        "queries_used": 0,
         "date": today(),
-        **({"details": details} if details else {}),
     }
 
 
@@ -119,12 +99,14 @@ def main() -> None:
         "--parent-dir", default=str(Path(tempfile.gettempdir()) / "hwloop-calibrate-units-parent")
     )
     ap.add_argument("--force", action="store_true", help="re-run cells already in the results file")
+    ap.add_argument("--methods", default=None, help="only these methods, e.g. calibrate,auto")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     parent = Path(args.parent_dir)
     data = load(NAME)
     data.setdefault("cells", {})
-    data.update(machine=machine(), date=today(), noise=NOISE, seed=0, calibrate_fit_steps=CAL_FIT_STEPS)
+    data.update(machine=machine(), date=today(), noise=NOISE, seed=0)
+    data.pop("calibrate_fit_steps", None)
     data["command"] = "python benchmarks/calibrate_units.py"
     info = train_parent(parent)
     if not info.get("reused"):
@@ -132,18 +114,22 @@ def main() -> None:
         data["cells"] = {}  # a new parent: earlier cells measured another one
         save(NAME, data)
     plan = [("parent", 0), ("calibrate", 200), ("ila", 200), ("ila", 100), ("ila", 300), ("ila", 1000)]
-    plan += [("calibrate", 100), ("calibrate", 300), ("ila_parent_data", 200)]
+    plan += [("calibrate", 100), ("calibrate", 300), ("ila_parent_data", 200), ("auto", 300), ("auto", 1000)]
     for unit in (int(u) for u in args.units.split(",")):
         for method, queries in plan:
             key = f"unit{unit}/{method}/{queries}"
-            if key in data["cells"] and not args.force:
+            if (key in data["cells"] and not args.force) or (
+                args.methods and method not in args.methods.split(",")
+            ):
                 continue
-            if method == "ila":
-                cell = ila_cell(unit, queries)
+            if method == "parent":
+                cell = parent_cell(unit, parent)
             elif method == "ila_parent_data":
-                cell = ila_cell(unit, queries, from_log=parent)
+                cell = train_cell(unit, "ila", queries, from_log=str(parent))
+            elif method == "calibrate":
+                cell = train_cell(unit, "auto", queries, init_from=str(parent))
             else:
-                cell = scored_cell(unit, queries, parent)
+                cell = train_cell(unit, method, queries)
             data["cells"][key] = cell
             save(NAME, data)
             print(key, {k: v for k, v in cell.items() if k != "details"}, flush=True)
