@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import load
+from render_calibration import section_calibration
 from render_common import (
     AUTO_LOSS_DB,
     AUTO_WIN_DB,
@@ -307,6 +308,7 @@ def render() -> str:
     lines += section_serial(load("serial"))
     lines += section_dpd(load("dpd"), load("pa_fit"))
     lines += section_farm(load("farm"))
+    lines += section_calibration(load("calibrate_units"))
     return "\n".join(lines).rstrip() + "\n"
 
 
