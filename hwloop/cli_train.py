@@ -89,24 +89,29 @@ def options_from(values: dict[str, Any]) -> TrainOptions:
     return TrainOptions(**raw)
 
 
+def run_options(f: Callable) -> Callable:
+    """--strategy, --queries and --seed: what every training command takes besides the plan."""
+    f = click.option("--seed", default=0, show_default=True, type=int)(f)
+    f = click.option(
+        "--queries",
+        default=DEFAULT_QUERIES,
+        show_default=True,
+        type=click.IntRange(16),
+        help="Hard cap on training queries (per device).",
+    )(f)
+    return click.option(
+        "--strategy",
+        type=click.Choice(USER_CHOICES),
+        default="auto",
+        show_default=True,
+        help="; ".join(f"{n}: {STRATEGIES[n].summary}" for n in USER_CHOICES) + ".",
+    )(f)
+
+
 @click.command()
 @config_option
 @device_option(required=False)
-@click.option(
-    "--strategy",
-    type=click.Choice(USER_CHOICES),
-    default="auto",
-    show_default=True,
-    help="; ".join(f"{n}: {STRATEGIES[n].summary}" for n in USER_CHOICES) + ".",
-)
-@click.option(
-    "--queries",
-    default=DEFAULT_QUERIES,
-    show_default=True,
-    type=click.IntRange(16),
-    help="Hard cap on training queries.",
-)
-@click.option("--seed", default=0, show_default=True, type=int)
+@run_options
 @click.option(
     "--out",
     "out",

@@ -15,10 +15,9 @@ from typing import Any
 
 import click
 
-from hwloop.cli_train import options_from, plan_options
+from hwloop.cli_train import options_from, plan_options, run_options
 from hwloop.errors import UsageError
-from hwloop.rundir import DEFAULT_QUERIES, option_fields
-from hwloop.strategies import USER_CHOICES
+from hwloop.rundir import option_fields
 
 TRAIN_OPTIONS = ("strategy", "queries", "seed", *(f.name for f in option_fields()))
 
@@ -72,17 +71,7 @@ def summary_table(farm: dict) -> str:
     default=None,
     help="File with one URI per line, optionally 'URI resource=NAME' to pin it to a Ray resource.",
 )
-@click.option(
-    "--strategy",
-    type=click.Choice(USER_CHOICES),
-    default="auto",
-    show_default=True,
-    help="Training strategy of every unit (see hwloop train --help).",
-)
-@click.option(
-    "--queries", default=DEFAULT_QUERIES, show_default=True, type=click.IntRange(16), help="Cap per unit."
-)
-@click.option("--seed", default=0, show_default=True, type=int)
+@run_options
 @plan_options
 @click.option(
     "--out",
