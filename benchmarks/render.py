@@ -38,7 +38,7 @@ from render_common import (
 )
 from render_dpd import section_dpd
 from render_farm import section_farm
-from render_sections import section_memory, section_overhead, section_serial
+from render_sections import section_default_run, section_memory, section_overhead, section_serial
 
 from hwloop.simulators.catalog import SIMULATORS
 
@@ -296,6 +296,7 @@ def render() -> str:
         "other jobs ran at the same time, so read them as indicative, not as a speed rating.",
         "",
     ]
+    lines += section_default_run(load("default_run"))
     strategies = load("strategies")
     lines += section_ila(strategies)
     lines += (

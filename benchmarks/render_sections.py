@@ -208,3 +208,33 @@ def section_serial(data: dict) -> list[str]:
         "",
     ]
     return out
+
+
+def section_default_run(data: dict) -> list[str]:
+    """The main job's wall time and result, as a user runs it."""
+    out = ["## The main job", ""]
+    if not data:
+        return out + missing("default_run", "python benchmarks/default_run.py")
+    rows = [
+        [
+            str(i + 1),
+            f"{r['process_wall_s']:.1f}",
+            f"{r['wall_s']:.1f}",
+            db(r["closed_loop_nmse_db"]),
+            db(r["noise_floor_db"]),
+            f"{r['queries_used']:,} + {r['eval_queries']:,}",
+        ]
+        for i, r in enumerate(data["runs"])
+    ]
+    out += [
+        f"`{data['command']}` in a fresh process each time (imports included), default strategy",
+        "`auto`. Process wall = the whole command; run wall = `wall_s` as the run reports it.",
+        "",
+        *table(
+            ["repeat", "process wall (s)", "run wall (s)", "NMSE (dB)", "noise floor (dB)", "queries"], rows
+        ),
+        "",
+        provenance(data),
+        "",
+    ]
+    return out

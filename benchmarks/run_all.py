@@ -62,6 +62,9 @@ BENCHES = (
     Bench("overhead", "overhead.py", ("--profile",), lambda d: bool(d.get("runs")), force_flag=False),
     Bench("serial", "serial_throughput.py", (), lambda d: bool(d.get("results")), force_flag=False),
     Bench("farm", "farm.py", (), lambda d: bool(d.get("farms")), force_flag=False),
+    Bench("default_run", "default_run.py", (), lambda d: bool(d.get("runs")), force_flag=False),
+    Bench("dpd", "dpd.py", (), lambda d: bool(d.get("cells"))),
+    Bench("calibrate_units", "calibrate_units.py", (), lambda d: bool(d.get("cells"))),
 )
 
 
