@@ -1,7 +1,7 @@
 """The hardware suite (tests/test_hardware.py) against two stand-ins for a board.
 
 A user runs ``pytest tests/test_hardware.py --device-url URL`` against a real
-board; without ``--device-url`` that suite is skipped. So that the plain
+board; without ``--device-url`` the plain run deselects that suite. So that the plain
 ``pytest`` run (and CI) knows the suite passes before anyone owns a board,
 this module starts each stand-in - `hwloop serve --pty` with the default
 simulator behind the real wire protocol, and the AVR firmware under simavr -
