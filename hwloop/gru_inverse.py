@@ -184,6 +184,9 @@ class WindowConfig:
     warmup: int = 32
     batch: int = 32
     clipnorm: float = 1.0
+    # Windows that start at a reset, per batch: the start-up transient is otherwise one window in
+    # thousands, and every closed-loop sequence starts with it.
+    from_reset: float = 0.25
 
 
 def _window_starts(lengths: list[int], span: int) -> tuple[np.ndarray, np.ndarray]:
@@ -229,6 +232,8 @@ def fit_gru(
     starts_np, reset_np = _window_starts([len(t) for t in t_seqs], span)
     ts = tf.constant(np.concatenate(t_seqs).astype(np.float32))
     xs = tf.constant(np.concatenate(x_seqs).astype(np.float32))
+    n_reset = min(win.batch - 1, round(win.batch * win.from_reset))
+    reset_starts = tf.constant(starts_np[reset_np])
     starts, at_reset = tf.constant(starts_np), tf.constant(reset_np)
     x_std = tf.constant(np.asarray(model.get_layer("destandardize").std, np.float32))
     offsets = tf.range(span, dtype=tf.int32)
@@ -237,15 +242,18 @@ def fit_gru(
     opt = keras.optimizers.Adam(schedule, clipnorm=win.clipnorm)
     variables = model.trainable_variables
     gen = tf.random.Generator.from_seed(seed)
-    n_starts = int(starts_np.shape[0])
+    n_starts, n_seqs = int(starts_np.shape[0]), int(reset_np.sum())
 
     @tf.function(jit_compile=False, reduce_retracing=True)
     def step() -> tf.Tensor:
-        pick = gen.uniform((win.batch,), 0, n_starts, dtype=tf.int32)
-        idx = tf.gather(starts, pick)[:, None] + offsets[None, :]
+        pick = gen.uniform((win.batch - n_reset,), 0, n_starts, dtype=tf.int32)
+        first = tf.gather(reset_starts, gen.uniform((n_reset,), 0, n_seqs, dtype=tf.int32))
+        begin = tf.concat([first, tf.gather(starts, pick)], axis=0)
+        idx = begin[:, None] + offsets[None, :]
         tb, xb = tf.gather(ts, idx), tf.gather(xs, idx)
         # A window from a reset is scored from its first sample: the zero state is the true state.
-        weight = tf.maximum(after_warmup[None, :], tf.cast(tf.gather(at_reset, pick), tf.float32)[:, None])
+        from_reset = tf.concat([tf.ones((n_reset,), tf.bool), tf.gather(at_reset, pick)], axis=0)
+        weight = tf.maximum(after_warmup[None, :], tf.cast(from_reset, tf.float32)[:, None])
         with tf.GradientTape() as tape:
             err = tf.reduce_mean(tf.square((model(tb, training=True) - xb) / x_std), axis=-1)
             loss = tf.reduce_sum(err * weight) / tf.reduce_sum(weight)

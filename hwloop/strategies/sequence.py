@@ -1,11 +1,13 @@
-"""Devices with memory: a tapped-delay inverse trained by ILA on sequences.
+"""Devices with memory: a tapped-delay or recurrent inverse trained by ILA on sequences.
 
 Reset the device, send long random in-range input sequences (rows
-consecutive in time), build the tapped features from the device's OUTPUT
-sequence and regress onto the input sequence (see `hwloop.tapped`).
-Iterative rounds re-query at the current inverse's proposals for reachable
-target sequences and refit on everything. Every sequence starts with a
-reset, which the metered device records in the query log.
+consecutive in time, `collect_uniform`), build the tapped features from the
+device's OUTPUT sequence and regress onto the input sequence (see
+`hwloop.tapped`). Iterative rounds re-query at the current inverse's
+proposals for reachable target sequences (`collect_at_inverse`) and refit on
+everything. Every sequence starts with a reset, which the metered device
+records in the query log. With ``--inverse gru`` the same queries train a
+GRU on (output sequence -> input sequence) instead (`hwloop.gru_inverse`).
 """
 
 from __future__ import annotations
@@ -162,7 +164,9 @@ class SequenceGRUConfig:
     """Sequence ILA for the recurrent inverse; ``rounds`` > 1 adds iterative refinements."""
 
     units: int = 32
-    seq_len: int = 4000
+    # Shorter than the tapped recipe's sequences: every reset adds a start-up transient to learn from
+    # (a tapped inverse gets it from its zero taps; a GRU only from examples).
+    seq_len: int = 500
     rounds: int = 1
     first_fraction: float = 0.5
     jitter: float = 0.02
