@@ -15,7 +15,9 @@ same samples.
 It is trained by truncated backpropagation through time on random windows
 of logged (output sequence -> input sequence) pairs (`fit_gru`): each
 window starts with a warm-up prefix whose loss is ignored, except for
-windows that start at a reset, where the zero state is the true one.
+windows that start at a reset, where the zero state is the true one. A
+fixed share of every batch starts at a reset: the start-up transient is
+what a tapped inverse gets from its zero taps, and a GRU only from examples.
 """
 
 from __future__ import annotations

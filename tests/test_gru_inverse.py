@@ -156,3 +156,17 @@ def test_train_gru_on_a_device_with_memory(tmp_path: Path) -> None:
     assert 'inverse = "gru"' in (out / "config.toml").read_text()
     inv = hwloop.load_inverse(out)
     assert isinstance(inv, GRUInverse) and inv.in_dim == 1 and inv.out_dim == 1
+
+
+def test_a_finished_gru_run_resumed_is_answered_from_its_log(tmp_path: Path) -> None:
+    """The refinement round's queries come from the trained GRU: they repeat only if training does."""
+    from hwloop.rundir import TrainOptions
+    from hwloop.simulators.catalog import make_sim
+
+    opts = TrainOptions(inverse="gru", fit_steps=100, eval_targets=200, noise_repeats=16)
+    first = hwloop.train("sim:wh", strategy="auto", queries=1200, seed=1, run_dir=tmp_path, options=opts)
+    dev = make_sim("wh", seed=9)
+    again = hwloop.train(dev, run_dir=tmp_path, resume=True)
+    assert dev.stats.queries == 0
+    assert again.metrics["replayed_rows"] == first.metrics["queries_used"] + first.metrics["eval_queries"]
+    assert again.metrics["closed_loop_nmse_db"] == first.metrics["closed_loop_nmse_db"]
