@@ -60,8 +60,9 @@ def save_model(run_dir: str | Path, model, device_info: dict, memory: dict | Non
 def load_inverse(run_dir: str | Path) -> Inverse:
     """Load the inverse a run saved; works in a fresh interpreter.
 
-    For a device with memory this is a tapped-delay inverse whose ``apply``
-    takes a whole target sequence, to be sent to the device after a reset.
+    For a device with memory this is a tapped-delay or recurrent (GRU) inverse
+    whose ``apply`` takes a whole target sequence, to be sent to the device
+    after a reset.
     """
     import keras
 
@@ -87,6 +88,10 @@ def load_inverse(run_dir: str | Path) -> Inverse:
         inv = from_keras(model, complex(g[0], g[1]))
         inv.info = {k: v for k, v in info.items() if k != "inverse_memory"}
         return inv  # type: ignore[return-value]
+    if memory and memory.get("kind") == "gru":
+        from hwloop.gru_inverse import from_saved
+
+        return from_saved(model, info)  # type: ignore[return-value]
     if memory:
         from hwloop.tapped import SequenceInverse
 

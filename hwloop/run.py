@@ -138,6 +138,7 @@ def _start(
             offline=True,
             hold=bool(plan.options.hold),
             init_from=bool(plan.options.init_from),
+            inverse=plan.options.inverse,
         )
         info = DeviceInfo(f"offline:{prior.name}", prior.in_dim, prior.out_dim, 1024, *prior.range())
         return _run(
@@ -178,6 +179,7 @@ def _run(
         mask=opts.mask is not None,
         signal=opts.signal is not None,
         prior=prior is not None,
+        inverse=opts.inverse,
     )
     signal = None if opts.signal is None else opts.gain * _load_signal(opts.signal)
     if signal is not None and (info.in_dim, info.out_dim) != (2, 2):
@@ -227,6 +229,7 @@ def _run(
             tuple(opts.hold or ()),
             opts.init_from,
             signal,
+            opts.inverse,
         )
         outcome = run_strategy(name, ctx)
         inverse = _package(outcome, info)
@@ -266,8 +269,8 @@ def _package(outcome: Outcome, info: DeviceInfo) -> Any:
     from hwloop.models import with_clip
     from hwloop.tapped import SequenceInverse
 
-    if outcome.memory is not None and outcome.memory.get("kind") == "gmp":
-        return outcome.inverse  # a GMPInverse: apply(t) on whole signals, save(run)
+    if outcome.memory is not None and outcome.memory.get("kind") in ("gmp", "gru"):
+        return outcome.inverse  # a GMPInverse or GRUInverse: apply(t) on whole sequences, save(run)
     if outcome.memory is not None:
         m = outcome.memory
         return SequenceInverse(

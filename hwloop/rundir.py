@@ -66,6 +66,11 @@ class TrainOptions:
     memory_depth: int = _opt(
         5, "Past target samples the inverse sees, for a device with memory.", min=0, max=64
     )
+    inverse: str = _opt(
+        "tapped",
+        "Inverse family for a device with memory: tapped (delay-line MLP) or gru (recurrent).",
+        choices=("tapped", "gru"),
+    )
     max_rate: float | None = _opt(
         None, "At most this many device queries per second (fragile hardware).", min_open=0.0
     )

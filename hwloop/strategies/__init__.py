@@ -91,6 +91,7 @@ class Context:
     hold: tuple[int, ...] = ()
     init_from: str | None = None
     signal: np.ndarray | None = None  # targets to linearise (n, 2), in the device's output units
+    inverse: str = "tapped"  # inverse family for a device with memory: tapped or gru
 
 
 @dataclass
@@ -98,7 +99,8 @@ class Outcome:
     """What a strategy hands back to the run.
 
     ``inverse`` is the unclipped Keras model (targets -> inputs); for a device
-    with memory ``memory`` holds the tapped inverse's depth and lookahead.
+    with memory ``memory`` holds the tapped inverse's depth and lookahead, or
+    ``kind`` ("gmp", "gru") when ``inverse`` is already the packaged inverse.
     ``details`` are the method's own switches and figures, for metrics.json.
     """
 
@@ -119,10 +121,20 @@ def choose(
     mask: bool = False,
     signal: bool = False,
     prior: bool = False,
+    inverse: str = "tapped",
 ) -> str:
     """The strategy that runs for these settings; a usage error for any it cannot honour."""
     if requested not in USER_CHOICES:
         raise UsageError(f"unknown strategy {requested!r} (choose from {', '.join(USER_CHOICES)})")
+    if inverse not in ("tapped", "gru"):
+        raise UsageError(f"unknown inverse family {inverse!r} (choose from tapped, gru)")
+    if inverse == "gru":
+        if signal:
+            raise UsageError("--inverse gru cannot be combined with --signal: the predistorter is a GMP")
+        if offline or not stateful:
+            raise UsageError("--inverse gru is for a device with memory; this one has none")
+        if requested not in ("auto", "ila", "iila"):
+            raise UsageError(f"--inverse gru is trained by sequence ILA (auto, ila, iila), not {requested!r}")
     if prior and not offline:
         for flag, what in (
             (signal, "--signal"),

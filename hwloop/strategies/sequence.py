@@ -1,11 +1,13 @@
-"""Devices with memory: a tapped-delay inverse trained by ILA on sequences.
+"""Devices with memory: a tapped-delay or recurrent inverse trained by ILA on sequences.
 
 Reset the device, send long random in-range input sequences (rows
-consecutive in time), build the tapped features from the device's OUTPUT
-sequence and regress onto the input sequence (see `hwloop.tapped`).
-Iterative rounds re-query at the current inverse's proposals for reachable
-target sequences and refit on everything. Every sequence starts with a
-reset, which the metered device records in the query log.
+consecutive in time, `collect_uniform`), build the tapped features from the
+device's OUTPUT sequence and regress onto the input sequence (see
+`hwloop.tapped`). Iterative rounds re-query at the current inverse's
+proposals for reachable target sequences (`collect_at_inverse`) and refit on
+everything. Every sequence starts with a reset, which the metered device
+records in the query log. With ``--inverse gru`` the same queries train a
+GRU on (output sequence -> input sequence) instead (`hwloop.gru_inverse`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwloop.errors import UsageError
+from hwloop.gru_inverse import GRUInverse, WindowConfig, build_gru_model, fit_gru
 from hwloop.metered import MeteredDevice
 from hwloop.models import FitConfig, fit_regression
 from hwloop.strategies import Context, Outcome
@@ -48,11 +51,55 @@ class SequenceILAConfig:
 
 @dataclass
 class SequenceILAResult:
-    inverse: SequenceInverse
+    inverse: SequenceInverse | GRUInverse
     curve: list[float]
     queries: int
     x: list[np.ndarray]  # the input sequences sent, one per reset
     y: list[np.ndarray]  # the device's answers
+
+
+def collect_uniform(
+    dev: MeteredDevice, total: int, seq_len: int, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Random in-range input sequences of ``seq_len`` rows (``total`` in all), each sent after a
+    reset; returns the inputs and the device's answers, one array per reset."""
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    for n in _segments(total, seq_len):
+        x = dev.info.uniform(rng, n)
+        dev.reset()
+        ys.append(dev.query(x, "train"))
+        xs.append(x)
+    return xs, ys
+
+
+def collect_at_inverse(
+    dev: MeteredDevice,
+    apply: Callable[[np.ndarray], np.ndarray],
+    pool_ys: list[np.ndarray],
+    total: int,
+    seq_len: int,
+    jitter: float,
+    rng: np.random.Generator,
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Iterative ILA's queries: the inverse's drive (jittered) for reachable target sequences,
+    stretches of the answers in ``pool_ys``, each sent after a reset."""
+    info = dev.info
+    lo, hi = info.low_array, info.high_array
+    longest = max(len(y) for y in pool_ys)
+    xs: list[np.ndarray] = []
+    ys: list[np.ndarray] = []
+    for n in _segments(total, min(seq_len, longest)):
+        pool = [y for y in pool_ys if len(y) >= n]
+        t = pool[int(rng.integers(len(pool)))]
+        start = int(rng.integers(0, len(t) - n + 1))
+        t = t[start : start + n]
+        noise = rng.normal(0.0, jitter, size=(len(t), info.in_dim)).astype(np.float32)
+        x = np.clip(apply(t) + noise * (hi - lo), lo, hi).astype(np.float32)
+        dev.reset()
+        ys.append(dev.query(x, "train"))
+        xs.append(x)
+    return xs, ys
 
 
 def _pairs(
@@ -83,15 +130,8 @@ def train_sequence_ila(
     rng = np.random.default_rng(seed)
     lo, hi = info.low_array, info.high_array
     n_first = queries if cfg.rounds <= 1 else max(64, int(queries * cfg.first_fraction))
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    used = 0
-    for n in _segments(n_first, cfg.seq_len):
-        x = info.uniform(rng, n)
-        dev.reset()
-        ys.append(dev.query(x, "train"))
-        xs.append(x)
-        used += n
+    xs, ys = collect_uniform(dev, n_first, cfg.seq_len, rng)
+    used = sum(len(x) for x in xs)
     feats, targets = _pairs(xs, ys, cfg.depth, cfg.lookahead)
     inv = build_tapped_inverse(
         np.concatenate(ys),
@@ -105,27 +145,13 @@ def train_sequence_ila(
     )
     log.info("sequence ILA: fitting depth %d on %d pairs", cfg.depth, len(feats))
     curve = fit_regression(inv.model, feats, targets, cfg.fit, seed=seed, on_step=on_step)
-    span = hi - lo
     first_ys = list(ys)
-    longest = max(len(y) for y in first_ys)
     for r in range(1, cfg.rounds):
-        left = queries - used
-        n_round = left // (cfg.rounds - r)
-        for n in _segments(n_round, min(cfg.seq_len, longest)):
-            # A reachable target sequence: (a stretch of) a device answer from the first round.
-            pool = [y for y in first_ys if len(y) >= n]
-            t = pool[int(rng.integers(len(pool)))]
-            start = int(rng.integers(0, len(t) - n + 1))
-            t = t[start : start + n]
-            x = (
-                inv.apply(t)
-                + rng.normal(0.0, cfg.jitter, size=(len(t), info.in_dim)).astype(np.float32) * span
-            )
-            x = np.clip(x, lo, hi).astype(np.float32)
-            dev.reset()
-            ys.append(dev.query(x, "train"))
-            xs.append(x)
-            used += len(x)
+        n_round = (queries - used) // (cfg.rounds - r)
+        new_x, new_y = collect_at_inverse(dev, inv.apply, first_ys, n_round, cfg.seq_len, cfg.jitter, rng)
+        xs += new_x
+        ys += new_y
+        used += sum(len(x) for x in new_x)
         feats, targets = _pairs(xs, ys, cfg.depth, cfg.lookahead)
         log.info("iterative sequence ILA round %d: refitting on %d pairs", r, len(feats))
         refit = FitConfig(cfg.refit_steps, cfg.fit.batch, cfg.fit.lr * 0.25, cfg.fit.lr_final)
@@ -133,11 +159,85 @@ def train_sequence_ila(
     return SequenceILAResult(inv, curve, used, xs, ys)
 
 
+@dataclass(frozen=True)
+class SequenceGRUConfig:
+    """Sequence ILA for the recurrent inverse; ``rounds`` > 1 adds iterative refinements."""
+
+    units: int = 32
+    # Shorter than the tapped recipe's sequences: every reset adds a start-up transient to learn from
+    # (a tapped inverse gets it from its zero taps; a GRU only from examples).
+    seq_len: int = 500
+    rounds: int = 1
+    first_fraction: float = 0.5
+    jitter: float = 0.02
+    steps: int = 4000
+    refit_steps: int = 1000
+    lr: float = 5e-3
+    lr_final: float = 5e-5
+    window: WindowConfig = field(default_factory=WindowConfig)
+
+
+def train_sequence_gru(
+    dev: MeteredDevice,
+    queries: int,
+    cfg: SequenceGRUConfig | None = None,
+    *,
+    seed: int = 0,
+    on_step: Callable[[int, float], None] | None = None,
+) -> SequenceILAResult:
+    """Sequence ILA with a GRU inverse: the same queries as `train_sequence_ila`, the inputs
+    regressed on the whole output sequence by truncated backpropagation through time."""
+    cfg = cfg or SequenceGRUConfig()
+    info = dev.info
+    if queries < 64:
+        raise UsageError(f"sequence ILA needs at least 64 queries, got {queries}")
+    rng = np.random.default_rng(seed)
+    n_first = queries if cfg.rounds <= 1 else max(64, int(queries * cfg.first_fraction))
+    xs, ys = collect_uniform(dev, n_first, cfg.seq_len, rng)
+    used = sum(len(x) for x in xs)
+    model = build_gru_model(ys, xs, units=cfg.units, seed=seed)
+    inv = GRUInverse(model, info.low_array, info.high_array, info.to_dict())
+    log.info("sequence ILA (GRU %d): fitting on %d sequences, %d rows", cfg.units, len(xs), used)
+    curve = fit_gru(model, ys, xs, cfg.steps, cfg.lr, cfg.lr_final, cfg.window, seed=seed, on_step=on_step)
+    first_ys = list(ys)
+    for r in range(1, cfg.rounds):
+        n_round = (queries - used) // (cfg.rounds - r)
+        new_x, new_y = collect_at_inverse(dev, inv.apply, first_ys, n_round, cfg.seq_len, cfg.jitter, rng)
+        xs += new_x
+        ys += new_y
+        used += sum(len(x) for x in new_x)
+        log.info("iterative sequence ILA (GRU) round %d: refitting on %d sequences", r, len(xs))
+        curve += fit_gru(
+            model,
+            ys,
+            xs,
+            cfg.refit_steps,
+            cfg.lr * 0.25,
+            cfg.lr_final,
+            cfg.window,
+            seed=seed + r,
+            on_step=on_step,
+        )
+    return SequenceILAResult(inv, curve, used, xs, ys)
+
+
 def train(ctx: Context) -> Outcome:
-    """Sequence ILA: plain for ``ila``; one iterative refinement for the others."""
+    """Sequence ILA: plain for ``ila``; one iterative refinement for the others.
+
+    The inverse is the tapped-delay MLP, or with ``ctx.inverse == "gru"`` the recurrent one."""
+    rounds = 1 if ctx.requested == "ila" else 2
+    if ctx.inverse == "gru":
+        gcfg = SequenceGRUConfig(rounds=rounds, steps=ctx.fit_steps, refit_steps=max(1, ctx.fit_steps // 4))
+        res = train_sequence_gru(ctx.dev, ctx.dev.remaining, gcfg, seed=ctx.seed, on_step=ctx.on_step)
+        return Outcome(
+            res.inverse,
+            res.curve,
+            details={"inverse_kind": "gru", "gru_units": gcfg.units, "sequence_rounds": rounds},
+            memory={"kind": "gru", "units": gcfg.units},
+        )
     cfg = SequenceILAConfig(
         depth=ctx.memory_depth,
-        rounds=1 if ctx.requested == "ila" else 2,
+        rounds=rounds,
         fit=FitConfig(steps=2 * ctx.fit_steps),
         refit_steps=max(1, ctx.fit_steps // 2),
     )
@@ -145,6 +245,6 @@ def train(ctx: Context) -> Outcome:
     return Outcome(
         res.inverse.model,
         res.curve,
-        details={"memory_depth": cfg.depth, "sequence_rounds": cfg.rounds},
+        details={"inverse_kind": "tapped", "memory_depth": cfg.depth, "sequence_rounds": cfg.rounds},
         memory={"depth": cfg.depth, "lookahead": cfg.lookahead},
     )
