@@ -102,7 +102,7 @@ def collect_at_inverse(
     return xs, ys
 
 
-def _pairs(
+def tapped_pairs(
     xs: list[np.ndarray], ys: list[np.ndarray], depth: int, lookahead: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Tapped features of each output sequence (taps never cross a reset) and the inputs."""
@@ -132,7 +132,7 @@ def train_sequence_ila(
     n_first = queries if cfg.rounds <= 1 else max(64, int(queries * cfg.first_fraction))
     xs, ys = collect_uniform(dev, n_first, cfg.seq_len, rng)
     used = sum(len(x) for x in xs)
-    feats, targets = _pairs(xs, ys, cfg.depth, cfg.lookahead)
+    feats, targets = tapped_pairs(xs, ys, cfg.depth, cfg.lookahead)
     inv = build_tapped_inverse(
         np.concatenate(ys),
         targets,
@@ -152,7 +152,7 @@ def train_sequence_ila(
         xs += new_x
         ys += new_y
         used += sum(len(x) for x in new_x)
-        feats, targets = _pairs(xs, ys, cfg.depth, cfg.lookahead)
+        feats, targets = tapped_pairs(xs, ys, cfg.depth, cfg.lookahead)
         log.info("iterative sequence ILA round %d: refitting on %d pairs", r, len(feats))
         refit = FitConfig(cfg.refit_steps, cfg.fit.batch, cfg.fit.lr * 0.25, cfg.fit.lr_final)
         curve += fit_regression(inv.model, feats, targets, refit, seed=seed + r, on_step=on_step)

@@ -11,7 +11,10 @@ y_dev[n], carried along the surrogate to where M has moved since the query
 vector-Jacobian product through the K + 1 drive samples that produced it,
 each of them M applied to its own target window. The surrogate keeps
 learning from every answer. The checkpoint kept is the best measured round
-(the latest among those within their uncertainty).
+(the latest among those within their uncertainty) when some trained round
+beat the warm start by more than the two scores' uncertainty; otherwise the
+warm start is kept and every sequence measured (the rounds' drives
+included) refits it by ILA, as iterative ILA would.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from hwloop.metrics import nmse_db
 from hwloop.models import FitConfig, build_regressor, fit_regression
 from hwloop.strategies import Context, Outcome
 from hwloop.strategies.rounds import RoundScore, best_checkpoint, correction_weight, nmse_uncertainty_db
-from hwloop.strategies.sequence import SequenceILAConfig, train_sequence_ila
+from hwloop.strategies.sequence import SequenceILAConfig, tapped_pairs, train_sequence_ila
 from hwloop.tapped import tapped
 
 log = logging.getLogger(__name__)
@@ -80,7 +83,9 @@ def train(ctx: Context) -> Outcome:
     dev = ctx.dev
     assert dev is not None
     depth = ctx.memory_depth
-    cfg = SequenceILAConfig(depth=depth, rounds=1, fit=FitConfig(steps=2 * ctx.fit_steps))
+    cfg = SequenceILAConfig(
+        depth=depth, rounds=1, fit=FitConfig(steps=2 * ctx.fit_steps), refit_steps=max(1, ctx.fit_steps // 2)
+    )
     warm = train_sequence_ila(
         dev, int(dev.remaining * WARM_FRACTION), cfg, seed=ctx.seed, on_step=ctx.on_step
     )
@@ -145,7 +150,25 @@ def train(ctx: Context) -> Outcome:
         curve += fit_regression(
             surrogate, all_feats, np.concatenate(ys), FitConfig(steps // 2, lr=1e-3), seed=ctx.seed + r
         )
-    best = best_checkpoint(inv.model, scores)
+    first = scores[0] if scores else None
+    refit = first is None or not any(
+        s.nmse_db < first.nmse_db - np.hypot(s.uncertainty_db, first.uncertainty_db) for s in scores[1:]
+    )
+    if refit and first is not None:
+        inv.model.set_weights(first.weights)  # back to the warm start
+    best = first if refit else best_checkpoint(inv.model, scores)
+    if refit:
+        feats, targets = tapped_pairs(xs, ys, inv.depth, inv.lookahead)
+        fit = cfg.fit
+        log.info("direct learning did not beat the warm start; refitting ILA on %d pairs", len(feats))
+        curve += fit_regression(
+            inv.model,
+            feats,
+            targets,
+            FitConfig(cfg.refit_steps, fit.batch, fit.lr * 0.25, fit.lr_final),
+            seed=ctx.seed + 7,
+            on_step=ctx.on_step,
+        )
     details = {
         "memory_depth": depth,
         "surrogate_depth": sur_depth,
@@ -153,6 +176,7 @@ def train(ctx: Context) -> Outcome:
         "round_uncertainty_db": [round(s.uncertainty_db, 3) for s in scores],
         "device_weight": [None if s.weight is None else round(s.weight, 4) for s in scores],
         "best_round": None if best is None else best.round,
+        "ila_refit": refit,
     }
     return Outcome(
         inv.model, curve, surrogate, details, memory={"depth": inv.depth, "lookahead": inv.lookahead}
