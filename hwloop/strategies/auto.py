@@ -10,10 +10,12 @@
    measurement's own uncertainty (`rounds.cannot_improve`): where ILA is
    already at the level of the device's noise and of the surrogate's
    mismatch. Otherwise the rounds run.
-4. Queries the rounds did not use refit the inverse by ILA on everything
-   measured, if refinement never beat the warm start; the checkpoint kept is
-   chosen by re-measuring the finalists on the same fresh targets (no
-   winner's curse).
+4. If refinement was not trained, or never beat the warm start, the
+   queries left go to uniform inputs and the inverse is fitted by ILA on
+   every pair measured (a full fit, starting from the warm start's
+   weights): at small budgets that is what plain ILA does best. The
+   checkpoint kept otherwise is chosen by re-measuring the finalists on the
+   same fresh targets (no winner's curse).
 """
 
 from __future__ import annotations
@@ -72,18 +74,13 @@ def train(ctx: Context) -> Outcome:
 
 
 def _ila_refit(ctx: Context, trainer, x: np.ndarray, y: np.ndarray) -> list[float]:
-    """Spend what is left as one more iterative-ILA round: ask at M(t) (jittered) and refit on all."""
+    """Spend what is left as ILA would: uniform queries, then a full fit on every pair measured."""
     dev = ctx.dev
     rng = np.random.default_rng(ctx.seed + 77)
-    n = dev.remaining
-    t = np.asarray(trainer.sample_targets(n), np.float32)
-    span = dev.info.high_array - dev.info.low_array
-    x_new = np.array(trainer.inverse(t), np.float32)
-    x_new += rng.normal(0.0, 0.02, size=x_new.shape).astype(np.float32) * span
-    x_new = dev.safe(x_new)
+    x_new = dev.info.uniform(rng, dev.remaining)
     y_new = dev.query(x_new, "train")
     xs, ys = np.concatenate([x, x_new]), np.concatenate([y, y_new])
-    log.info("auto: refinement never beat the warm start; refitting ILA on %d pairs", len(xs))
-    fit = ila_config(ctx, 3).fit
-    refit = FitConfig(max(1, ctx.fit_steps // 2), fit.batch, fit.lr * 0.25, fit.lr_final)
-    return fit_regression(trainer.inverse, ys, xs, refit, seed=ctx.seed + 5, on_step=ctx.on_step)
+    log.info("auto: no room for refinement; fitting the inverse by ILA on all %d pairs", len(xs))
+    return fit_regression(
+        trainer.inverse, ys, xs, FitConfig(steps=ctx.fit_steps), seed=ctx.seed + 5, on_step=ctx.on_step
+    )
