@@ -268,7 +268,7 @@ def acceptance_auto(cells: dict, budget: int) -> list[str]:
     for k in ("measured", "clean") if rows else ():
         sim, v = worst[k]
         over = [r[0] for r in rows if float(r[1 if k == "measured" else 2]) > AUTO_LOSS_DB]
-        head = f"Acceptance (auto never more than {AUTO_LOSS_DB:.0f} dB worse than ila, {k} NMSE): "
+        head = f"Acceptance (auto never more than {AUTO_LOSS_DB:g} dB worse than ila, {k} NMSE): "
         if len(rows) < n_one and not over:
             out.append(head + f"not decided yet, {len(rows)} of {n_one} simulators measured.")
             continue
