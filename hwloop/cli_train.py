@@ -55,9 +55,11 @@ def _base_type(annotation: Any) -> Any:
     return hint
 
 
-def plan_options(f: Callable) -> Callable:
-    """One click option per `TrainOptions` field, in declaration order."""
+def plan_options(f: Callable, only: tuple[str, ...] | None = None) -> Callable:
+    """One click option per `TrainOptions` field (or per field named in ``only``), in declaration order."""
     for fld in reversed(option_fields()):
+        if only is not None and fld.name not in only:
+            continue
         name = "--" + fld.name.replace("_", "-")
         if fld.metadata.get("flag"):
             f = click.option(name, fld.name, is_flag=True, help=fld.metadata["help"])(f)
@@ -71,6 +73,14 @@ def plan_options(f: Callable) -> Callable:
             help=fld.metadata["help"],
         )(f)
     return f
+
+
+EVAL_SETTINGS = ("eval_queries", "noise_repeats", "eval_targets", "signal", "gain", "fs", "bw")
+
+
+def eval_options(f: Callable) -> Callable:
+    """The plan's evaluation settings, spelled once in `TrainOptions`, for ``hwloop eval``."""
+    return plan_options(f, only=EVAL_SETTINGS)
 
 
 def options_from(values: dict[str, Any]) -> TrainOptions:
@@ -246,40 +256,7 @@ class _Progress:
     "--run", "run_dir", required=True, type=click.Path(), help="Run directory holding inverse.keras."
 )
 @device_option()
-@click.option(
-    "--eval-queries",
-    default=None,
-    type=click.IntRange(32),
-    help="Device queries for the closed loop [default: the run's training budget, capped at 4000].",
-)
-@click.option(
-    "--noise-repeats", default=None, type=click.IntRange(2), help="Inputs asked twice for the noise floor."
-)
-@click.option(
-    "--eval-targets", default=None, type=click.IntRange(16), help="Closed-loop targets (2 queries each)."
-)
-@click.option("--signal", default=None, help="Score predistortion on this signal: I/Q CSV/NPZ or ofdm:...")
-@click.option(
-    "--gain",
-    default=1.0,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Targets are the signal times this gain.",
-)
-@click.option(
-    "--fs",
-    default=800e6,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Sample rate of the signal, Hz.",
-)
-@click.option(
-    "--bw",
-    default=200e6,
-    show_default=True,
-    type=click.FloatRange(min=0, min_open=True),
-    help="Channel bandwidth, Hz.",
-)
+@eval_options
 @click.option("--seed", default=1, show_default=True, type=int)
 @json_option
 def eval_cmd(
@@ -304,8 +281,7 @@ def eval_cmd(
     from hwloop.registry import open_device
     from hwloop.rundir import RunDir
 
-    if eval_targets is not None and eval_queries is not None:
-        raise UsageError("give --eval-queries or --eval-targets, not both")
+    TrainOptions(eval_queries=eval_queries, eval_targets=eval_targets)  # the plan's own checks
     t0 = time.perf_counter()
     inverse = load_inverse(run_dir)
     recorded = RunDir(run_dir).read_metrics() or {}
