@@ -36,7 +36,7 @@ from render_common import (
     table,
     verdict,
 )
-from render_dpd import section_dpd
+from render_dpd import section_dpd, section_dpd_families
 from render_farm import section_farm
 from render_sections import section_default_run, section_memory, section_overhead, section_serial
 
@@ -308,6 +308,7 @@ def render() -> str:
     lines += section_overhead(load("overhead"))
     lines += section_serial(load("serial"))
     lines += section_dpd(load("dpd"), load("pa_fit"))
+    lines += section_dpd_families(load("dpd_families"))
     lines += section_farm(load("farm"))
     lines += section_calibration(load("calibrate_units"))
     return "\n".join(lines).rstrip() + "\n"

@@ -40,6 +40,11 @@ class Bench:
     args: tuple[str, ...]
     complete: Callable[[dict], bool]
     force_flag: bool = True  # the script takes --force (re-run cells it already has)
+    results: str = ""  # the results file's name when it is not the benchmark's
+
+    @property
+    def results_name(self) -> str:
+        return self.results or self.name
 
 
 def _strategies_complete(data: dict) -> bool:
@@ -64,6 +69,15 @@ BENCHES = (
     Bench("farm", "farm.py", (), lambda d: bool(d.get("farms")), force_flag=False),
     Bench("default_run", "default_run.py", (), lambda d: bool(d.get("runs")), force_flag=False),
     Bench("dpd", "dpd.py", (), lambda d: bool(d.get("cells"))),
+    Bench(
+        "dpd_sweep",
+        "dpd.py",
+        ("--sweep", "--sims", "pa_gmp,pa_wh"),
+        lambda d: bool(d.get("rounds_sweep")),
+        force_flag=False,
+        results="dpd",
+    ),
+    Bench("dpd_families", "dpd_families.py", (), lambda d: len(d.get("cells", {})) >= 21),
     Bench("calibrate_units", "calibrate_units.py", (), lambda d: bool(d.get("cells"))),
 )
 
@@ -85,7 +99,7 @@ def already_running(script: str) -> int | None:
 
 def run(bench: Bench, force: bool) -> bool:
     """Run one benchmark in a fresh interpreter; False if it failed or was skipped."""
-    pid = already_running(bench.script)
+    pid = already_running(bench.script)  # dpd.py and its --sweep share a results file: one at a time
     if pid is not None:
         print(f"{bench.name}: already running (pid {pid}); rendering what it has written so far")
         return False
@@ -120,7 +134,7 @@ def main() -> None:
         for bench in BENCHES:
             if chosen and bench.name not in chosen:
                 continue
-            if not args.force and bench.complete(load(bench.name)):
+            if not args.force and bench.complete(load(bench.results_name)):
                 print(f"{bench.name}: results complete, skipped (--force re-runs)")
                 continue
             if not run(bench, args.force):

@@ -301,6 +301,12 @@ def eval_cmd(
             from hwloop.signals import load_signal
 
             targets = gain * load_signal(signal)
+            if recorded and recorded.get("strategy_run") != "dpd" and not recorded.get("sequence_signal"):
+                click.echo(
+                    f"hwloop: warning: {run_dir} was not trained on a signal (no --signal); an inverse "
+                    "fitted to random sequences may predistort this one poorly",
+                    err=True,
+                )
             ev = evaluate_signal(metered, inverse.apply, targets, budget, fs=fs, bw=bw, seed=seed)
             ev.details.pop("outputs_no_dpd", None)
         else:

@@ -225,6 +225,7 @@ class ILAResult:
     gain: complex
     rounds: list[dict] = field(default_factory=list)
     queries: int = 0
+    pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (drive, answer) per round
 
 
 def resolve_gain(mode: str | float | complex, y: np.ndarray, u: np.ndarray) -> complex:
@@ -290,6 +291,7 @@ def indirect_learning(
         if y.shape != x.shape:
             raise ShapeError(f"query_sequence returned shape {y.shape} for a drive of shape {x.shape}")
         result.queries += len(x)
+        result.pairs.append((x, y))
         if g is None:
             g = resolve_gain(gain, y, u)
             log.info("ILA: target gain G = %.4f at %.2f deg (%s)", abs(g), np.degrees(np.angle(g)), gain)

@@ -230,6 +230,8 @@ def _run(
             opts.init_from,
             signal,
             opts.inverse,
+            opts.fs,
+            opts.bw,
         )
         outcome = run_strategy(name, ctx)
         inverse = _package(outcome, info)

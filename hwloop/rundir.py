@@ -67,9 +67,10 @@ class TrainOptions:
         5, "Past target samples the inverse sees, for a device with memory.", min=0, max=64
     )
     inverse: str = _opt(
-        "tapped",
-        "Inverse family for a device with memory: tapped (delay-line MLP) or gru (recurrent).",
-        choices=("tapped", "gru"),
+        "auto",
+        "Inverse family for a device with memory: tapped (delay-line MLP), gru (recurrent) or gmp "
+        "(polynomial predistorter, with --signal); auto: gmp with --signal, else tapped.",
+        choices=("auto", "tapped", "gru", "gmp"),
     )
     max_rate: float | None = _opt(
         None, "At most this many device queries per second (fragile hardware).", min_open=0.0

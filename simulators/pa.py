@@ -22,7 +22,12 @@ range), ``pa_wh`` saturates through its Rapp curve.
   the terms of order >= 2).
 - ``pa_wh``: Wiener-Hammerstein, complex FIR h1 (3 taps) -> Rapp AM/AM and
   Saleh AM/PM -> complex FIR h2 (10 taps). Parameters: ``drive``, ``sat``
-  (scale of the saturation level), ``am_pm`` (scale of the AM/PM).
+  (scale of the saturation level), ``am_pm`` (scale of the AM/PM),
+  ``thermal`` and ``tau``: a gain droop that follows the stage's
+  temperature, a one-pole heating with a time constant of ``tau`` samples
+  (default 2,000, 2.5 us; 0 droop by default). Thermal memory is far longer
+  than any GMP's lags reach: ``sim:pa_wh?thermal=0.03`` is an amplifier whose
+  memory a GMP surrogate cannot fit.
 
 Fitted by ``benchmarks/fit_pa.py`` on the train split (23,040 samples);
 coefficients in ``simulators/data/pa_dpa200.npz``. GMP: least squares with
@@ -44,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy import signal as sps
 
 from hwloop.device import BadDeviceParameterError, DeviceInfo, Param, check_inputs
 from hwloop.simulators.base import BASE_PARAMS, NoisySim, check_base_values
@@ -106,7 +112,13 @@ class GMPAmplifier:
 
 @dataclass(frozen=True)
 class WHAmplifier:
-    """u = h1 * x; v = Rapp(|u|) exp(j (phi0 + alpha |u|^2 / (1 + beta |u|^2))) u/|u|; y = h2 * v."""
+    """u = h1 * x; v = Rapp(|u|) exp(j (phi0 + alpha |u|^2 / (1 + beta |u|^2))) u/|u|; y = h2 * v.
+
+    With ``thermal`` > 0 the stage's gain also droops with its temperature:
+    v[n] *= 1 - thermal * T[n-1], T[n] = a T[n-1] + (1 - a) |u[n]|^2 / P_REF,
+    a = exp(-1 / tau): a one-pole heating of time constant ``tau`` samples,
+    T = 1 at a mean |u|^2 of P_REF, about the DPA signal's. A reset starts the amplifier cold.
+    """
 
     h1: np.ndarray  # complex taps
     h2: np.ndarray
@@ -117,9 +129,13 @@ class WHAmplifier:
     beta: float
     phi0: float = 0.0
     drive: float = 1.0
+    thermal: float = 0.0
+    tau: float = 2000.0
+
+    P_REF = 0.1  # T = 1 at this mean |u|^2, about the DPA_200MHz input's level (peak 1)
 
     def initial_state(self) -> State:
-        return np.zeros(len(self.h1) - 1, complex), np.zeros(len(self.h2) - 1, complex)
+        return np.zeros(len(self.h1) - 1, complex), np.zeros(len(self.h2) - 1, complex), np.zeros(1)
 
     def nonlinearity(self, u: np.ndarray) -> np.ndarray:
         """The static AM/AM (Rapp) and AM/PM (Saleh) stage, gain finite at u = 0."""
@@ -128,10 +144,20 @@ class WHAmplifier:
         pm = self.phi0 + self.alpha * r**2 / (1.0 + self.beta * r**2)
         return am * np.exp(1j * pm) * u
 
+    def heating(self, u: np.ndarray, temp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Gain factor per sample (from the temperature before it) and the temperature after u."""
+        if not self.thermal or not len(u):
+            return np.ones(len(u)), temp
+        a = np.exp(-1.0 / self.tau)
+        t, _ = sps.lfilter([1 - a], [1, -a], np.abs(u) ** 2 / self.P_REF, zi=a * temp)
+        before = np.concatenate([temp, t[:-1]])
+        return 1.0 - self.thermal * before, t[-1:].copy()
+
     def run(self, z: np.ndarray, state: State) -> tuple[np.ndarray, State]:
         u, s1 = _fir(self.drive * z, self.h1, state[0])
-        y, s2 = _fir(self.nonlinearity(u), self.h2, state[1])
-        return y, (s1, s2)
+        droop, temp = self.heating(u, state[2])
+        y, s2 = _fir(self.nonlinearity(u) * droop, self.h2, state[1])
+        return y, (s1, s2, temp)
 
 
 Amplifier = GMPAmplifier | WHAmplifier
@@ -189,6 +215,10 @@ def wh_system(values: Mapping[str, Any]) -> WHAmplifier:
     gain, sat, p, alpha, beta, phi0 = (float(v) for v in fit["wh_nl"])
     if values["sat"] <= 0:
         raise BadDeviceParameterError(f"sim:pa_wh: sat must be > 0, got {values['sat']}")
+    if not 0 <= values["thermal"] < 1 or values["tau"] < 1:
+        raise BadDeviceParameterError(
+            f"sim:pa_wh: thermal must be in [0, 1) and tau >= 1, got {values['thermal']} and {values['tau']}"
+        )
     return WHAmplifier(
         fit["wh_h1"].astype(complex),
         fit["wh_h2"].astype(complex),
@@ -199,6 +229,8 @@ def wh_system(values: Mapping[str, Any]) -> WHAmplifier:
         beta,
         phi0,
         drive=values["drive"],
+        thermal=values["thermal"],
+        tau=values["tau"],
     )
 
 
@@ -235,6 +267,8 @@ PA_SIMULATORS: dict[str, PASpec] = {
                 "drive": DRIVE,
                 "sat": Param(float, 1.0, "scale of the Rapp saturation level"),
                 "am_pm": Param(float, 1.0, "scale of the AM/PM conversion"),
+                "thermal": Param(float, 0.0, "gain droop at the average power's temperature (0: none)"),
+                "tau": Param(float, 2000.0, "thermal time constant in samples (2.5 us at 800 MS/s)"),
             },
             wh_system,
         ),

@@ -28,11 +28,31 @@ def dpd_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_train_with_a_signal_linearises_the_amplifier(dpd_run: tuple[Path, dict]) -> None:
     out, m = dpd_run
     assert m["strategy_run"] == "dpd" and m["inverse_kind"] == "gmp"
-    assert m["queries_used"] <= 24000 and len(m["dpd_rounds"]) == 3
+    # auto: 24,000 queries give five rounds of 4,800 samples, two indirect then three direct.
+    assert m["queries_used"] == 24000 and len(m["dpd_rounds"]) == 2 and len(m["dpd_direct_rounds"]) == 3
+    assert m["dpd_keep"] == "best" and m["device_weight"] == 1.0
+    assert m["gmp"]["order"] == 7 and m["gmp"]["memory"] == 16  # 4,800 samples: the richer GMP
+    kept = m["dpd_direct_rounds"][m["dpd_kept_round"]]["nmse_db"]
+    assert kept == min(r["nmse_db"] for r in m["dpd_direct_rounds"])
     # Predistortion must beat the amplifier driven with the bare signal at the same drive power.
     assert m["acpr_dbc"] < m["acpr_dbc_no_dpd"] - 5 and m["evm_db"] < m["evm_db_no_dpd"] - 10
     assert m["nmse_db"] == m["closed_loop_nmse_db"] < -30
     assert json.loads((out / "metrics.json").read_text())["acpr_dbc"] == m["acpr_dbc"]
+
+
+def test_auto_beats_textbook_indirect_learning_on_the_same_budget(
+    dpd_run: tuple[Path, dict], tmp_path: Path
+) -> None:
+    """`ila` is the textbook GMP indirect learning (3 rounds, a third of the budget each); auto adds
+    the amplifier in the loop and must do better on the same queries and the same evaluation."""
+    _, auto = dpd_run
+    args = ["train", "--device", "sim:pa_wh?seed=1", "--signal", SIGNAL, "--gain", "2", "--queries", "24000"]
+    res = CliRunner().invoke(cli, [*args, "--strategy", "ila", "--out", str(tmp_path / "ila"), "--json"])
+    assert res.exit_code == 0, res.output
+    ila = json.loads(res.stdout)
+    assert ila["strategy_run"] == "dpd" and len(ila["dpd_rounds"]) == 3 and "dpd_direct_rounds" not in ila
+    assert ila["dpd_method"] == "indirect" and ila["queries_used"] == 24000
+    assert auto["acpr_dbc"] < ila["acpr_dbc"] - 2 and auto["evm_db"] < ila["evm_db"] - 2
 
 
 def test_the_saved_predistorter_applies_to_a_whole_signal_in_a_fresh_load(dpd_run: tuple[Path, dict]) -> None:
@@ -89,3 +109,35 @@ def test_bundled_measurement_is_a_signal_and_a_data_directory(tmp_path: Path) ->
 
     pairs = load_data_file(tmp_path)
     assert pairs.x.shape == x.shape and np.allclose(pairs.y, y, atol=1e-6)
+
+
+def _train(tmp: Path, *args: str) -> tuple[Path, dict]:
+    out = tmp / "run"
+    base = ["train", "--device", "sim:pa_wh?seed=1", "--queries", "6000", "--fit-steps", "300"]
+    res = CliRunner().invoke(cli, [*base, *args, "--out", str(out), "--json"])
+    assert res.exit_code == 0, res.output
+    return out, json.loads(res.stdout)
+
+
+def _eval_signal(run: Path) -> tuple[dict, str]:
+    args = ["eval", "--run", str(run), "--device", "sim:pa_wh?seed=5", "--signal", SIGNAL, "--gain", "2"]
+    res = CliRunner().invoke(cli, [*args, "--json"])
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout), res.stderr
+
+
+def test_a_tapped_inverse_trains_on_the_signal_when_asked(tmp_path: Path) -> None:
+    """--inverse tapped with --signal: sequence ILA on the signal's stretches, three rounds."""
+    run, m = _train(tmp_path, "--signal", SIGNAL, "--gain", "2", "--inverse", "tapped", "--strategy", "ila")
+    assert m["strategy_run"] == "sequence" and m["inverse_kind"] == "tapped"
+    assert m["sequence_signal"] is True and m["sequence_rounds"] == 3 and m["queries_used"] == 6000
+    ev, err = _eval_signal(run)
+    assert "not trained on a signal" not in err
+    assert ev["acpr_dbc"] < -30  # a tapped MLP on 6,000 queries is no match for the GMP, but it linearises
+
+
+def test_eval_warns_when_the_inverse_never_saw_a_signal(tmp_path: Path) -> None:
+    run, m = _train(tmp_path, "--strategy", "ila")
+    assert m["strategy_run"] == "sequence" and "sequence_signal" not in m
+    _, err = _eval_signal(run)
+    assert "was not trained on a signal" in err

@@ -171,10 +171,10 @@ CASES: list[tuple[str, list[str], int, str]] = [
         "does not handle devices with memory",
     ),
     (
-        "signal with surrogate",
-        ["train", "--device", "sim:pa_gmp", "--signal", "ofdm:n=4096", "--strategy", "surrogate"],
+        "signal with spsa",
+        ["train", "--device", "sim:pa_gmp", "--signal", "ofdm:n=4096", "--strategy", "spsa"],
         2,
-        "--signal trains a predistorter",
+        "spsa has none",
     ),
     (
         "signal on a 1-D device",

@@ -6,12 +6,12 @@ import itertools
 
 import numpy as np
 import pytest
+from pa_helpers import wh_query
 
 from hwloop.dpd_metrics import acpr_db, nmse_db
 from hwloop.errors import ShapeError, UsageError
 from hwloop.gmp import GMP, GMPConfig, GMPInverse, features, fit_ls, indirect_learning, resolve_gain
 from hwloop.signals import OFDMSpec, cplx, iq, ofdm
-from hwloop.simulators.catalog import make_sim
 
 SMALL = GMPConfig(order=3, memory=2, cross_order=3, cross_memory=2, lag=2)
 
@@ -112,20 +112,8 @@ def test_resolve_gain_modes() -> None:
         resolve_gain("median", y, u)
 
 
-def _wh_query(noise: float = 1e-3):
-    dev = make_sim("pa_wh", noise=noise, seed=5)
-    calls: list[int] = []
-
-    def query_sequence(x: np.ndarray) -> np.ndarray:
-        calls.append(len(x))
-        dev.reset()
-        return dev.query(x.astype(np.float32))
-
-    return dev, query_sequence, calls
-
-
 def test_indirect_learning_linearises_the_wiener_hammerstein_amplifier() -> None:
-    dev, query_sequence, calls = _wh_query()
+    dev, query_sequence, calls = wh_query()
     u = ofdm(OFDMSpec(n=12000, papr=8, seed=0))
     res = indirect_learning(query_sequence, u)
     assert calls == [12000] * 3 and res.queries == 36000

@@ -101,7 +101,7 @@ def test_choose_refuses_gru_where_no_strategy_trains_it() -> None:
     assert choose("ila", stateful=True, inverse="gru") == "sequence"
     for kwargs, fragment in [
         ({"requested": "auto", "stateful": False}, "device with memory"),
-        ({"requested": "auto", "stateful": True, "signal": True}, "--signal"),
+        ({"requested": "surrogate", "stateful": True, "signal": True}, "sequence ILA"),
         ({"requested": "surrogate", "stateful": True}, "sequence ILA"),
         ({"requested": "auto", "stateful": False, "offline": True}, "device with memory"),
     ]:
@@ -109,13 +109,22 @@ def test_choose_refuses_gru_where_no_strategy_trains_it() -> None:
             choose(**kwargs, inverse="gru")
     with pytest.raises(UsageError, match="unknown inverse family"):
         choose("auto", stateful=True, inverse="lstm")
+    # With a signal: the GMP by default or when named, the tapped and GRU inverses by sequence ILA.
+    assert choose("auto", stateful=True, signal=True) == "dpd"
+    assert choose("surrogate", stateful=True, signal=True, inverse="gmp") == "dpd"
+    assert choose("iila", stateful=True, signal=True, inverse="gru") == "sequence"
+    assert choose("ila", stateful=True, signal=True, inverse="tapped") == "sequence"
+    with pytest.raises(UsageError, match="give --signal"):
+        choose("auto", stateful=True, inverse="gmp")
+    with pytest.raises(UsageError, match="direct learning on a signal is the GMP"):
+        choose("surrogate", stateful=True, signal=True, inverse="tapped")
 
 
 @pytest.mark.parametrize(
     ("args", "fragment"),
     [
         (["--device", "sim:rapp"], "device with memory"),
-        (["--device", "sim:pa_gmp", "--signal", "ofdm:n=4096"], "--signal"),
+        (["--device", "sim:pa_gmp", "--signal", "ofdm:n=4096", "--strategy", "surrogate"], "sequence ILA"),
     ],
 )
 def test_cli_refuses_gru_in_one_line(tmp_path: Path, args: list[str], fragment: str) -> None:

@@ -94,3 +94,27 @@ def test_parameters_change_the_distortion_as_documented() -> None:
     assert linear < -70  # memory alone spreads no power out of the channel
     base = acpr_db(make_sim("pa_wh", noise=0.0).query(u))
     assert acpr_db(make_sim("pa_wh", noise=0.0, sat=0.8).query(u)) > base + 3  # earlier saturation
+
+
+def test_thermal_memory_droops_the_gain_slowly_and_a_reset_cools_it() -> None:
+    """pa_wh?thermal: a one-pole heating of time constant tau; the chain's gain falls by thermal * T."""
+    thermal, tau = 0.05, 300.0
+    dev = make_sim("pa_wh", noise=0.0, thermal=thermal, tau=tau)
+    cold = make_sim("pa_wh", noise=0.0)
+    x = np.tile(np.array([[0.2, 0.1]], np.float32), (3000, 1))  # constant envelope
+    hot, ref = cplx(dev.query(x)), cplx(cold.query(x))
+    ratio = np.abs(hot / ref)
+    u2 = np.abs(cplx(x[:1]) * np.sum(_fitted()["wh_h1"]))[0] ** 2  # |h1 * x|^2 once the FIR settled
+    t_end = u2 / 0.1  # P_REF
+    assert ratio[30] > 1 - thermal * t_end * 0.2  # barely warm after 30 samples
+    assert ratio[-1] == pytest.approx(1 - thermal * t_end, rel=1e-3)  # steady state after 10 tau
+    k = int(tau)  # one time constant in: 1 - e^-1 of the way
+    assert 1 - ratio[k + 20] == pytest.approx(thermal * t_end * (1 - np.exp(-(k + 20) / tau)), rel=0.08)
+    dev.reset()
+    np.testing.assert_allclose(cplx(dev.query(x[:50])), hot[:50], rtol=1e-5)  # cold again
+    parts = np.concatenate([dev.query(x[50:1200]), dev.query(x[1200:])])
+    np.testing.assert_allclose(cplx(parts), hot[50:], rtol=1e-5)
+    with pytest.raises(BadDeviceParameterError):
+        make_sim("pa_wh", thermal=1.0)
+    with pytest.raises(BadDeviceParameterError):
+        make_sim("pa_wh", tau=0.5)

@@ -183,8 +183,27 @@ def test_surrogate_on_a_device_with_memory_trains_through_the_device(tmp_path) -
         options=TrainOptions(fit_steps=300, eval_queries=2000, noise_repeats=64, memory_depth=3),
     )
     m = res.metrics
-    assert m["strategy_run"] == "sequence_forward" and m["queries_used"] <= 4000
+    assert m["strategy_run"] == "sequence_forward" and m["queries_used"] == 4000
     assert len(m["round_nmse_db"]) >= 2 and len(m["device_weight"]) == len(m["round_nmse_db"])
     assert m["closed_loop_nmse_db"] < -20
     x = res.inverse.apply(np.zeros((50, 1), np.float32) + 0.3)
     assert np.all(np.abs(x) <= 1.0)
+
+
+def test_a_direct_learning_round_spends_its_share_in_several_reachable_sequences() -> None:
+    """A round longer than any warm-start answer sends several target sequences, each after a reset."""
+    from hwloop.metered import MeteredDevice
+    from hwloop.strategies.sequence_forward import _send_round
+
+    class Half:
+        def apply(self, t: np.ndarray) -> np.ndarray:
+            return 0.5 * t
+
+    dev = MeteredDevice(make_sim("wh", seed=2), None, budget=1000)
+    pool = [np.full((300, 1), 0.2, np.float32), np.full((250, 1), -0.2, np.float32)]
+    sent = _send_round(dev, Half(), pool, 1000, np.random.default_rng(0))
+    lengths = [len(t) for t, _, _ in sent]
+    assert sum(lengths) == 1000 and max(lengths) == 300 and dev.used["train"] == 1000
+    for t, x, y in sent:
+        assert len(t) == len(x) == len(y) and abs(abs(float(t[0, 0])) - 0.2) < 1e-6
+        np.testing.assert_allclose(x, 0.5 * t)

@@ -65,7 +65,10 @@ STRATEGIES: dict[str, StrategyEntry] = {
         False,
     ),
     "dpd": StrategyEntry(
-        "hwloop.strategies.dpd", "a signal to linearise: GMP predistorter by indirect learning", False
+        "hwloop.strategies.dpd",
+        "a signal to linearise: GMP predistorter by indirect learning (ila, iila), then direct learning with "
+        "the amplifier in the loop (auto, surrogate)",
+        False,
     ),
     "offline": StrategyEntry(
         "hwloop.strategies.offline", "no device: fit on logged or measured pairs", False
@@ -73,6 +76,7 @@ STRATEGIES: dict[str, StrategyEntry] = {
 }
 
 USER_CHOICES = tuple(name for name, e in STRATEGIES.items() if e.user_choice)
+INVERSE_FAMILIES = ("auto", "tapped", "gru", "gmp")
 
 
 @dataclass
@@ -91,7 +95,9 @@ class Context:
     hold: tuple[int, ...] = ()
     init_from: str | None = None
     signal: np.ndarray | None = None  # targets to linearise (n, 2), in the device's output units
-    inverse: str = "tapped"  # inverse family for a device with memory: tapped or gru
+    inverse: str = "auto"  # inverse family for a device with memory: auto, tapped, gru or gmp
+    fs: float = 800e6  # the signal's sample rate and channel bandwidth, Hz (ACPR of each round)
+    bw: float = 200e6
 
 
 @dataclass
@@ -121,16 +127,16 @@ def choose(
     mask: bool = False,
     signal: bool = False,
     prior: bool = False,
-    inverse: str = "tapped",
+    inverse: str = "auto",
 ) -> str:
     """The strategy that runs for these settings; a usage error for any it cannot honour."""
     if requested not in USER_CHOICES:
         raise UsageError(f"unknown strategy {requested!r} (choose from {', '.join(USER_CHOICES)})")
-    if inverse not in ("tapped", "gru"):
-        raise UsageError(f"unknown inverse family {inverse!r} (choose from tapped, gru)")
+    if inverse not in INVERSE_FAMILIES:
+        raise UsageError(f"unknown inverse family {inverse!r} (choose from {', '.join(INVERSE_FAMILIES)})")
+    if inverse == "gmp" and not signal:
+        raise UsageError("--inverse gmp is a predistorter for a signal: give --signal")
     if inverse == "gru":
-        if signal:
-            raise UsageError("--inverse gru cannot be combined with --signal: the predistorter is a GMP")
         if offline or not stateful:
             raise UsageError("--inverse gru is for a device with memory; this one has none")
         if requested not in ("auto", "ila", "iila"):
@@ -150,10 +156,15 @@ def choose(
             raise UsageError(
                 "--signal cannot be combined with offline training, --hold, --init-from or --mask"
             )
-        if requested not in ("auto", "ila", "iila"):
-            raise UsageError(
-                f"--signal trains a predistorter by indirect learning (auto, ila, iila), not {requested!r}"
-            )
+        if requested == "spsa":
+            raise UsageError("--signal trains a predistorter (auto, ila, iila, surrogate); spsa has none")
+        if inverse in ("tapped", "gru"):
+            if requested == "surrogate":
+                raise UsageError(
+                    f"--inverse {inverse} with --signal is trained by sequence ILA (auto, ila, iila); "
+                    "direct learning on a signal is the GMP predistorter's (--inverse gmp)"
+                )
+            return "sequence"
         return "dpd"
     if offline:
         if hold or init_from:

@@ -58,19 +58,23 @@ class SequenceILAResult:
     y: list[np.ndarray]  # the device's answers
 
 
+def send_each_after_reset(
+    dev: MeteredDevice, xs: list[np.ndarray]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Send every input sequence from a reset device; returns the inputs and the answers."""
+    ys = []
+    for x in xs:
+        dev.reset()
+        ys.append(dev.query(x, "train"))
+    return xs, ys
+
+
 def collect_uniform(
     dev: MeteredDevice, total: int, seq_len: int, rng: np.random.Generator
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Random in-range input sequences of ``seq_len`` rows (``total`` in all), each sent after a
     reset; returns the inputs and the device's answers, one array per reset."""
-    xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
-    for n in _segments(total, seq_len):
-        x = dev.info.uniform(rng, n)
-        dev.reset()
-        ys.append(dev.query(x, "train"))
-        xs.append(x)
-    return xs, ys
+    return send_each_after_reset(dev, [dev.info.uniform(rng, n) for n in _segments(total, seq_len)])
 
 
 def collect_at_inverse(
@@ -88,18 +92,51 @@ def collect_at_inverse(
     lo, hi = info.low_array, info.high_array
     longest = max(len(y) for y in pool_ys)
     xs: list[np.ndarray] = []
-    ys: list[np.ndarray] = []
     for n in _segments(total, min(seq_len, longest)):
         pool = [y for y in pool_ys if len(y) >= n]
         t = pool[int(rng.integers(len(pool)))]
         start = int(rng.integers(0, len(t) - n + 1))
         t = t[start : start + n]
         noise = rng.normal(0.0, jitter, size=(len(t), info.in_dim)).astype(np.float32)
-        x = np.clip(apply(t) + noise * (hi - lo), lo, hi).astype(np.float32)
-        dev.reset()
-        ys.append(dev.query(x, "train"))
-        xs.append(x)
-    return xs, ys
+        xs.append(np.clip(apply(t) + noise * (hi - lo), lo, hi).astype(np.float32))
+    return send_each_after_reset(dev, xs)
+
+
+def collect_signal(
+    dev: MeteredDevice, signal: np.ndarray, total: int, seq_len: int, rng: np.random.Generator
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Stretches of the signal scaled so its largest sample sits on the safe range's inscribed
+    circle (an identity predistorter), each sent after a reset: indirect learning's first round."""
+    info = dev.info
+    peak = float(np.min(np.abs(np.concatenate([info.low_array, info.high_array]))))
+    scale = peak / max(float(np.max(np.hypot(signal[:, 0], signal[:, 1]))), 1e-12)
+    xs = []
+    for n in _segments(total, min(seq_len, len(signal))):
+        start = int(rng.integers(0, len(signal) - n + 1))
+        xs.append((signal[start : start + n] * scale).astype(np.float32))
+    return send_each_after_reset(dev, xs)
+
+
+def first_round(
+    dev: MeteredDevice,
+    queries: int,
+    rounds: int,
+    first_fraction: float,
+    seq_len: int,
+    rng: np.random.Generator,
+    signal: np.ndarray | None,
+) -> tuple[list[np.ndarray], list[np.ndarray], list[np.ndarray]]:
+    """Sequence ILA's first queries: uniform random sequences, or with a signal its scaled
+    stretches. Returns the inputs, the answers and the pool of target sequences later rounds
+    draw from (the answers themselves, reachable by construction, or the signal)."""
+    if queries < 64:
+        raise UsageError(f"sequence ILA needs at least 64 queries, got {queries}")
+    n_first = queries if rounds <= 1 else max(64, int(queries * first_fraction))
+    if signal is None:
+        xs, ys = collect_uniform(dev, n_first, seq_len, rng)
+        return xs, ys, list(ys)
+    xs, ys = collect_signal(dev, signal, n_first, seq_len, rng)
+    return xs, ys, [np.asarray(signal, np.float32)]
 
 
 def tapped_pairs(
@@ -117,20 +154,19 @@ def train_sequence_ila(
     *,
     seed: int = 0,
     on_step: Callable[[int, float], None] | None = None,
+    signal: np.ndarray | None = None,
 ) -> SequenceILAResult:
-    """Spend ``queries`` device rows on (iterative) ILA over sequences, each sent after a reset."""
+    """Spend ``queries`` device rows on (iterative) ILA over sequences, each sent after a reset;
+    with a ``signal`` (targets, output units) its stretches are the sequences (`first_round`)."""
     cfg = cfg or SequenceILAConfig()
     info = dev.info
-    if queries < 64:
-        raise UsageError(f"sequence ILA needs at least 64 queries, got {queries}")
     if not info.stateful:
         log.info(
             "%s is not stateful: a tapped-delay inverse still works, with taps it does not need", info.name
         )
     rng = np.random.default_rng(seed)
     lo, hi = info.low_array, info.high_array
-    n_first = queries if cfg.rounds <= 1 else max(64, int(queries * cfg.first_fraction))
-    xs, ys = collect_uniform(dev, n_first, cfg.seq_len, rng)
+    xs, ys, pool = first_round(dev, queries, cfg.rounds, cfg.first_fraction, cfg.seq_len, rng, signal)
     used = sum(len(x) for x in xs)
     feats, targets = tapped_pairs(xs, ys, cfg.depth, cfg.lookahead)
     inv = build_tapped_inverse(
@@ -145,10 +181,9 @@ def train_sequence_ila(
     )
     log.info("sequence ILA: fitting depth %d on %d pairs", cfg.depth, len(feats))
     curve = fit_regression(inv.model, feats, targets, cfg.fit, seed=seed, on_step=on_step)
-    first_ys = list(ys)
     for r in range(1, cfg.rounds):
         n_round = (queries - used) // (cfg.rounds - r)
-        new_x, new_y = collect_at_inverse(dev, inv.apply, first_ys, n_round, cfg.seq_len, cfg.jitter, rng)
+        new_x, new_y = collect_at_inverse(dev, inv.apply, pool, n_round, cfg.seq_len, cfg.jitter, rng)
         xs += new_x
         ys += new_y
         used += sum(len(x) for x in new_x)
@@ -184,25 +219,22 @@ def train_sequence_gru(
     *,
     seed: int = 0,
     on_step: Callable[[int, float], None] | None = None,
+    signal: np.ndarray | None = None,
 ) -> SequenceILAResult:
     """Sequence ILA with a GRU inverse: the same queries as `train_sequence_ila`, the inputs
     regressed on the whole output sequence by truncated backpropagation through time."""
     cfg = cfg or SequenceGRUConfig()
     info = dev.info
-    if queries < 64:
-        raise UsageError(f"sequence ILA needs at least 64 queries, got {queries}")
     rng = np.random.default_rng(seed)
-    n_first = queries if cfg.rounds <= 1 else max(64, int(queries * cfg.first_fraction))
-    xs, ys = collect_uniform(dev, n_first, cfg.seq_len, rng)
+    xs, ys, pool = first_round(dev, queries, cfg.rounds, cfg.first_fraction, cfg.seq_len, rng, signal)
     used = sum(len(x) for x in xs)
     model = build_gru_model(ys, xs, units=cfg.units, seed=seed)
     inv = GRUInverse(model, info.low_array, info.high_array, info.to_dict())
     log.info("sequence ILA (GRU %d): fitting on %d sequences, %d rows", cfg.units, len(xs), used)
     curve = fit_gru(model, ys, xs, cfg.steps, cfg.lr, cfg.lr_final, cfg.window, seed=seed, on_step=on_step)
-    first_ys = list(ys)
     for r in range(1, cfg.rounds):
         n_round = (queries - used) // (cfg.rounds - r)
-        new_x, new_y = collect_at_inverse(dev, inv.apply, first_ys, n_round, cfg.seq_len, cfg.jitter, rng)
+        new_x, new_y = collect_at_inverse(dev, inv.apply, pool, n_round, cfg.seq_len, cfg.jitter, rng)
         xs += new_x
         ys += new_y
         used += sum(len(x) for x in new_x)
@@ -221,30 +253,47 @@ def train_sequence_gru(
     return SequenceILAResult(inv, curve, used, xs, ys)
 
 
+SIGNAL_ROUNDS = 3  # with a signal, indirect learning's three rounds, a third of the budget each
+
+
 def train(ctx: Context) -> Outcome:
-    """Sequence ILA: plain for ``ila``; one iterative refinement for the others.
+    """Sequence ILA: plain for ``ila``; one iterative refinement for the others; with a signal,
+    three rounds on its stretches for every strategy (indirect learning, as the GMP's).
 
     The inverse is the tapped-delay MLP, or with ``ctx.inverse == "gru"`` the recurrent one."""
-    rounds = 1 if ctx.requested == "ila" else 2
+    signal = ctx.signal
+    rounds = SIGNAL_ROUNDS if signal is not None else 1 if ctx.requested == "ila" else 2
+    first = 1.0 / rounds if signal is not None else 0.5
+    extra = {} if signal is None else {"sequence_signal": True}
     if ctx.inverse == "gru":
-        gcfg = SequenceGRUConfig(rounds=rounds, steps=ctx.fit_steps, refit_steps=max(1, ctx.fit_steps // 4))
-        res = train_sequence_gru(ctx.dev, ctx.dev.remaining, gcfg, seed=ctx.seed, on_step=ctx.on_step)
+        gcfg = SequenceGRUConfig(
+            rounds=rounds,
+            first_fraction=first,
+            steps=ctx.fit_steps,
+            refit_steps=max(1, ctx.fit_steps // 4),
+        )
+        res = train_sequence_gru(
+            ctx.dev, ctx.dev.remaining, gcfg, seed=ctx.seed, on_step=ctx.on_step, signal=signal
+        )
         return Outcome(
             res.inverse,
             res.curve,
-            details={"inverse_kind": "gru", "gru_units": gcfg.units, "sequence_rounds": rounds},
+            details={"inverse_kind": "gru", "gru_units": gcfg.units, "sequence_rounds": rounds, **extra},
             memory={"kind": "gru", "units": gcfg.units},
         )
     cfg = SequenceILAConfig(
         depth=ctx.memory_depth,
         rounds=rounds,
+        first_fraction=first,
         fit=FitConfig(steps=2 * ctx.fit_steps),
         refit_steps=max(1, ctx.fit_steps // 2),
     )
-    res = train_sequence_ila(ctx.dev, ctx.dev.remaining, cfg, seed=ctx.seed, on_step=ctx.on_step)
+    res = train_sequence_ila(
+        ctx.dev, ctx.dev.remaining, cfg, seed=ctx.seed, on_step=ctx.on_step, signal=signal
+    )
     return Outcome(
         res.inverse.model,
         res.curve,
-        details={"inverse_kind": "tapped", "memory_depth": cfg.depth, "sequence_rounds": cfg.rounds},
+        details={"inverse_kind": "tapped", "memory_depth": cfg.depth, "sequence_rounds": cfg.rounds, **extra},
         memory={"depth": cfg.depth, "lookahead": cfg.lookahead},
     )

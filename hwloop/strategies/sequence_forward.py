@@ -30,7 +30,12 @@ from hwloop.metrics import nmse_db
 from hwloop.models import FitConfig, build_regressor, fit_regression
 from hwloop.strategies import Context, Outcome
 from hwloop.strategies.rounds import RoundScore, best_checkpoint, correction_weight, nmse_uncertainty_db
-from hwloop.strategies.sequence import SequenceILAConfig, tapped_pairs, train_sequence_ila
+from hwloop.strategies.sequence import (
+    SequenceILAConfig,
+    send_each_after_reset,
+    tapped_pairs,
+    train_sequence_ila,
+)
 from hwloop.tapped import tapped
 
 log = logging.getLogger(__name__)
@@ -113,38 +118,34 @@ def train(ctx: Context) -> Outcome:
         n = dev.remaining // (ROUNDS - r)
         if n < 64:
             break
-        pool = [y for y in warm.y if len(y) >= n] or [max(warm.y, key=len)]
-        src = pool[int(rng.integers(len(pool)))]
-        n = min(n, len(src))
-        start = int(rng.integers(0, len(src) - n + 1))
-        t = np.asarray(src[start : start + n], np.float32)
-        x_q = dev.safe(inv.apply(t))
-        dev.reset()
-        y_dev = dev.query(x_q, "train")
+        sent = _send_round(dev, inv, warm.y, n, rng)
+        t = np.concatenate([ts for ts, _, _ in sent])
+        y_dev = np.concatenate([y for _, _, y in sent])
         scores.append(
             RoundScore(
                 r,
                 nmse_db(y_dev, t),
                 [w.copy() for w in inv.model.get_weights()],
-                n,
+                len(t),
                 nmse_uncertainty_db(y_dev, t),
             )
         )
         old = (np.concatenate([tapped(x, sur_depth) for x in xs]), np.concatenate(ys))
-        q_feats = tapped(x_q, sur_depth)
-        scores[-1].weight = correction_weight(surrogate, old, (q_feats, y_dev))
+        q_feats = [tapped(x, sur_depth) for _, x, _ in sent]  # taps never cross a reset
+        scores[-1].weight = correction_weight(surrogate, old, (np.concatenate(q_feats), y_dev))
         log.info(
-            "sequence round %d: %d samples, closed loop %.2f dB, device weight %.2f",
+            "sequence round %d: %d samples in %d sequences, closed loop %.2f dB, device weight %.2f",
             r,
-            n,
+            len(t),
+            len(sent),
             scores[-1].nmse_db,
             scores[-1].weight,
         )
-        xs.append(x_q)
-        ys.append(y_dev)
+        xs += [x for _, x, _ in sent]
+        ys += [y for _, _, y in sent]
         if r == ROUNDS - 1:
             break
-        answered.append((t, q_feats, y_dev, scores[-1].weight))
+        answered += [(ts, f, ys_, scores[-1].weight) for (ts, _, ys_), f in zip(sent, q_feats, strict=True)]
         curve += _train_round(trainer, inv, answered, steps, rng)
         all_feats = np.concatenate([tapped(x, sur_depth) for x in xs])
         curve += fit_regression(
@@ -181,6 +182,25 @@ def train(ctx: Context) -> Outcome:
     return Outcome(
         inv.model, curve, surrogate, details, memory={"depth": inv.depth, "lookahead": inv.lookahead}
     )
+
+
+def _send_round(
+    dev, inv, pool_ys: list[np.ndarray], n: int, rng: np.random.Generator
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """A round's n queries: reachable target sequences (stretches of the warm start's answers, as
+    long as the longest of them), each driven by M after a reset. Returns (target, drive, answer)s."""
+    longest = max(len(y) for y in pool_ys)
+    ts, xs = [], []
+    while n >= 64:
+        m = min(n, longest)
+        pool = [y for y in pool_ys if len(y) >= m]
+        src = pool[int(rng.integers(len(pool)))]
+        start = int(rng.integers(0, len(src) - m + 1))
+        ts.append(np.asarray(src[start : start + m], np.float32))
+        xs.append(dev.safe(inv.apply(ts[-1])))
+        n -= m
+    _, ys = send_each_after_reset(dev, xs)
+    return list(zip(ts, xs, ys, strict=True))
 
 
 def _train_round(trainer, inv, answered, steps, rng) -> list[float]:
