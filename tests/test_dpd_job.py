@@ -32,6 +32,8 @@ def test_train_with_a_signal_linearises_the_amplifier(dpd_run: tuple[Path, dict]
     assert m["queries_used"] == 24000 and len(m["dpd_rounds"]) == 2 and len(m["dpd_direct_rounds"]) == 3
     assert m["dpd_keep"] == "best" and m["device_weight"] == 1.0
     assert m["gmp"]["order"] == 7 and m["gmp"]["memory"] == 16  # 4,800 samples: the richer GMP
+    assert "direct learning" in m["dpd_method"] and m["dpd_surrogate_gmp"]["order"] == 7
+    assert -70 < m["dpd_surrogate_nmse_db"] < -35  # fitted, but a GMP does not fit this WH amplifier exactly
     kept = m["dpd_direct_rounds"][m["dpd_kept_round"]]["nmse_db"]
     assert kept == min(r["nmse_db"] for r in m["dpd_direct_rounds"])
     # Predistortion must beat the amplifier driven with the bare signal at the same drive power.
