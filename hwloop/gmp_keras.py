@@ -13,9 +13,10 @@ surrogate) with exact gradients.
 Run directory hook: `save_gmp_inverse` writes ``inverse.keras`` and
 ``device.json`` with ``inverse_memory = {"depth": D, "lookahead": 0,
 "kind": "gmp", ...}``; `load_gmp_inverse` reads them back into a
-`hwloop.gmp.GMPInverse` (numpy, float64, streaming). `hwloop.inverse.load_inverse`
-already runs such a directory as a `SequenceInverse` (same drive, float32),
-provided this module was imported first: its layers register on import.
+`hwloop.gmp.GMPInverse` (numpy, float64, streaming), and so does
+`hwloop.inverse.load_inverse` (through `from_keras`). The Keras form itself
+stays an exact float32 model of the predistorter on tapped rows, which
+`hwloop.tapped.SequenceInverse` can run and a surrogate can train through.
 """
 
 from __future__ import annotations
