@@ -139,6 +139,34 @@ def first_round(
     return xs, ys, [np.asarray(signal, np.float32)]
 
 
+def refine_rounds(
+    dev: MeteredDevice,
+    apply: Callable[[np.ndarray], np.ndarray],
+    pool: list[np.ndarray],
+    xs: list[np.ndarray],
+    ys: list[np.ndarray],
+    queries: int,
+    rounds: int,
+    seq_len: int,
+    jitter: float,
+    rng: np.random.Generator,
+    refit: Callable[[int], list[float]],
+) -> list[float]:
+    """Iterative sequence ILA's rounds 1..rounds-1: each spends its share of what ``queries`` leaves
+    at the inverse's proposals (`collect_at_inverse`), appends them to ``xs``/``ys`` and calls
+    ``refit(round)``, which refits the inverse on everything; returns the refits' curves."""
+    curve: list[float] = []
+    for r in range(1, rounds):
+        used = sum(len(x) for x in xs)
+        new_x, new_y = collect_at_inverse(
+            dev, apply, pool, (queries - used) // (rounds - r), seq_len, jitter, rng
+        )
+        xs += new_x
+        ys += new_y
+        curve += refit(r)
+    return curve
+
+
 def tapped_pairs(
     xs: list[np.ndarray], ys: list[np.ndarray], depth: int, lookahead: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +195,6 @@ def train_sequence_ila(
     rng = np.random.default_rng(seed)
     lo, hi = info.low_array, info.high_array
     xs, ys, pool = first_round(dev, queries, cfg.rounds, cfg.first_fraction, cfg.seq_len, rng, signal)
-    used = sum(len(x) for x in xs)
     feats, targets = tapped_pairs(xs, ys, cfg.depth, cfg.lookahead)
     inv = build_tapped_inverse(
         np.concatenate(ys),
@@ -181,17 +208,17 @@ def train_sequence_ila(
     )
     log.info("sequence ILA: fitting depth %d on %d pairs", cfg.depth, len(feats))
     curve = fit_regression(inv.model, feats, targets, cfg.fit, seed=seed, on_step=on_step)
-    for r in range(1, cfg.rounds):
-        n_round = (queries - used) // (cfg.rounds - r)
-        new_x, new_y = collect_at_inverse(dev, inv.apply, pool, n_round, cfg.seq_len, cfg.jitter, rng)
-        xs += new_x
-        ys += new_y
-        used += sum(len(x) for x in new_x)
+
+    def refit(r: int) -> list[float]:
         feats, targets = tapped_pairs(xs, ys, cfg.depth, cfg.lookahead)
         log.info("iterative sequence ILA round %d: refitting on %d pairs", r, len(feats))
-        refit = FitConfig(cfg.refit_steps, cfg.fit.batch, cfg.fit.lr * 0.25, cfg.fit.lr_final)
-        curve += fit_regression(inv.model, feats, targets, refit, seed=seed + r, on_step=on_step)
-    return SequenceILAResult(inv, curve, used, xs, ys)
+        fit = FitConfig(cfg.refit_steps, cfg.fit.batch, cfg.fit.lr * 0.25, cfg.fit.lr_final)
+        return fit_regression(inv.model, feats, targets, fit, seed=seed + r, on_step=on_step)
+
+    curve += refine_rounds(
+        dev, inv.apply, pool, xs, ys, queries, cfg.rounds, cfg.seq_len, cfg.jitter, rng, refit
+    )
+    return SequenceILAResult(inv, curve, sum(len(x) for x in xs), xs, ys)
 
 
 @dataclass(frozen=True)
@@ -232,14 +259,10 @@ def train_sequence_gru(
     inv = GRUInverse(model, info.low_array, info.high_array, info.to_dict())
     log.info("sequence ILA (GRU %d): fitting on %d sequences, %d rows", cfg.units, len(xs), used)
     curve = fit_gru(model, ys, xs, cfg.steps, cfg.lr, cfg.lr_final, cfg.window, seed=seed, on_step=on_step)
-    for r in range(1, cfg.rounds):
-        n_round = (queries - used) // (cfg.rounds - r)
-        new_x, new_y = collect_at_inverse(dev, inv.apply, pool, n_round, cfg.seq_len, cfg.jitter, rng)
-        xs += new_x
-        ys += new_y
-        used += sum(len(x) for x in new_x)
+
+    def refit(r: int) -> list[float]:
         log.info("iterative sequence ILA (GRU) round %d: refitting on %d sequences", r, len(xs))
-        curve += fit_gru(
+        return fit_gru(
             model,
             ys,
             xs,
@@ -250,7 +273,11 @@ def train_sequence_gru(
             seed=seed + r,
             on_step=on_step,
         )
-    return SequenceILAResult(inv, curve, used, xs, ys)
+
+    curve += refine_rounds(
+        dev, inv.apply, pool, xs, ys, queries, cfg.rounds, cfg.seq_len, cfg.jitter, rng, refit
+    )
+    return SequenceILAResult(inv, curve, sum(len(x) for x in xs), xs, ys)
 
 
 SIGNAL_ROUNDS = 3  # with a signal, indirect learning's three rounds, a third of the budget each
