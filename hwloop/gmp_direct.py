@@ -118,10 +118,10 @@ class DirectResult:
     queries: int = 0
 
 
-def fit_surrogate(drives: list[np.ndarray], answers: list[np.ndarray], cfg: GMPConfig) -> GMP:
-    """Forward GMP drive -> answer on every measured sequence (each from a reset)."""
-    phi = np.vstack([features(x, cfg) for x in drives])
-    return GMP(cfg, fit_ls(phi, np.concatenate(answers), SURROGATE_RIDGE))
+def fit_gmp_surrogate(bases: list[np.ndarray], answers: list[np.ndarray], cfg: GMPConfig) -> GMP:
+    """Forward GMP drive -> answer on every measured sequence (each from a reset), given each
+    drive's basis ``features(drive, cfg)``, computed once per sequence by the caller."""
+    return GMP(cfg, fit_ls(np.vstack(bases), np.concatenate(answers), SURROGATE_RIDGE))
 
 
 def direct_learning(
@@ -155,7 +155,7 @@ def direct_learning(
     uc = cplx(np.asarray(u, np.float64))
     g, peak, cfg = complex(start.gain), start.peak, start.model.cfg
     phi = features(uc, cfg)
-    drives = [cplx(x) for x, _ in pairs or []]
+    bases = [features(cplx(x), surrogate_cfg) for x, _ in pairs or []]  # the surrogate's, per sequence
     answers = [cplx(y) for _, y in pairs or []]
     coeffs = start.model.coeffs.copy()
     result = DirectResult(start, 0)
@@ -165,7 +165,7 @@ def direct_learning(
         x = peak_limit(phi @ coeffs, peak)
         y = cplx(np.asarray(query_sequence(iq(x)), np.float64))
         result.queries += len(x)
-        drives.append(x)
+        bases.append(features(x, surrogate_cfg))
         answers.append(y)
         err = nmse_db(y, uc, g)
         result.rounds.append(
@@ -189,7 +189,7 @@ def direct_learning(
         if r == measurements - 1:
             break
         _, base, x_b, y_b = best
-        surrogate = fit_surrogate(drives, answers, surrogate_cfg)
+        surrogate = fit_gmp_surrogate(bases, answers, surrogate_cfg)
         result.surrogate_nmse_db = round(nmse_db(surrogate(x_b), y_b, 1.0), 3)
         alpha, beta = gmp_jacobian(surrogate, x_b)
         coeffs = base + size * gauss_newton_step(phi, alpha / g, beta / g, uc - y_b / g)
