@@ -23,7 +23,7 @@ apart as ``eval_queries``). ACPR of the measured (noisy) output; EVM and
 NMSE against the least-squares linear gain (so no-DPD figures are not
 penalised for a gain offset), and NMSE against the gain G the predistorter
 was trained to (``nmse_target_db``). Also the noise-free output's ACPR.
-GMP predistorter: `hwloop.gmp.GMPConfig` defaults (92 terms), peak |x| <= 1,
+GMP predistorter: `hwloop.dpd.gmp.GMPConfig` defaults (92 terms), peak |x| <= 1,
 G from the peak gain of the first, undistorted round.
 
     python benchmarks/dpd.py [--sims pa_gmp,pa_wh,...] [--signals dpa,ofdm] [--force]
@@ -52,7 +52,7 @@ SWEEP = (3, 5, 7, 9, 11)
 
 
 def _signals(name: str) -> tuple[np.ndarray, np.ndarray]:
-    from hwloop.signals import dpa200, load_signal
+    from hwloop.dpd.signals import dpa200, load_signal
 
     if name == "dpa":
         return dpa200("train")[0][:N_TRAIN], dpa200("test")[0]
@@ -62,7 +62,7 @@ def _signals(name: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _score(dev, query_sequence, held: np.ndarray, x: np.ndarray, gain: complex) -> dict:
-    from hwloop.dpd_metrics import acpr_db, dpd_report, nmse_db
+    from hwloop.dpd.metrics import acpr_db, dpd_report, nmse_db
 
     y = query_sequence(x)
     r = dpd_report(y, held)
@@ -76,7 +76,7 @@ def run_method(
 ) -> dict:
     """One predistorter fit (``hwloop.strategies.dpd.fit_predistorter``) and its held-out score."""
     import hwloop
-    from hwloop.gmp import GMPConfig
+    from hwloop.dpd.gmp import GMPConfig
     from hwloop.strategies.dpd import fit_predistorter
 
     train, held = _signals(signal)
@@ -117,7 +117,7 @@ def run_method(
 def run_cell(sim: str, signal: str) -> dict:
     """No predistortion, textbook indirect learning and auto's direct learning, on one amplifier/signal."""
     import hwloop
-    from hwloop.dpd_metrics import acpr_db, dpd_report
+    from hwloop.dpd.metrics import acpr_db, dpd_report
 
     _, held = _signals(signal)
     dev = hwloop.open_device(f"sim:{sim}{'&' if '?' in sim else '?'}noise={NOISE}&seed=0")

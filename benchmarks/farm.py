@@ -98,7 +98,9 @@ def measure_farm(n: int, uris: list[str], opts: list[str], tmp: str, rep: int, s
         "units": n,
         "repeat": rep,
         "process_wall_s": round(wall, 2),
-        "farm_loop_s": f["wall_s"],  # inside hwloop.farm: from the first unit started to the last finished
+        "farm_loop_s": f[
+            "wall_s"
+        ],  # inside hwloop.run_farm: from the first unit started to the last finished
         "sum_single_process_wall_s": round(sum_single, 2),
         "ratio": round(wall / sum_single, 3),
         "all_ok": f["failed"] == 0,

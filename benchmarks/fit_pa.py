@@ -1,6 +1,6 @@
 """Fit the I/Q amplifier simulators (sim:pa_gmp, sim:pa_wh) to the DPA_200MHz measurement.
 
-GMP: least squares on the train split (`hwloop.gmp.GMP.fit`, relative ridge
+GMP: least squares on the train split (`hwloop.dpd.gmp.GMP.fit`, relative ridge
 1e-4: the 4x oversampled input leaves the delay taps nearly collinear, and
 the ridge keeps their out-of-band response from blowing up). WH: nonlinear
 least squares (scipy ``least_squares``) over the complex taps of h1 and h2
@@ -24,9 +24,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine, save, today
 
-from hwloop.dpd_metrics import acpr_db, nmse_db
-from hwloop.gmp import GMP, GMPConfig
-from hwloop.signals import cplx, dpa200
+from hwloop.dpd.gmp import GMP, GMPConfig
+from hwloop.dpd.metrics import acpr_db, nmse_db
+from hwloop.dpd.signals import cplx, dpa200
 from hwloop.simulators.pa import FIT_FILE, WHAmplifier
 
 GMP_CFG = GMPConfig(order=7, memory=10, cross_order=5, cross_memory=4, lag=4)

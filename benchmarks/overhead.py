@@ -8,13 +8,13 @@ subprocesses, so TensorFlow's import counts on both:
 * hwloop: ``hwloop train --device "sim:tanh?noise=1e-3" --strategy ila --out DIR --json``
   (10,000 queries, 8,000 Adam steps of batch 256, evaluation, saving);
 * plain Keras: the same 10,000 (y, x) pairs (read from the first hwloop
-  run's query log), the same model (`hwloop.models.build_regressor`), and
+  run's query log), the same model (`hwloop.inverses.models.build_regressor`), and
   ``model.compile(optimizer=Adam(CosineDecay(2e-2, 8000, alpha=1e-3)), loss="mse")``
   + ``model.fit`` on a repeated, shuffled ``tf.data`` pipeline with
   ``steps_per_epoch * epochs`` = 8,000 steps of batch 256.
 
 A third side, for reference only, is hwloop's own fit loop bare
-(`hwloop.models.fit_regression` on the same pairs and model, nothing else):
+(`hwloop.inverses.models.fit_regression` on the same pairs and model, nothing else):
 hwloop / bare is what the harness adds around its fit (CLI, device, query
 log, evaluation, saving), whereas hwloop / plain Keras also folds in the
 difference between the two fit loops.
@@ -115,7 +115,7 @@ def plain_keras(pairs: Path) -> None:
     import numpy as np
     import tensorflow as tf
 
-    from hwloop.models import build_regressor
+    from hwloop.inverses.models import build_regressor
 
     t_import = time.perf_counter() - t0
     data = np.load(pairs)
@@ -153,7 +153,7 @@ def bare_fit(pairs: Path) -> None:
     import keras
     import numpy as np
 
-    from hwloop.models import FitConfig, build_regressor, fit_regression
+    from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
 
     t_import = time.perf_counter() - t0
     data = np.load(pairs)

@@ -75,7 +75,7 @@ def section_overhead(data: dict) -> list[str]:
         f" (TensorFlow import, {data['pairs']:,} device",
         f"queries logged to SQLite, {data['steps']:,} Adam steps of batch {data['batch']}, closed-loop",
         "evaluation, saving) against plain Keras on the same pairs (taken from the first",
-        "hwloop run's query log): the same `hwloop.models.build_regressor` model,",
+        "hwloop run's query log): the same `hwloop.inverses.models.build_regressor` model,",
         '`model.compile(optimizer=Adam(CosineDecay(2e-2, 8000, alpha=1e-3)), loss="mse")`',
         f"and `model.fit` on a shuffled, repeated `tf.data` pipeline, {data['steps']:,} steps in all",
         "(`steps_per_epoch` 100 x 80 epochs). Each side is a fresh subprocess timed from",

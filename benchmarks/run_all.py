@@ -49,7 +49,7 @@ class Bench:
 
 def _strategies_complete(data: dict) -> bool:
     from hwloop.simulators.catalog import SIMULATORS
-    from hwloop.strategies import USER_CHOICES as STRATEGIES
+    from hwloop.strategies.registry import USER_CHOICES as STRATEGIES
 
     cells = data.get("cells", {})
     budgets = STRATEGY_BUDGETS.split(",")

@@ -25,7 +25,7 @@ from common import load, machine, save, today
 
 import hwloop
 from hwloop.simulators.catalog import SIMULATORS
-from hwloop.strategies import USER_CHOICES as STRATEGIES
+from hwloop.strategies.registry import USER_CHOICES as STRATEGIES
 
 NAME = "strategies"
 

@@ -23,9 +23,9 @@ __all__ = [
     "HwloopError",
     "UsageError",
     "__version__",
-    "farm",
     "load_inverse",
     "open_device",
+    "run_farm",
     "train",
 ]
 
@@ -33,8 +33,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hwloop.farm import farm
-    from hwloop.inverse import load_inverse
+    from hwloop.farm.api import run_farm
+    from hwloop.inverses.store import load_inverse
     from hwloop.run import train
 
 
@@ -43,12 +43,12 @@ def __getattr__(name: str) -> Any:
         from hwloop.run import train
 
         return train
-    if name == "farm":  # the module, callable as the function; needs Ray only when called
-        import importlib
+    if name == "run_farm":  # needs Ray only when called
+        from hwloop.farm.api import run_farm
 
-        return importlib.import_module("hwloop.farm")
+        return run_farm
     if name == "load_inverse":
-        from hwloop.inverse import load_inverse
+        from hwloop.inverses.store import load_inverse
 
         return load_inverse
     raise AttributeError(f"module 'hwloop' has no attribute {name!r}")

@@ -85,7 +85,7 @@ def load_data_file(path: str | Path) -> Pairs:
     directory of I/Q pairs as OpenDPD ships them (``train_input.csv``/``train_output.csv``)."""
     p = Path(path)
     if p.is_dir() and (p / "train_input.csv").is_file():
-        from hwloop.signals import read_pairs
+        from hwloop.dpd.signals import read_pairs
 
         x, y = _checked(*read_pairs(p), str(p))
         return Pairs(x, y, str(p), name=p.name)

@@ -203,13 +203,20 @@ def grad_cosine(
     and the device's, estimated by central finite differences of real queries
     at random points (1: the same direction, 0: unrelated).
 
-    Probe points keep one step away from the range edges so every finite
-    difference stays inside the safe range. The queries count as evaluation.
+    Probe points keep one step away from the range edges (and, for I/Q
+    pairs, two steps inside the peak circle) so every finite difference stays
+    inside the safe region. The queries count as evaluation.
     """
     rng = np.random.default_rng(seed + 4242)
     lo, hi = dev.info.low_array, dev.info.high_array
     step = float(rel_step * np.min(hi - lo))
     x = rng.uniform(lo + step, hi - step, size=(points, dev.info.in_dim)).astype(np.float32)
+    env = dev.info.envelope
+    if env is not None:  # inside the disc by more than a step, so x +- step stays under the peak
+        x = env.sample(rng, x)
+        for i, q in env.pairs:
+            x[:, [i, q]] *= max(0.0, 1.0 - 2.0 * step / env.peak)
+        x = np.clip(x, lo + step, hi - step)
     u = rng.normal(size=(points, dev.info.out_dim)).astype(np.float32)
     g_hat = surrogate_vjp(surrogate, x, u).ravel().astype(np.float64)
     g_dev = device_vjp_fd(dev, x, u, step=step, repeats=repeats).ravel()
@@ -231,6 +238,8 @@ def probe_device(dev: Device, *, points: int = 11, repeats: int = 64, seed: int 
         x = np.tile(mid, (points, 1)).astype(np.float32)
         x[:, i] = np.linspace(lo[i], hi[i], points, dtype=np.float32)
         x = np.clip(x, lo, hi)
+        if info.envelope is not None:  # an I/Q input is swept up to its peak magnitude, no further
+            x, _ = info.envelope.clip(x)
         if info.stateful:
             dev.reset()
         y = dev.query(x)
@@ -264,7 +273,7 @@ def evaluate_signal(
     n = min(len(targets), max(queries / 2, SIGNAL_EVAL_MIN)) samples, plus the
     noise repeats: a Welch spectrum needs several segments of 2048 samples.
     """
-    from hwloop.dpd_metrics import dpd_report
+    from hwloop.dpd.metrics import dpd_report
 
     t_all = np.asarray(targets, np.float32)
     n = min(len(t_all), max(SIGNAL_EVAL_MIN, budget.queries // 2))

@@ -3,8 +3,10 @@
 Training code never calls a device directly. It calls `MeteredDevice`, itself
 a `Device`, which
 
-1. refuses non-finite proposals and clips the rest to the safe range (or
-   refuses them under ``strict_bounds``): nothing unsafe reaches a driver;
+1. refuses non-finite proposals and clips the rest to the safe range, and
+   complex pairs of a device with an I/Q envelope onto its peak circle (or
+   refuses them under ``strict_bounds``); a query above the envelope's RMS
+   limit is refused: nothing unsafe reaches a driver;
 2. enforces the hard cap on training queries;
 3. hands the driver the whole batch and commits each chunk's answers to the
    query log as they arrive, before anyone uses them; the driver keeps its
@@ -102,6 +104,9 @@ class MeteredDevice:
             if outside.any():
                 self.clipped_values += int(outside.sum())
                 arr = np.clip(arr, lo, hi)
+            if self.info.envelope is not None:  # complex pairs: onto the circle |x| = peak, phase kept
+                arr, moved = self.info.envelope.clip(arr)
+                self.clipped_values += moved
         return check_inputs(self.info, arr)
 
     def reset(self) -> None:

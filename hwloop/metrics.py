@@ -44,3 +44,43 @@ def noise_floor_db(variance: np.ndarray, targets: np.ndarray) -> float:
 def db_or_none(value: float) -> float | None:
     """JSON has no -inf: report an exact match as null."""
     return None if not np.isfinite(value) else round(float(value), 3)
+
+
+def nmse_uncertainty_db(y: np.ndarray, t: np.ndarray) -> float:
+    """Standard error, in dB, of an NMSE estimated from n targets (delta method)."""
+    err = np.sum((np.asarray(y, np.float64) - t) ** 2, axis=1)
+    mean = float(np.mean(err))
+    if len(err) < 2 or mean <= 0:
+        return 0.0
+    return float(10.0 / np.log(10.0) * np.std(err) / (mean * np.sqrt(len(err))))
+
+
+TIE_Z = 2.0  # scores within this many standard errors of their difference are tied
+
+
+def tied(a: tuple[float, float], b: tuple[float, float]) -> bool:
+    """Two noisy scores (dB, standard error in dB) cannot be told apart:
+    |a - b| <= TIE_Z * sqrt(u_a^2 + u_b^2)."""
+    return abs(a[0] - b[0]) <= TIE_Z * float(np.hypot(a[1], b[1]))
+
+
+def keep_index(scores: list[tuple[float, float]], prefer: list[int] | None = None) -> int:
+    """The one selection rule for checkpoints judged by noisy scores (lower is better).
+
+    ``scores`` are (score in dB, its standard error in dB). The candidates
+    tied with the best (`tied`) are equally good as far as the measurements
+    can tell; among them the one that comes first in ``prefer`` is kept.
+    ``prefer`` defaults to the latest first (the most trained); a strategy
+    that must not give up an incumbent without evidence (a warm start, the
+    final inverse) puts it first, so a challenger replaces it only when it is
+    better by more than the scores' uncertainty.
+    """
+    if not scores:
+        raise ValueError("nothing to choose from")
+    best = min(range(len(scores)), key=lambda i: scores[i][0])
+    order = prefer if prefer is not None else list(range(len(scores) - 1, -1, -1))
+    order = order + [i for i in range(len(scores) - 1, -1, -1) if i not in order]
+    for i in order:
+        if scores[i][0] <= scores[best][0] or tied(scores[i], scores[best]):
+            return i
+    return best  # pragma: no cover - best itself is always eligible

@@ -27,7 +27,8 @@ from hwloop.metrics import db_or_none
 from hwloop.querylog import QueryLog
 from hwloop.registry import open_device
 from hwloop.rundir import DEFAULT_QUERIES, SURROGATE_FILE, RunDir, RunPlan, TrainOptions
-from hwloop.strategies import Context, Outcome, choose, run_strategy
+from hwloop.strategies.base import Context, Outcome, Settings
+from hwloop.strategies.registry import choose, run_strategy
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +168,7 @@ def _run(
     import keras
 
     from hwloop.evaluate import EvalBudget, evaluate, evaluate_signal
+    from hwloop.inverses.store import save_inverse
 
     opts = plan.options
     t_start = time.perf_counter()
@@ -217,25 +219,17 @@ def _run(
             " (resuming)" if resume else "",
         )
         ctx = Context(
-            metered,
-            info,
-            plan.seed,
-            opts.fit_steps,
-            prior_xy,
-            mask,
-            on_fit_step,
-            plan.strategy,
-            opts.memory_depth,
-            tuple(opts.hold or ()),
-            opts.init_from,
-            signal,
-            opts.inverse,
-            opts.fs,
-            opts.bw,
+            dev=metered,
+            info=info,
+            settings=Settings.from_plan(plan),
+            prior=prior_xy,
+            mask=mask,
+            signal=signal,
+            on_step=on_fit_step,
         )
         outcome = run_strategy(name, ctx)
         inverse = _package(outcome, info)
-        inverse.save(rd.path)
+        save_inverse(inverse, rd.path)
         if outcome.surrogate is not None:
             outcome.surrogate.save(rd.file(SURROGATE_FILE))
         if metered is None:
@@ -267,9 +261,9 @@ def _run(
 
 def _package(outcome: Outcome, info: DeviceInfo) -> Any:
     """The inverse as users hold it: clipped to the safe range, saveable, ``apply(t)``."""
-    from hwloop.inverse import Inverse
-    from hwloop.models import with_clip
-    from hwloop.tapped import SequenceInverse
+    from hwloop.inverses.base import Inverse
+    from hwloop.inverses.models import with_clip
+    from hwloop.inverses.tapped import SequenceInverse
 
     if outcome.memory is not None and outcome.memory.get("kind") in ("gmp", "gru"):
         return outcome.inverse  # a GMPInverse or GRUInverse: apply(t) on whole sequences, save(run)
@@ -323,6 +317,6 @@ def _metrics(
 
 
 def _load_signal(spec: str) -> Any:
-    from hwloop.signals import load_signal
+    from hwloop.dpd.signals import load_signal
 
     return load_signal(spec)

@@ -224,7 +224,7 @@ class RunDir:
             raise RunDirError(f"{path}: incomplete or corrupted ({exc})") from None
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
-        _atomic(self.path / METRICS_FILE, lambda p: p.write_text(json.dumps(metrics, indent=2, default=str)))
+        write_json_atomic(self.path / METRICS_FILE, metrics)
 
     def read_metrics(self) -> dict[str, Any] | None:
         return read_json_object(self.path / METRICS_FILE)
@@ -271,3 +271,23 @@ def _atomic(path: Path, write: Any) -> None:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data: dict) -> None:
+    """A JSON object file written through a temporary file (metrics.json, farm.json)."""
+    _atomic(path, lambda p: p.write_text(json.dumps(data, indent=2, default=str)))
+
+
+TRAIN_ARGS = ("strategy", "queries", "seed", "init_from", "mask", "hold")
+
+
+def train_kwargs(train_options: dict) -> dict:
+    """``hwloop.train`` keyword arguments from flat train options (a farm's):
+    the ones ``train`` takes itself, the rest as its `TrainOptions`."""
+    known = {f.name for f in fields(TrainOptions)}
+    unknown = sorted(set(train_options) - known - set(TRAIN_ARGS))
+    if unknown:
+        raise UsageError(f"unknown train option(s) for a farm: {', '.join(unknown)}")
+    direct = {k: v for k, v in train_options.items() if k in TRAIN_ARGS and v is not None}
+    rest = {k: v for k, v in train_options.items() if k in known and k not in TRAIN_ARGS}
+    return {**direct, "options": TrainOptions(**rest)}

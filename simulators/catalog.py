@@ -35,6 +35,7 @@ from hwloop.device import (
     BadDeviceParameterError,
     BaseDevice,
     DeviceInfo,
+    IQEnvelope,
     Param,
     UnknownSchemeError,
     parse_params,
@@ -64,6 +65,7 @@ class SimSpec:
     build: Callable[[dict], Transfer]
     one_to_one: bool = True
     overrides: Mapping[str, object] = field(default_factory=dict)
+    iq_peak: float | None = None  # I/Q inputs (0, 1) limited by magnitude: the declared envelope
 
     def all_params(self) -> dict[str, Param]:
         merged = dict(COMMON_PARAMS)
@@ -181,6 +183,7 @@ SIMULATORS: dict[str, SimSpec] = {
                 "beta_p": Param(float, 9.1040, "AM/PM compression"),
             },
             _saleh_iq,
+            iq_peak=0.5,
         ),
         SimSpec(
             "mimo3",
@@ -291,6 +294,7 @@ def _build(spec: SimSpec, values: dict) -> SimDevice:
         low=spec.low,
         high=spec.high,
         firmware=f"hwloop-sim/{spec.name}",
+        envelope=None if spec.iq_peak is None else IQEnvelope(((0, 1),), spec.iq_peak),
     )
     return SimDevice(
         info,

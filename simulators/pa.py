@@ -37,7 +37,7 @@ saturation 2.98, Rapp p 2.28, AM/PM 0.085 rad at |u| = 1. Normalised
 mean-square error of the model output against the measured output on the
 test split (7,680 samples): pa_gmp -31.5 dB, pa_wh -31.3 dB (a memoryless
 linear gain alone: -19.8 dB). No-predistortion ACPR on the test input
-(`hwloop.dpd_metrics`, Welch Hann 2048, worse side): measured -32.0 dBc,
+(`hwloop.dpd.metrics`, Welch Hann 2048, worse side): measured -32.0 dBc,
 pa_gmp -32.6 dBc, pa_wh -32.1 dBc.
 """
 
@@ -51,7 +51,7 @@ from typing import Any
 import numpy as np
 from scipy import signal as sps
 
-from hwloop.device import BadDeviceParameterError, DeviceInfo, Param, check_inputs
+from hwloop.device import BadDeviceParameterError, DeviceInfo, IQEnvelope, Param, check_inputs
 from hwloop.simulators.base import BASE_PARAMS, NoisySim, check_base_values
 
 FIT_FILE = Path(__file__).resolve().parent / "data" / "pa_dpa200.npz"
@@ -61,7 +61,7 @@ Term = tuple[int, int, int]  # (order k, delay m, envelope lag l): x[n-m] |x[n-m
 
 
 def gmp_terms(order: int, memory: int, cross_order: int, cross_memory: int, lag: int) -> list[Term]:
-    """Aligned then lagging GMP terms, in the order `hwloop.gmp.GMPConfig.terms` lists them."""
+    """Aligned then lagging GMP terms, in the order `hwloop.dpd.gmp.GMPConfig.terms` lists them."""
     terms = [(k, m, 0) for k in range(1, order + 1) for m in range(memory)]
     terms += [
         (k, m, j) for k in range(2, cross_order + 1) for m in range(cross_memory) for j in range(1, lag + 1)
@@ -292,6 +292,7 @@ def build_pa_sim(name: str, values: Mapping[str, Any]) -> IQMemorySimDevice:
         high=(1.0, 1.0),
         stateful=True,
         firmware=f"hwloop-sim/{name}",
+        envelope=IQEnvelope(((0, 1),), 1.0),  # the measured input's peak |x| = 1
     )
     return IQMemorySimDevice(
         info, spec.system(values), noise=values["noise"], seed=values["seed"], latency=values["latency"]

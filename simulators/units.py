@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from hwloop.device import BadDeviceParameterError, DeviceInfo, Param
+from hwloop.device import BadDeviceParameterError, DeviceInfo, IQEnvelope, Param
 from hwloop.simulators.base import BASE_PARAMS, SimDevice, Transfer, check_base_values
 
 LOW, HIGH = (-0.5, -0.5), (0.5, 0.5)
@@ -126,6 +126,7 @@ def build_unit_sim(name: str, values: Mapping[str, Any]) -> SimDevice:
         low=LOW,
         high=HIGH,
         firmware=f"hwloop-sim/{name}/unit{values['unit']}",
+        envelope=IQEnvelope(((0, 1),), HIGH[0]),
     )
     dev = SimDevice(info, transfer(p), noise=values["noise"], seed=values["seed"], latency=values["latency"])
     dev.unit_params = p  # type: ignore[attr-defined]  # for tests and benchmarks

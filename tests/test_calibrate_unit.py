@@ -8,9 +8,9 @@ import tensorflow as tf
 
 from hwloop.device import BaseDevice
 from hwloop.errors import BudgetExhausted, ShapeError
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
 from hwloop.metered import MeteredDevice
 from hwloop.metrics import nmse_db
-from hwloop.models import FitConfig, build_regressor, fit_regression
 from hwloop.simulators.base import SimDevice
 from hwloop.simulators.catalog import make_sim
 from hwloop.simulators.units import NOMINAL, UnitParams, transfer

@@ -10,8 +10,8 @@ import tensorflow as tf
 
 from hwloop.device_op import DeviceLayer, device_call, device_call_straight_through, straight_through
 from hwloop.evaluate import grad_cosine
+from hwloop.inverses.models import FitConfig
 from hwloop.metered import MeteredDevice
-from hwloop.models import FitConfig
 from hwloop.simulators.catalog import make_sim
 from hwloop.strategies.joint import fit_surrogate
 

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import hwloop
 from hwloop.cli import cli
-from hwloop.signals import dpa200, load_signal
+from hwloop.dpd.signals import dpa200, load_signal
 
 SIGNAL = "ofdm:bw=200e6,fs=800e6,n=8192,papr=8,seed=3"
 

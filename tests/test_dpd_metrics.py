@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwloop.dpd_metrics import acpr_db, acpr_sides_db, dpd_report, evm_db, linear_gain, nmse_db
+from hwloop.dpd.metrics import acpr_db, acpr_sides_db, dpd_report, evm_db, linear_gain, nmse_db
+from hwloop.dpd.signals import OFDMSpec, cplx, dpa200, iq, ofdm
 from hwloop.errors import ShapeError, UsageError
-from hwloop.signals import OFDMSpec, cplx, dpa200, iq, ofdm
 
 
 def _clip(z: np.ndarray, level: float) -> np.ndarray:

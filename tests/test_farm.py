@@ -23,7 +23,7 @@ from ray_fixtures import HOST_A, HOST_B, RayCluster
 import hwloop
 from hwloop.cli import cli
 from hwloop.errors import UsageError
-from hwloop.farm import parse_devices_file, unit_names
+from hwloop.farm.units import parse_devices_file, unit_names
 
 SMALL = ["--strategy", "ila", "--queries", "300", "--fit-steps", "300", "--eval-targets", "64"]
 SMALL_KW = {"strategy": "ila", "queries": 300, "fit_steps": 300, "eval_targets": 64}
@@ -67,9 +67,9 @@ def test_unit_names_and_devices_file(tmp_path: Path) -> None:
     code, data, err = farm_cli(["--devices-file", str(bad), "--out", str(tmp_path / "f")])
     assert code == 2 and data is None
     assert err.count("\n") == 1 and "bad.txt:2:" in err
-    import hwloop.farm  # the module shadows the function on the package: still callable
+    import hwloop.farm  # the package stays importable without Ray; the entry point is run_farm
 
-    assert callable(hwloop.farm) and hwloop.farm.farm is not None
+    assert callable(hwloop.run_farm) and hwloop.run_farm.__module__ == "hwloop.farm.api"
 
 
 def test_without_ray_one_line_and_core_never_imports_ray(tmp_path: Path) -> None:
@@ -80,7 +80,7 @@ def test_without_ray_one_line_and_core_never_imports_ray(tmp_path: Path) -> None
     res = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=120)
     assert res.returncode == 2
     assert res.stderr.strip().count("\n") == 0 and "pip install 'hwloop[cluster]'" in res.stderr
-    probe = "import sys, hwloop, hwloop.cli, hwloop.run, hwloop.farm_cli; print('ray' in sys.modules)"
+    probe = "import sys, hwloop, hwloop.cli, hwloop.run, hwloop.cli.farm; print('ray' in sys.modules)"
     res = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120)
     assert res.stdout.strip() == "False", res.stderr
 
@@ -122,7 +122,7 @@ def test_killed_device_actor_is_retried_from_the_log(ray_cluster: RayCluster, tm
     import ray
     from ray.exceptions import RayActorError
 
-    from hwloop.farm_driver import ACTOR_NAMESPACE
+    from hwloop.farm.driver import ACTOR_NAMESPACE
 
     victim = "sim:rapp?seed=4&latency=0.05&max_batch=16"
     bystander = "sim:rapp?seed=5&latency=0.01&max_batch=16"
@@ -148,7 +148,7 @@ def test_killed_device_actor_is_retried_from_the_log(ray_cluster: RayCluster, tm
 
     thread = threading.Thread(target=kill_mid_run, daemon=True)
     thread.start()
-    result = hwloop.farm([victim, bystander], out=out, **SMALL_KW)
+    result = hwloop.run_farm([victim, bystander], out=out, **SMALL_KW)
     thread.join(timeout=5)
     assert killed.get("rows", 0) >= 96, "the device actor was never killed mid-run"
     assert result.ok, result.failed
@@ -233,7 +233,7 @@ def test_a_device_lost_mid_run_fails_its_unit_only(ray_cluster: RayCluster, tmp_
     thread = threading.Thread(target=unplug_mid_run, daemon=True)
     thread.start()
     try:
-        result = hwloop.farm([lost, bystander], out=tmp_path / "farm", **SMALL_KW)
+        result = hwloop.run_farm([lost, bystander], out=tmp_path / "farm", **SMALL_KW)
     finally:
         thread.join(timeout=5)
         stop_process(proc)

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from pa_helpers import wh_query
 
-from hwloop.dpd_metrics import acpr_db, nmse_db
+from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, features, fit_ls, indirect_learning, resolve_gain
+from hwloop.dpd.metrics import acpr_db, nmse_db
+from hwloop.dpd.signals import OFDMSpec, cplx, iq, ofdm
 from hwloop.errors import ShapeError, UsageError
-from hwloop.gmp import GMP, GMPConfig, GMPInverse, features, fit_ls, indirect_learning, resolve_gain
-from hwloop.signals import OFDMSpec, cplx, iq, ofdm
 
 SMALL = GMPConfig(order=3, memory=2, cross_order=3, cross_memory=2, lag=2)
 

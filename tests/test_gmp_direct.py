@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 from pa_helpers import wh_query
 
-from hwloop.dpd_metrics import acpr_db, nmse_db
+from hwloop.dpd.direct import direct_learning, gauss_newton_step, gmp_jacobian, jacobian_times
+from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, features, indirect_learning
+from hwloop.dpd.metrics import acpr_db, nmse_db
+from hwloop.dpd.signals import OFDMSpec, cplx, ofdm
 from hwloop.errors import UsageError
-from hwloop.gmp import GMP, GMPConfig, GMPInverse, features, indirect_learning
-from hwloop.gmp_direct import direct_learning, gauss_newton_step, gmp_jacobian, jacobian_times
-from hwloop.signals import OFDMSpec, cplx, ofdm
 from hwloop.strategies.dpd import rounds_for
 
 CFG = GMPConfig(order=5, memory=3, cross_order=4, cross_memory=2, lag=3)

@@ -8,21 +8,21 @@ import subprocess
 import sys
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
 
+from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse
+from hwloop.dpd.signals import OFDMSpec, cplx, ofdm
 from hwloop.errors import RunDirError
-from hwloop.gmp import GMP, GMPConfig, GMPInverse
-from hwloop.gmp_keras import (
+from hwloop.inverses.gmp import (
     GMPFeatures,
     build_keras,
     complex_to_kernel,
     kernel_to_complex,
-    load_gmp_inverse,
     save_gmp_inverse,
 )
-from hwloop.signals import OFDMSpec, cplx, ofdm
-from hwloop.tapped import tapped
+from hwloop.inverses.tapped import SequenceInverse, tapped
 
 INFO = {
     "name": "pa_wh",
@@ -95,25 +95,27 @@ def test_feature_gradients_match_finite_differences() -> None:
 
 
 def test_save_and_load_through_the_run_directory(tmp_path: Path) -> None:
-    from hwloop.inverse import load_inverse
+    from hwloop.inverses.store import load_inverse
 
     inv = _inverse()
     save_gmp_inverse(tmp_path, inv, INFO)
     info = json.loads((tmp_path / "device.json").read_text())
     assert info["inverse_memory"]["kind"] == "gmp" and info["inverse_memory"]["depth"] == 11
-    back = load_gmp_inverse(tmp_path)
+    back = load_inverse(tmp_path)
+    assert isinstance(back, GMPInverse)
     np.testing.assert_allclose(back.model.coeffs, inv.model.coeffs, atol=1e-7)
     assert back.peak == pytest.approx(0.9) and back.gain == pytest.approx(2.5 + 0.1j)
     t = ofdm(OFDMSpec(n=2000, seed=4))
     np.testing.assert_allclose(back.apply(t), inv.apply(t), atol=1e-5)
-    # today's load_inverse already runs it as a tapped-delay SequenceInverse
-    seq = load_inverse(tmp_path)
+    # the Keras form is a per-row map on tapped targets: a tapped SequenceInverse runs it unchanged
+    model = keras.models.load_model(tmp_path / "inverse.keras", compile=False)
+    seq = SequenceInverse(model, 11, 0, np.full(2, -1.5, np.float32), np.full(2, 1.5, np.float32))
     np.testing.assert_allclose(seq.apply(t), inv.apply(t), atol=2e-5)
-    (tmp_path / "device.json").write_text(json.dumps({**INFO, "inverse_memory": {"depth": 2, "kind": "mlp"}}))
+    (tmp_path / "device.json").write_text(json.dumps({**INFO, "inverse_memory": {"kind": "nonesuch"}}))
+    with pytest.raises(RunDirError, match="unknown inverse family"):
+        load_inverse(tmp_path)
     with pytest.raises(RunDirError):
-        load_gmp_inverse(tmp_path)
-    with pytest.raises(RunDirError):
-        load_gmp_inverse(tmp_path / "missing")
+        load_inverse(tmp_path / "missing")
 
 
 def test_saved_inverse_loads_in_a_fresh_interpreter(tmp_path: Path) -> None:
@@ -123,8 +125,8 @@ def test_saved_inverse_loads_in_a_fresh_interpreter(tmp_path: Path) -> None:
     np.save(tmp_path / "t.npy", t)
     code = (
         "import sys, numpy as np\n"
-        "from hwloop.gmp_keras import load_gmp_inverse\n"
-        "inv = load_gmp_inverse(sys.argv[1])\n"
+        "import hwloop\n"
+        "inv = hwloop.load_inverse(sys.argv[1])\n"
         "np.save(sys.argv[1] + '/x.npy', inv.apply(np.load(sys.argv[1] + '/t.npy')))\n"
     )
     root = str(Path(__file__).resolve().parent.parent)

@@ -15,12 +15,12 @@ from click.testing import CliRunner
 import hwloop
 from hwloop.cli import cli
 from hwloop.errors import ShapeError, UsageError
-from hwloop.strategies import choose
+from hwloop.strategies.registry import choose
 
 
 def _inverse(low: float = -1.0, high: float = 1.0, seed: int = 0):
     """An untrained GRU inverse (random weights) whose standardisation comes from random sequences."""
-    from hwloop.gru_inverse import GRUInverse, build_gru_model
+    from hwloop.inverses.gru import GRUInverse, build_gru_model
 
     rng = np.random.default_rng(seed)
     t = [rng.normal(0, 0.5, (400, 2)).astype(np.float32)]
@@ -86,7 +86,7 @@ def test_save_and_load_in_a_fresh_interpreter(tmp_path: Path) -> None:
 
 
 def test_windows_stay_inside_one_sequence() -> None:
-    from hwloop.gru_inverse import _window_starts
+    from hwloop.inverses.gru import _window_starts
 
     starts, at_reset = _window_starts([10, 3, 6], 4)
     # Sequence 0 holds rows 0..9, sequence 1 (too short) rows 10..12, sequence 2 rows 13..18.
@@ -137,7 +137,7 @@ def test_cli_refuses_gru_in_one_line(tmp_path: Path, args: list[str], fragment: 
 
 
 def test_train_gru_on_a_device_with_memory(tmp_path: Path) -> None:
-    from hwloop.gru_inverse import GRUInverse
+    from hwloop.inverses.gru import GRUInverse
 
     out = tmp_path / "wh"
     res = CliRunner().invoke(

@@ -11,8 +11,8 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from hwloop.errors import UsageError  # noqa: E402
-from hwloop.held_outputs import build_headed_regressor, retrain_with_hold, trainable_for_hold  # noqa: E402
-from hwloop.models import FitConfig, build_regressor, fit_regression  # noqa: E402
+from hwloop.inverses.held import build_headed_regressor, retrain_with_hold, trainable_for_hold  # noqa: E402
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression  # noqa: E402
 
 FIT = FitConfig(steps=300)
 

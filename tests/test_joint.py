@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from hwloop.models import build_regressor
+from hwloop.inverses.models import build_regressor
 from hwloop.strategies.joint import JointTrainer
 
 

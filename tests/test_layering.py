@@ -1,4 +1,4 @@
-"""The layout's rules, checked on the source: what may import what, and module size."""
+"""The layout's rules, checked on the source: what may import what, no import cycles, module size."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
+MAX_TOP_MODULES = 15
+INSTALLED_AS = {"hwloop": "hwloop", "drivers": "hwloop.drivers", "simulators": "hwloop.simulators"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -35,8 +37,10 @@ def test_drivers_and_simulators_import_only_the_device_contract(folder: str) -> 
 
 
 def test_the_device_contract_imports_only_errors() -> None:
-    mods = {m for m in _imports(ROOT / "hwloop" / "device.py") if m.startswith("hwloop")}
-    assert mods <= {"hwloop.errors"}, mods
+    mods = {
+        m for p in (ROOT / "hwloop" / "device").glob("*.py") for m in _imports(p) if m.startswith("hwloop")
+    }
+    assert {m for m in mods if not m.startswith("hwloop.device")} <= {"hwloop.errors"}, mods
 
 
 def test_no_module_over_400_lines() -> None:
@@ -56,3 +60,114 @@ def test_strategies_reach_devices_only_through_the_meter() -> None:
             m.startswith(("hwloop.drivers", "hwloop.simulators", "hwloop.registry")) for m in mods
         ), p
         assert "hwloop.querylog" not in mods, p
+
+
+def _module_files() -> dict[str, Path]:
+    """Every module of the installed package, by dotted name (drivers/ as hwloop.drivers, ...)."""
+    found = {}
+    for folder, prefix in INSTALLED_AS.items():
+        for p in (ROOT / folder).rglob("*.py"):
+            parts = p.relative_to(ROOT / folder).with_suffix("").parts
+            name = ".".join((prefix, *parts))
+            found[name.removesuffix(".__init__")] = p
+    return found
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Module -> modules it imports, at any depth (inside functions too), relative imports resolved.
+
+    ``from pkg import name`` counts as importing ``pkg.name`` when that is a
+    module, else ``pkg``; a submodule's implicit import of its parent package
+    is not counted (every package would be a cycle with its children).
+    """
+    files = _module_files()
+    graph: dict[str, set[str]] = {}
+    for name, path in files.items():
+        pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        edges: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                    base = ".".join([*up, base] if base else up)
+                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+            for t in targets:
+                while t and t not in files:
+                    t = t.rpartition(".")[0]
+                if t and t != name:
+                    edges.add(t)
+        graph[name] = edges
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in graph:
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_cycles_counting_imports_inside_functions() -> None:
+    assert _cycles(_import_graph()) == []
+
+
+def test_the_cycle_finder_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+def test_no_module_imports_the_top_package() -> None:
+    """``import hwloop`` inside hwloop would close a cycle through its lazy entry points."""
+    graph = _import_graph()
+    assert not [m for m, edges in graph.items() if "hwloop" in edges and m != "hwloop"]
+
+
+def test_at_most_15_modules_directly_in_hwloop() -> None:
+    top = sorted(p.name for p in (ROOT / "hwloop").glob("*.py"))
+    assert len(top) <= MAX_TOP_MODULES, top
+
+
+@pytest.mark.parametrize("package", ["cli", "device", "inverses", "dpd", "farm", "report", "strategies"])
+def test_every_subpackage_says_what_it_owns_and_may_import(package: str) -> None:
+    doc = ast.get_docstring(ast.parse((ROOT / "hwloop" / package / "__init__.py").read_text())) or ""
+    assert "May import" in doc or "may import" in doc, package
+
+
+def test_dpd_is_numpy_only_and_inverses_never_reach_up() -> None:
+    graph = _import_graph()
+    for name, edges in graph.items():
+        if name.startswith("hwloop.dpd"):
+            assert not {
+                e for e in edges if e.startswith(("hwloop.inverses", "hwloop.strategies", "hwloop.run"))
+            }, name
+        if name.startswith("hwloop.inverses"):
+            up = ("hwloop.strategies", "hwloop.metered", "hwloop.run", "hwloop.cli", "hwloop.evaluate")
+            assert not {e for e in edges if e.startswith(up)}, name

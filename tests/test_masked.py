@@ -11,8 +11,8 @@ keras = pytest.importorskip("keras")
 tf = pytest.importorskip("tensorflow")
 
 from hwloop.errors import ShapeError  # noqa: E402
-from hwloop.layers import MaskedDense  # noqa: E402
-from hwloop.models import FitConfig, build_regressor, fit_regression  # noqa: E402
+from hwloop.inverses.layers import MaskedDense  # noqa: E402
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression  # noqa: E402
 
 MASK = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]], np.float32)  # (in 4, units 3)
 

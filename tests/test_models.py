@@ -12,8 +12,8 @@ import pytest
 
 keras = pytest.importorskip("keras")  # a hard dependency: this never skips in a real install
 
-from hwloop.layers import ClipToRange, Destandardize, Standardize  # noqa: E402
-from hwloop.models import FitConfig, build_regressor, fit_regression, with_clip  # noqa: E402
+from hwloop.inverses.layers import ClipToRange, Destandardize, Standardize  # noqa: E402
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression, with_clip  # noqa: E402
 
 
 @pytest.mark.parametrize(
@@ -67,7 +67,7 @@ def test_clipped_model_saves_and_loads_in_a_fresh_interpreter(tmp_path: Path) ->
     model.save(tmp_path / "m.keras")
     np.save(tmp_path / "probe.npy", probe)
     code = textwrap.dedent(f"""
-        import numpy as np, keras, hwloop.layers
+        import numpy as np, keras, hwloop.inverses.layers
         m = keras.models.load_model({str(tmp_path / "m.keras")!r}, compile=False)
         np.save({str(tmp_path / "out.npy")!r}, np.asarray(m(np.load({str(tmp_path / "probe.npy")!r}))))
     """)

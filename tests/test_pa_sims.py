@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import hwloop
-from hwloop.dpd_metrics import acpr_db, nmse_db
+from hwloop.dpd.gmp import GMP, GMPConfig
+from hwloop.dpd.metrics import acpr_db, nmse_db
+from hwloop.dpd.signals import OFDMSpec, cplx, dpa200, ofdm
 from hwloop.errors import BadDeviceParameterError, OutOfRangeError
-from hwloop.gmp import GMP, GMPConfig
-from hwloop.signals import OFDMSpec, cplx, dpa200, ofdm
 from hwloop.simulators.catalog import describe, make_sim
 from hwloop.simulators.pa import _fitted, gmp_terms
 
@@ -80,8 +80,11 @@ def test_pa_gmp_equals_the_library_gmp_with_its_coefficients() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_overdrive_saturates_instead_of_blowing_up(name: str) -> None:
-    corner = np.full((200, 2), 1.0, np.float32)  # |x| = sqrt(2), past the fitted range
-    out = np.abs(cplx(make_sim(name, noise=0.0).query(corner)))
+    corner = np.full((200, 2), 1.0, np.float32)  # |x| = sqrt(2): inside the box, outside the envelope
+    with pytest.raises(OutOfRangeError, match="above the peak"):
+        make_sim(name, noise=0.0).query(corner)
+    on_peak = np.full((200, 2), np.float32(np.sqrt(0.5) * (1 - 1e-6)), np.float32)  # |x| = 1
+    out = np.abs(cplx(make_sim(name, noise=0.0).query(on_peak)))
     assert out.max() < 3.5
     x, _ = dpa200("val")
     hard = make_sim(name, noise=0.0, drive=1.4).query(x)

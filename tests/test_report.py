@@ -14,7 +14,7 @@ import pytest
 
 import hwloop
 from hwloop.errors import RunDirError
-from hwloop.report import DPI, FIGSIZE, load_run, write_report
+from hwloop.report.figure import DPI, FIGSIZE, load_run, write_report
 from hwloop.run import TrainOptions
 
 matplotlib_image = pytest.importorskip("matplotlib.image")
@@ -145,7 +145,7 @@ def test_log_without_meta_is_a_run_dir_error(run_copy: Path) -> None:
 
 def test_importing_hwloop_and_the_report_module_stays_light() -> None:
     code = (
-        "import sys, hwloop, hwloop.report, hwloop.pytest_plugin\n"
+        "import sys, hwloop, hwloop.report.figure, hwloop.pytest_plugin\n"
         "heavy = [m for m in ('matplotlib', 'tensorflow', 'keras') if m in sys.modules]\n"
         "assert not heavy, heavy\n"
     )

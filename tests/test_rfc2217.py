@@ -115,7 +115,7 @@ def test_farm_unit_on_an_rfc2217_port(ray_cluster: RayCluster, tmp_path: Path) -
     try:
         server = Rfc2217Server(pty)
         uri = f"rfc2217://127.0.0.1:{server.port}"
-        result = hwloop.farm(
+        result = hwloop.run_farm(
             [uri], out=tmp_path / "farm", strategy="ila", queries=300, fit_steps=300, eval_targets=64
         )
         assert result.ok, [u["error"] for u in result.failed]

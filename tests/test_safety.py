@@ -14,8 +14,8 @@ import hwloop.strategies.spsa
 import hwloop.strategies.surrogate
 from hwloop.device import DeviceInfo
 from hwloop.errors import NonFiniteAnswer
+from hwloop.inverses.models import build_regressor
 from hwloop.metered import MeteredDevice
-from hwloop.models import build_regressor
 from hwloop.querylog import QueryLog, open_run_log
 from hwloop.run import TrainOptions
 from hwloop.simulators.catalog import make_sim

@@ -21,7 +21,7 @@ def _x(n: int, seed: int = 0) -> np.ndarray:
 
 
 def test_tapped_holds_current_and_past_samples_with_zeros_before_the_start() -> None:
-    from hwloop.tapped import tapped
+    from hwloop.inverses.tapped import tapped
 
     s = np.array([[1.0, 10.0], [2.0, 20.0], [3.0, 30.0]], np.float32)
     f = tapped(s, depth=2)
@@ -35,7 +35,7 @@ def test_tapped_holds_current_and_past_samples_with_zeros_before_the_start() -> 
 
 
 def test_tapped_rejects_bad_arguments() -> None:
-    from hwloop.tapped import tapped
+    from hwloop.inverses.tapped import tapped
 
     with pytest.raises(ShapeError):
         tapped(np.zeros((2, 2, 2)), 1)
@@ -117,8 +117,8 @@ def test_memory_sim_refuses_bad_input_and_parameters() -> None:
 
 def test_sequence_ila_through_a_metered_device_counts_queries_and_learns() -> None:
     from hwloop.evaluate import EvalBudget, evaluate_sequence
+    from hwloop.inverses.models import FitConfig
     from hwloop.metered import MeteredDevice
-    from hwloop.models import FitConfig
     from hwloop.strategies.sequence import SequenceILAConfig, train_sequence_ila
 
     dev = MeteredDevice(make_sim("wh"), None, budget=3000)
@@ -134,8 +134,8 @@ def test_sequence_ila_through_a_metered_device_counts_queries_and_learns() -> No
 
 
 def test_iterative_sequence_ila_stays_within_budget() -> None:
+    from hwloop.inverses.models import FitConfig
     from hwloop.metered import MeteredDevice
-    from hwloop.models import FitConfig
     from hwloop.strategies.sequence import SequenceILAConfig, train_sequence_ila
 
     sim = make_sim("memory_poly")
@@ -150,7 +150,7 @@ def test_iterative_sequence_ila_stays_within_budget() -> None:
 def test_tapped_inverse_reaches_the_noise_floor_on_wiener_hammerstein() -> None:
     """Acceptance: within 8 dB of the noise floor at 20,000 queries; memoryless clearly worse."""
     from hwloop.evaluate import EvalBudget, evaluate_sequence
-    from hwloop.models import FitConfig
+    from hwloop.inverses.models import FitConfig
     from hwloop.strategies.sequence import SequenceILAConfig, train_sequence_ila
 
     t0 = time.perf_counter()

@@ -7,8 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwloop.errors import ShapeError, UsageError
-from hwloop.signals import (
+from hwloop.dpd.signals import (
     OFDMSpec,
     cplx,
     dpa200,
@@ -19,6 +18,7 @@ from hwloop.signals import (
     read_iq,
     read_pairs,
 )
+from hwloop.errors import ShapeError, UsageError
 
 
 def test_ofdm_is_seeded_shaped_and_peak_normalised() -> None:

@@ -24,8 +24,8 @@ import logging
 
 import numpy as np
 
-from hwloop.models import FitConfig, fit_regression
-from hwloop.strategies import Context, Outcome
+from hwloop.inverses.models import FitConfig, fit_regression
+from hwloop.strategies.base import Context, Outcome
 from hwloop.strategies.ila import config_for as ila_config
 from hwloop.strategies.ila import train_ila
 from hwloop.strategies.joint import fit_surrogate, make_trainer
@@ -44,22 +44,22 @@ def train(ctx: Context) -> Outcome:
     warm = train_ila(
         dev,
         ila_config(ctx, 3),
-        seed=ctx.seed,
+        seed=ctx.settings.seed,
         spend=int(dev.remaining * WARM_FRACTION),
         prior=ctx.prior,
         mask=ctx.mask,
         on_step=ctx.on_step,
     )
     sur, sur_curve = fit_surrogate(
-        warm.x, warm.y, cfg.surrogate_fit, seed=ctx.seed, mask=ctx.mask, on_step=ctx.on_step
+        warm.x, warm.y, cfg.surrogate_fit, seed=ctx.settings.seed, mask=ctx.mask, on_step=ctx.on_step
     )
-    trainer = make_trainer(warm.model, sur, dev, cfg, ctx.seed)
+    trainer = make_trainer(warm.model, sur, dev, cfg, ctx.settings.seed)
     scores, curve, stopped, (x_all, y_all) = run_rounds(
         dev,
         trainer,
         cfg,
         (warm.x, warm.y),
-        seed=ctx.seed,
+        seed=ctx.settings.seed,
         stop_early=True,
         reserve=reserve,
         on_step=ctx.on_step,
@@ -76,11 +76,16 @@ def train(ctx: Context) -> Outcome:
 def _ila_refit(ctx: Context, trainer, x: np.ndarray, y: np.ndarray) -> list[float]:
     """Spend what is left as ILA would: uniform queries, then a full fit on every pair measured."""
     dev = ctx.dev
-    rng = np.random.default_rng(ctx.seed + 77)
+    rng = np.random.default_rng(ctx.settings.seed + 77)
     x_new = dev.info.uniform(rng, dev.remaining)
     y_new = dev.query(x_new, "train")
     xs, ys = np.concatenate([x, x_new]), np.concatenate([y, y_new])
     log.info("auto: no room for refinement; fitting the inverse by ILA on all %d pairs", len(xs))
     return fit_regression(
-        trainer.inverse, ys, xs, FitConfig(steps=ctx.fit_steps), seed=ctx.seed + 5, on_step=ctx.on_step
+        trainer.inverse,
+        ys,
+        xs,
+        FitConfig(steps=ctx.settings.fit_steps),
+        seed=ctx.settings.seed + 5,
+        on_step=ctx.on_step,
     )

@@ -13,7 +13,7 @@ VJP backward. Measured on `sim:iqpa` units: 200 queries take a unit from
 from __future__ import annotations
 
 from hwloop.errors import UsageError
-from hwloop.strategies import Context, Outcome
+from hwloop.strategies.base import Context, Outcome
 from hwloop.strategies.calibrate_unit import calibrate_unit
 from hwloop.strategies.parent import load_parent
 
@@ -27,9 +27,20 @@ def train(ctx: Context) -> Outcome:
         raise UsageError(
             f"calibrating from --init-from needs --queries {MIN_QUERIES} or more, got {dev.remaining}"
         )
-    parent = load_parent(ctx.init_from, dev.info, need_surrogate=True, fit_steps=ctx.fit_steps, seed=ctx.seed)
+    parent = load_parent(
+        ctx.settings.init_from,
+        dev.info,
+        need_surrogate=True,
+        fit_steps=ctx.settings.fit_steps,
+        seed=ctx.settings.seed,
+    )
     res = calibrate_unit(
-        dev, parent.inverse, parent.surrogate, seed=ctx.seed, fit_steps=ctx.fit_steps, on_step=ctx.on_step
+        dev,
+        parent.inverse,
+        parent.surrogate,
+        seed=ctx.settings.seed,
+        fit_steps=ctx.settings.fit_steps,
+        on_step=ctx.on_step,
     )
     details = {**res.details, "surrogate_refitted_from_log": parent.surrogate_refitted}
     return Outcome(res.inverse, res.curve, res.surrogate, details)

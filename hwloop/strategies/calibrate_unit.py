@@ -43,11 +43,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hwloop.device import IQEnvelope
 from hwloop.device_op import straight_through
 from hwloop.errors import BudgetExhausted, ShapeError
-from hwloop.layers import Destandardize, Standardize
+from hwloop.inverses.layers import Destandardize, Standardize
 from hwloop.metered import MeteredDevice
-from hwloop.metrics import nmse_db
+from hwloop.metrics import keep_index, nmse_db, nmse_uncertainty_db
+from hwloop.strategies.gauss_newton import gauss_newton_upstream, range_penalty, uniform_inputs
 
 log = logging.getLogger(__name__)
 
@@ -170,8 +172,10 @@ class InverseTrainer:
         *,
         y_std: np.ndarray,
         seed: int,
+        envelope: IQEnvelope | None = None,
     ) -> None:
         self.inverse, self.cfg = inverse, cfg
+        self.envelope = envelope
         self.low = tf.constant(np.asarray(low, np.float32))
         self.high = tf.constant(np.asarray(high, np.float32))
         self.y_std = tf.constant(np.asarray(y_std, np.float32))
@@ -187,21 +191,8 @@ class InverseTrainer:
 
     def sample_targets(self, n: int) -> tf.Tensor:
         """Targets the corrected surrogate says the unit reaches: F_K(uniform inputs)."""
-        u = self.gen.uniform((n, self.low.shape[0]), dtype=tf.float32)
-        return tf.stop_gradient(self.surrogate(self.low + u * (self.high - self.low)))
-
-    def gauss_newton(self, x: tf.Tensor, err: tf.Tensor) -> tf.Tensor:
-        """(J J^T + lambda I)^-1 err per row, J = dF_K/dx at x."""
-        xs = tf.stop_gradient(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xs)
-            ys = self.surrogate(xs)
-        jac = tape.batch_jacobian(ys, xs)
-        jjt = tf.matmul(jac, jac, transpose_b=True)
-        dim = tf.shape(jjt)[1]
-        scale = tf.linalg.trace(jjt)[:, None, None] / tf.cast(dim, tf.float32)
-        reg = jjt + (self.cfg.damping * scale + 1e-12) * tf.eye(dim, batch_shape=[tf.shape(jjt)[0]])
-        return tf.linalg.solve(reg, err[:, :, None])[:, :, 0]
+        x = uniform_inputs(self.gen, n, self.low, self.high, self.envelope)
+        return tf.stop_gradient(self.surrogate(x))
 
     def _step(
         self, t_dev: tf.Tensor, x_q: tf.Tensor, y_dev: tf.Tensor, weight: tf.Tensor, lr: tf.Tensor
@@ -220,9 +211,9 @@ class InverseTrainer:
             y_fwd = y_dev + tf.stop_gradient(y_hat_dev) - moved_from
             y_dev_term = straight_through(weight * y_fwd + (1.0 - weight) * y_hat_dev, y_hat_dev)
             y = tf.concat([y_hat[:n_sur], y_dev_term], axis=0)
-            excess = (tf.nn.relu(x - self.high) + tf.nn.relu(self.low - x)) / (self.high - self.low)
-            penalty = self.cfg.range_penalty * tf.reduce_mean(tf.reduce_sum(excess**2, axis=1))
-        upstream = self.gauss_newton(x, y - t) / tf.cast(tf.shape(t)[0], tf.float32)
+            penalty = range_penalty(x, self.low, self.high, self.cfg.range_penalty)
+        upstream = gauss_newton_upstream(self.surrogate, x, y - t, self.cfg.damping)
+        upstream /= tf.cast(tf.shape(t)[0], tf.float32)
         grads = tape.gradient([y, penalty], variables, output_gradients=[upstream, tf.ones_like(penalty)])
         del tape
         self.opt.apply_gradients(zip(grads, variables, strict=True))
@@ -329,7 +320,9 @@ def calibrate_unit(
     y_std = _output_std(surrogate, info.out_dim)
     model = _clone(inverse)
     unit_sur = corrected_surrogate(surrogate, info.low_array, info.high_array, residual_units=0, seed=seed)
-    trainer = InverseTrainer(model, unit_sur, info.low_array, info.high_array, cfg, y_std=y_std, seed=seed)
+    trainer = InverseTrainer(
+        model, unit_sur, info.low_array, info.high_array, cfg, y_std=y_std, seed=seed, envelope=info.envelope
+    )
     rng = np.random.default_rng(seed + 5)
     xs, ys = np.zeros((0, info.in_dim), np.float32), np.zeros((0, info.out_dim), np.float32)
     rounds: list[dict] = []
@@ -341,7 +334,12 @@ def calibrate_unit(
         x_q = dev.safe(np.asarray(model(t), np.float32))
         y = dev.query(x_q, "train")
         checkpoints.append([w.copy() for w in model.get_weights()])
-        rnd: dict = {"round": r, "queries": n, "measured_nmse_db": round(float(nmse_db(y, t)), 3)}
+        rnd: dict = {
+            "round": r,
+            "queries": n,
+            "measured_nmse_db": round(float(nmse_db(y, t)), 3),
+            "measured_uncertainty_db": round(nmse_uncertainty_db(y, t), 3),
+        }
         xs, ys = np.concatenate([xs, x_q]), np.concatenate([ys, y])
         unit_sur, choice = choose_correction(surrogate, xs, ys, dev, cfg, seed=seed + r, y_std=y_std)
         trainer.use_surrogate(unit_sur)
@@ -368,19 +366,22 @@ def _pick_final(
     last: tuple[np.ndarray, np.ndarray, np.ndarray],
     n_judge: int,
 ) -> dict:
-    """Keep the trained inverse unless a measured checkpoint was better than its prediction.
+    """Keep the trained inverse unless a measured checkpoint was clearly better than its prediction.
 
     The final inverse has no measurement of its own; its error is predicted on
     the last round's held answers, ``y + F_K(M(t)) - F_K(x_q)``, anchored on
-    the device. Measured rounds are noisy estimates: a checkpoint must beat the
-    prediction by more than their uncertainty to be restored.
+    the device. The choice is `hwloop.metrics.keep_index` with the final
+    inverse preferred: a checkpoint is restored only when it beats the
+    prediction by more than their combined uncertainty.
     """
     t, x_q, y = (a[-n_judge:] for a in last)
     pred = y + np.asarray(unit_sur(np.asarray(model(t)))) - np.asarray(unit_sur(x_q))
     predicted = round(float(nmse_db(pred, t)), 3)
-    best = min(range(len(rounds)), key=lambda i: rounds[i]["measured_nmse_db"])
-    margin = 10 * np.log10(1 + 2 / np.sqrt(max(rounds[best]["queries"], 1)))
-    if rounds[best]["measured_nmse_db"] + margin < predicted:
-        model.set_weights(checkpoints[best])
-        return {"final_predicted_nmse_db": predicted, "kept": f"round {best} checkpoint"}
+    scores = [(r["measured_nmse_db"], r["measured_uncertainty_db"]) for r in rounds]
+    scores.append((predicted, nmse_uncertainty_db(pred, t)))
+    final = len(scores) - 1
+    chosen = keep_index(scores, prefer=[final])
+    if chosen != final:
+        model.set_weights(checkpoints[chosen])
+        return {"final_predicted_nmse_db": predicted, "kept": f"round {chosen} checkpoint"}
     return {"final_predicted_nmse_db": predicted, "kept": "final"}

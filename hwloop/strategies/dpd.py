@@ -5,7 +5,7 @@ output units. A stretch of them is sent once per round, each time after a
 reset; each round is one whole sequence of device queries.
 
 - ``ila`` / ``iila``: the textbook method. The stretch is a third of the
-  budget; three rounds of indirect learning (`hwloop.gmp.indirect_learning`):
+  budget; three rounds of indirect learning (`hwloop.dpd.gmp.indirect_learning`):
   drive the current predistorter (first a scaled identity), fit the
   least-squares GMP post-inverse from the answer back to the drive, copy it in
   front. The last fit is the predistorter.
@@ -13,7 +13,7 @@ reset; each round is one whole sequence of device queries.
   `rounds_for` rounds of a shorter stretch (11 rounds of 4,545 samples at
   50,000 queries: more rounds did more than longer stretches, BENCHMARKS f).
   Indirect learning warms up (two rounds, one on small budgets); then direct
-  learning (`hwloop.gmp_direct.direct_learning`) measures the amplifier's
+  learning (`hwloop.dpd.direct.direct_learning`) measures the amplifier's
   answer to the predistorter's drive and takes a Gauss-Newton step on the
   measured output error through a GMP surrogate fitted on every sequence
   measured so far. ``surrogate`` keeps the last step; ``auto`` keeps the
@@ -34,10 +34,10 @@ from collections.abc import Callable
 
 import numpy as np
 
+from hwloop.dpd.direct import SURROGATE_CFG, direct_learning
+from hwloop.dpd.gmp import GMPConfig, GMPInverse, indirect_learning
 from hwloop.errors import UsageError
-from hwloop.gmp import GMPConfig, GMPInverse, indirect_learning
-from hwloop.gmp_direct import SURROGATE_CFG, direct_learning
-from hwloop.strategies import Context, Outcome
+from hwloop.strategies.base import Context, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ def fit_predistorter(
     rounds of a third of the budget. ``direct=True``: `rounds_for` rounds, an
     indirect warm start, then direct learning keeping the ``keep`` round.
     ``gain`` is the target gain G (1.0: t is already in output units; "peak"
-    etc. as in `hwloop.gmp.resolve_gain`). ``cfg`` None: `GMPConfig` defaults,
+    etc. as in `hwloop.dpd.gmp.resolve_gain`). ``cfg`` None: `GMPConfig` defaults,
     or `DIRECT_CFG` for direct learning when the stretch has 16 samples a
     term. ``rounds`` overrides `rounds_for`'s choice (benchmarks). Returns
     the predistorter and its figures for metrics.json.
@@ -180,12 +180,12 @@ def train(ctx: Context) -> Outcome:
         query_sequence,
         t,
         dev.remaining,
-        direct=ctx.requested in ("auto", "surrogate"),
-        keep="best" if ctx.requested == "auto" else "last",
+        direct=ctx.settings.requested in ("auto", "surrogate"),
+        keep="best" if ctx.settings.requested == "auto" else "last",
         peak=peak,
         cfg=None if dev.info.stateful else GMPConfig(memory=1, cross_memory=1, lag=0),
-        fs=ctx.fs,
-        bw=ctx.bw,
+        fs=ctx.settings.fs,
+        bw=ctx.settings.bw,
     )
     inverse.info = dev.info.to_dict()
     return Outcome(inverse, [], details=details, memory={"kind": "gmp"})

@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
 from hwloop.metered import MeteredDevice
-from hwloop.models import FitConfig, build_regressor, fit_regression
-from hwloop.strategies import Context, Outcome
+from hwloop.strategies.base import Context, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -102,13 +102,20 @@ def train_ila(
 def config_for(ctx: Context, rounds: int) -> ILAConfig:
     """ILA settings scaled to the run's ``fit_steps`` (refits at half of them)."""
     return ILAConfig(
-        rounds=rounds, fit=FitConfig(steps=ctx.fit_steps), refit_steps=max(1, ctx.fit_steps // 2)
+        rounds=rounds,
+        fit=FitConfig(steps=ctx.settings.fit_steps),
+        refit_steps=max(1, ctx.settings.fit_steps // 2),
     )
 
 
 def train(ctx: Context) -> Outcome:
     """Plain ILA: the whole budget on uniform queries, one fit."""
     res = train_ila(
-        ctx.dev, config_for(ctx, 1), seed=ctx.seed, prior=ctx.prior, mask=ctx.mask, on_step=ctx.on_step
+        ctx.dev,
+        config_for(ctx, 1),
+        seed=ctx.settings.seed,
+        prior=ctx.prior,
+        mask=ctx.mask,
+        on_step=ctx.on_step,
     )
     return Outcome(res.model, res.curve)

@@ -30,9 +30,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hwloop.device import IQEnvelope
 from hwloop.device_op import straight_through
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
 from hwloop.metered import MeteredDevice
-from hwloop.models import FitConfig, build_regressor, fit_regression
+from hwloop.strategies.gauss_newton import gauss_newton_upstream, range_penalty, uniform_inputs
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +94,12 @@ class JointTrainer:
         damping: float = 1e-3,
         range_penalty: float = 10.0,
         seed: int = 0,
+        envelope: IQEnvelope | None = None,
     ) -> None:
         self.inverse, self.surrogate = inverse, surrogate
+        self.envelope = envelope
         self.low = tf.constant(np.asarray(low, np.float32))
         self.high = tf.constant(np.asarray(high, np.float32))
-        self.span = self.high - self.low
         self.opt_inverse = keras.optimizers.Adam(inverse_lr)
         self.opt_surrogate = keras.optimizers.Adam(surrogate_lr)
         # Build the optimizers' slots now: each traced variant of `step`
@@ -112,21 +115,12 @@ class JointTrainer:
 
     def sample_targets(self, n: int) -> tf.Tensor:
         """Reachable, noise-free targets: the surrogate's answers to uniform inputs."""
-        u = self.gen.uniform((n, self.low.shape[0]), dtype=tf.float32)
-        return tf.stop_gradient(self.surrogate(self.low + u * self.span))
+        x = uniform_inputs(self.gen, n, self.low, self.high, self.envelope)
+        return tf.stop_gradient(self.surrogate(x))
 
     def gauss_newton(self, x: tf.Tensor, err: tf.Tensor) -> tf.Tensor:
         """(J J^T + lambda I)^-1 err per row, J = dF_hat/dx at x (held constant)."""
-        xs = tf.stop_gradient(x)
-        with tf.GradientTape() as tape:
-            tape.watch(xs)
-            ys = self.surrogate(xs)
-        jac = tape.batch_jacobian(ys, xs)  # (n, out, in)
-        jjt = tf.matmul(jac, jac, transpose_b=True)
-        scale = tf.linalg.trace(jjt)[:, None, None] / tf.cast(tf.shape(jjt)[1], tf.float32)
-        eye = tf.eye(tf.shape(jjt)[1], batch_shape=[tf.shape(jjt)[0]])
-        reg = jjt + (self.damping * scale + 1e-12) * eye
-        return tf.linalg.solve(reg, err[:, :, None])[:, :, 0]
+        return gauss_newton_upstream(self.surrogate, x, err, self.damping)
 
     def _step(
         self,
@@ -155,8 +149,7 @@ class JointTrainer:
             # the device forward (moved along F_hat since the query), F_hat's VJP backward.
             y_dev_fwd = straight_through(y_mixed, y_hat[n_s:], y_anchor)
             y = tf.concat([y_hat[:n_s], y_dev_fwd], axis=0)
-            excess = (tf.nn.relu(x - self.high) + tf.nn.relu(self.low - x)) / self.span
-            penalty = self.range_penalty * tf.reduce_mean(tf.reduce_sum(excess**2, axis=1))
+            penalty = range_penalty(x, self.low, self.high, self.range_penalty)
             sur_err = (self.surrogate(x_log, training=True) - y_log) / self.y_std
             loss_sur = tf.reduce_mean(tf.square(sur_err))
         err = (y - t) / self.y_std
@@ -205,4 +198,5 @@ def make_trainer(
         damping=cfg.damping,
         range_penalty=cfg.range_penalty,
         seed=seed,
+        envelope=dev.info.envelope,
     )

@@ -12,7 +12,7 @@ import numpy as np
 
 from hwloop.device import DeviceInfo
 from hwloop.errors import RunDirError, UsageError
-from hwloop.models import FitConfig
+from hwloop.inverses.models import FitConfig
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ def load_parent(
     anew on RUN's logged training pairs.
     """
     from hwloop.data import load_run_pairs
-    from hwloop.inverse import load_inverse
+    from hwloop.inverses.store import load_inverse
 
     run = check_parent(run_dir, info)
     try:
@@ -80,7 +80,7 @@ def load_parent(
     inner = next(layer for layer in inv.model.layers if isinstance(layer, keras.Model))
     surrogate, refitted = None, False
     if (run / SURROGATE_FILE).is_file():
-        import hwloop.layers  # noqa: F401 - registers hwloop's layers
+        import hwloop.inverses.layers  # noqa: F401 - registers hwloop's layers
 
         surrogate = keras.models.load_model(run / SURROGATE_FILE, compile=False)
     elif need_surrogate:

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from hwloop.metered import MeteredDevice
-from hwloop.metrics import nmse_db
+from hwloop.metrics import keep_index, nmse_db, nmse_uncertainty_db, tied
 from hwloop.strategies.joint import JointTrainer, SurrogateConfig, pretrain_through_surrogate
 
 log = logging.getLogger(__name__)
@@ -68,15 +68,6 @@ def correction_weight(surrogate: keras.Model, old: tuple, new: tuple) -> float:
 
     res_old, res_new = msr(*old), msr(*new)
     return 0.0 if res_new <= 0 else max(0.0, 1.0 - res_old / res_new)
-
-
-def nmse_uncertainty_db(y: np.ndarray, t: np.ndarray) -> float:
-    """Standard error, in dB, of an NMSE estimated from n targets (delta method)."""
-    err = np.sum((np.asarray(y, np.float64) - t) ** 2, axis=1)
-    mean = float(np.mean(err))
-    if len(err) < 2 or mean <= 0:
-        return 0.0
-    return float(10.0 / np.log(10.0) * np.std(err) / (mean * np.sqrt(len(err))))
 
 
 def measure(
@@ -190,23 +181,16 @@ def reselect(
     """Load the checkpoint to keep into the inverse, free of the winner's curse.
 
     The best of several noisy scores is biased low. The finalists (up to
-    ``most`` checkpoints within two standard errors of the best) are measured
-    again, each on the same fresh targets, ``reserve`` queries shared among
-    them; among those whose fresh score is within two standard errors of the
-    best fresh score, the latest (most trained) wins. With one finalist, or
-    no queries to spare, the same tie rule applies to the round scores.
+    ``most`` checkpoints tied with the best, `hwloop.metrics.tied`) are
+    measured again, each on the same fresh targets, ``reserve`` queries
+    shared among them, and `hwloop.metrics.keep_index` picks among the fresh
+    scores (the latest of those tied with the best). With one finalist, or no
+    queries to spare, the same rule picks among the round scores.
     """
     if not scores:
         return None
     best = min(scores, key=lambda s: s.nmse_db)
-    finalists = sorted(
-        (
-            s
-            for s in scores
-            if s.nmse_db <= best.nmse_db + 2 * np.hypot(s.uncertainty_db, best.uncertainty_db)
-        ),
-        key=lambda s: s.nmse_db,
-    )[:most]
+    finalists = sorted((s for s in scores if tied(_score(s), _score(best))), key=lambda s: s.nmse_db)[:most]
     finalists.sort(key=lambda s: s.round)
     n = reserve // max(1, len(finalists))
     if len(finalists) < 2 or n < 8 or dev.remaining < n * len(finalists):
@@ -217,9 +201,7 @@ def reselect(
         trainer.inverse.set_weights(s.weights)
         y = dev.query(dev.safe(np.asarray(trainer.inverse(t), np.float32)), "train")
         fresh.append((nmse_db(y, t), nmse_uncertainty_db(y, t)))
-    top = min(f for f, _ in fresh)
-    tied = [i for i, (f, u) in enumerate(fresh) if f <= top + 2 * u]
-    chosen = finalists[tied[-1]]
+    chosen = finalists[keep_index(fresh)]
     log.info(
         "re-measured rounds %s on %d fresh targets: %s dB; keeping round %d",
         [s.round for s in finalists],
@@ -285,16 +267,22 @@ def _train_round(
     return curve
 
 
-def best_checkpoint(inverse: keras.Model, scores: list[RoundScore]) -> RoundScore | None:
-    """Load the best-scoring round's weights into ``inverse``.
+def best_checkpoint(
+    inverse: keras.Model, scores: list[RoundScore], prefer: list[int] | None = None
+) -> RoundScore | None:
+    """Load the weights of the round `hwloop.metrics.keep_index` keeps into ``inverse``.
 
-    Scores are noisy estimates from n answers each: among checkpoints within
-    the estimate's uncertainty of the best, the latest (most trained) wins.
+    Scores are noisy estimates from n answers each: among checkpoints tied
+    with the best, the latest (most trained) wins; ``prefer`` puts an
+    incumbent first (it is kept unless a round beats it by more than the
+    uncertainty).
     """
     if not scores:
         return None
-    best = min(s.nmse_db for s in scores)
-    tie = [s for s in scores if s.nmse_db <= best + 10 * np.log10(1 + 2 / np.sqrt(max(s.n, 1)))]
-    chosen = tie[-1]
+    chosen = scores[keep_index([_score(s) for s in scores], prefer)]
     inverse.set_weights(chosen.weights)
     return chosen
+
+
+def _score(s: RoundScore) -> tuple[float, float]:
+    return (s.nmse_db, s.uncertainty_db)

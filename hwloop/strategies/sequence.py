@@ -3,11 +3,11 @@
 Reset the device, send long random in-range input sequences (rows
 consecutive in time, `collect_uniform`), build the tapped features from the
 device's OUTPUT sequence and regress onto the input sequence (see
-`hwloop.tapped`). Iterative rounds re-query at the current inverse's
+`hwloop.inverses.tapped`). Iterative rounds re-query at the current inverse's
 proposals for reachable target sequences (`collect_at_inverse`) and refit on
 everything. Every sequence starts with a reset, which the metered device
 records in the query log. With ``--inverse gru`` the same queries train a
-GRU on (output sequence -> input sequence) instead (`hwloop.gru_inverse`).
+GRU on (output sequence -> input sequence) instead (`hwloop.inverses.gru`).
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from hwloop.errors import UsageError
-from hwloop.gru_inverse import GRUInverse, WindowConfig, build_gru_model, fit_gru
+from hwloop.inverses.gru import GRUInverse, WindowConfig, build_gru_model, fit_gru
+from hwloop.inverses.models import FitConfig, fit_regression
+from hwloop.inverses.tapped import SequenceInverse, build_tapped_inverse, tapped
 from hwloop.metered import MeteredDevice
-from hwloop.models import FitConfig, fit_regression
-from hwloop.strategies import Context, Outcome
-from hwloop.tapped import SequenceInverse, build_tapped_inverse, tapped
+from hwloop.strategies.base import Context, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -287,20 +287,20 @@ def train(ctx: Context) -> Outcome:
     """Sequence ILA: plain for ``ila``; one iterative refinement for the others; with a signal,
     three rounds on its stretches for every strategy (indirect learning, as the GMP's).
 
-    The inverse is the tapped-delay MLP, or with ``ctx.inverse == "gru"`` the recurrent one."""
+    The inverse is the tapped-delay MLP, or with ``ctx.settings.inverse == "gru"`` the recurrent one."""
     signal = ctx.signal
-    rounds = SIGNAL_ROUNDS if signal is not None else 1 if ctx.requested == "ila" else 2
+    rounds = SIGNAL_ROUNDS if signal is not None else 1 if ctx.settings.requested == "ila" else 2
     first = 1.0 / rounds if signal is not None else 0.5
     extra = {} if signal is None else {"sequence_signal": True}
-    if ctx.inverse == "gru":
+    if ctx.settings.inverse == "gru":
         gcfg = SequenceGRUConfig(
             rounds=rounds,
             first_fraction=first,
-            steps=ctx.fit_steps,
-            refit_steps=max(1, ctx.fit_steps // 4),
+            steps=ctx.settings.fit_steps,
+            refit_steps=max(1, ctx.settings.fit_steps // 4),
         )
         res = train_sequence_gru(
-            ctx.dev, ctx.dev.remaining, gcfg, seed=ctx.seed, on_step=ctx.on_step, signal=signal
+            ctx.dev, ctx.dev.remaining, gcfg, seed=ctx.settings.seed, on_step=ctx.on_step, signal=signal
         )
         return Outcome(
             res.inverse,
@@ -309,14 +309,14 @@ def train(ctx: Context) -> Outcome:
             memory={"kind": "gru", "units": gcfg.units},
         )
     cfg = SequenceILAConfig(
-        depth=ctx.memory_depth,
+        depth=ctx.settings.memory_depth,
         rounds=rounds,
         first_fraction=first,
-        fit=FitConfig(steps=2 * ctx.fit_steps),
-        refit_steps=max(1, ctx.fit_steps // 2),
+        fit=FitConfig(steps=2 * ctx.settings.fit_steps),
+        refit_steps=max(1, ctx.settings.fit_steps // 2),
     )
     res = train_sequence_ila(
-        ctx.dev, ctx.dev.remaining, cfg, seed=ctx.seed, on_step=ctx.on_step, signal=signal
+        ctx.dev, ctx.dev.remaining, cfg, seed=ctx.settings.seed, on_step=ctx.on_step, signal=signal
     )
     return Outcome(
         res.inverse.model,

@@ -10,9 +10,10 @@ y_dev[n], carried along the surrogate to where M has moved since the query
 (`hwloop.device_op.straight_through`), and the backward pass is F_hat's
 vector-Jacobian product through the K + 1 drive samples that produced it,
 each of them M applied to its own target window. The surrogate keeps
-learning from every answer. The checkpoint kept is the best measured round
-(the latest among those within their uncertainty) when some trained round
-beat the warm start by more than the two scores' uncertainty; otherwise the
+learning from every answer. The checkpoint kept follows the one selection
+rule (`hwloop.metrics.keep_index`) with the warm start preferred: a trained
+round replaces it only when it is better by more than twice the two scores'
+combined standard error (then the latest such round is kept); otherwise the
 warm start is kept and every sequence measured (the rounds' drives
 included) refits it by ILA, as iterative ILA would.
 """
@@ -26,17 +27,17 @@ import numpy as np
 import tensorflow as tf
 
 from hwloop.device_op import straight_through
-from hwloop.metrics import nmse_db
-from hwloop.models import FitConfig, build_regressor, fit_regression
-from hwloop.strategies import Context, Outcome
-from hwloop.strategies.rounds import RoundScore, best_checkpoint, correction_weight, nmse_uncertainty_db
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
+from hwloop.inverses.tapped import tapped
+from hwloop.metrics import nmse_db, nmse_uncertainty_db
+from hwloop.strategies.base import Context, Outcome
+from hwloop.strategies.rounds import RoundScore, best_checkpoint, correction_weight
 from hwloop.strategies.sequence import (
     SequenceILAConfig,
     send_each_after_reset,
     tapped_pairs,
     train_sequence_ila,
 )
-from hwloop.tapped import tapped
 
 log = logging.getLogger(__name__)
 
@@ -87,30 +88,35 @@ def _windows(
 def train(ctx: Context) -> Outcome:
     dev = ctx.dev
     assert dev is not None
-    depth = ctx.memory_depth
+    depth = ctx.settings.memory_depth
     cfg = SequenceILAConfig(
-        depth=depth, rounds=1, fit=FitConfig(steps=2 * ctx.fit_steps), refit_steps=max(1, ctx.fit_steps // 2)
+        depth=depth,
+        rounds=1,
+        fit=FitConfig(steps=2 * ctx.settings.fit_steps),
+        refit_steps=max(1, ctx.settings.fit_steps // 2),
     )
     warm = train_sequence_ila(
-        dev, int(dev.remaining * WARM_FRACTION), cfg, seed=ctx.seed, on_step=ctx.on_step
+        dev, int(dev.remaining * WARM_FRACTION), cfg, seed=ctx.settings.seed, on_step=ctx.on_step
     )
     inv = warm.inverse
     xs, ys = list(warm.x), list(warm.y)
     sur_depth = depth
     feats = np.concatenate([tapped(x, sur_depth) for x in xs])
-    surrogate = build_regressor(feats, np.concatenate(ys), seed=ctx.seed + 17, name="sequence_surrogate")
+    surrogate = build_regressor(
+        feats, np.concatenate(ys), seed=ctx.settings.seed + 17, name="sequence_surrogate"
+    )
     curve = warm.curve + fit_regression(
         surrogate,
         feats,
         np.concatenate(ys),
-        FitConfig(steps=ctx.fit_steps),
-        seed=ctx.seed + 17,
+        FitConfig(steps=ctx.settings.fit_steps),
+        seed=ctx.settings.seed + 17,
         on_step=ctx.on_step,
     )
     trainer = SequenceTrainer(inv.model, surrogate, depth, sur_depth, lr=3e-4)
-    rng = np.random.default_rng(ctx.seed + 31)
+    rng = np.random.default_rng(ctx.settings.seed + 31)
     scores: list[RoundScore] = []
-    steps = max(1, ctx.fit_steps // 10)
+    steps = max(1, ctx.settings.fit_steps // 10)
     # Every answered sequence is device-forward data: the warm start's (its own answers as
     # targets, weight 1) keep M where ILA put it while the rounds' answers move it.
     answered = [(y, tapped(x, sur_depth), y, 1.0) for x, y in zip(warm.x, warm.y, strict=True)]
@@ -149,15 +155,15 @@ def train(ctx: Context) -> Outcome:
         curve += _train_round(trainer, inv, answered, steps, rng)
         all_feats = np.concatenate([tapped(x, sur_depth) for x in xs])
         curve += fit_regression(
-            surrogate, all_feats, np.concatenate(ys), FitConfig(steps // 2, lr=1e-3), seed=ctx.seed + r
+            surrogate,
+            all_feats,
+            np.concatenate(ys),
+            FitConfig(steps // 2, lr=1e-3),
+            seed=ctx.settings.seed + r,
         )
-    first = scores[0] if scores else None
-    refit = first is None or not any(
-        s.nmse_db < first.nmse_db - np.hypot(s.uncertainty_db, first.uncertainty_db) for s in scores[1:]
-    )
-    if refit and first is not None:
-        inv.model.set_weights(first.weights)  # back to the warm start
-    best = first if refit else best_checkpoint(inv.model, scores)
+    # The warm start is the incumbent: a trained round replaces it only when it is clearly better.
+    best = best_checkpoint(inv.model, scores, prefer=[0])
+    refit = best is None or best.round == scores[0].round
     if refit:
         feats, targets = tapped_pairs(xs, ys, inv.depth, inv.lookahead)
         fit = cfg.fit
@@ -167,7 +173,7 @@ def train(ctx: Context) -> Outcome:
             feats,
             targets,
             FitConfig(cfg.refit_steps, fit.batch, fit.lr * 0.25, fit.lr_final),
-            seed=ctx.seed + 7,
+            seed=ctx.settings.seed + 7,
             on_step=ctx.on_step,
         )
     details = {

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import keras
 import numpy as np
 
+from hwloop.inverses.models import build_regressor
 from hwloop.metered import MeteredDevice
-from hwloop.models import build_regressor
-from hwloop.strategies import Context, Outcome
+from hwloop.strategies.base import Context, Outcome
 
 log = logging.getLogger(__name__)
 
@@ -83,5 +83,5 @@ def train_spsa(
 
 def train(ctx: Context) -> Outcome:
     """SPSA on the whole budget (a baseline sees only its own queries: `choose` refuses prior pairs)."""
-    model, curve = train_spsa(ctx.dev, SPSAConfig(), seed=ctx.seed, on_step=ctx.on_step)
+    model, curve = train_spsa(ctx.dev, SPSAConfig(), seed=ctx.settings.seed, on_step=ctx.on_step)
     return Outcome(model, curve)

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwloop.models import FitConfig, build_regressor, fit_regression
-from hwloop.strategies import Context, Outcome
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
+from hwloop.strategies.base import Context, Outcome
 from hwloop.strategies.ila import inverse_mask
 from hwloop.strategies.joint import SurrogateConfig, fit_surrogate, make_trainer
 from hwloop.strategies.rounds import reselect, round_details, run_rounds
@@ -22,9 +22,9 @@ from hwloop.strategies.rounds import reselect, round_details, run_rounds
 def config_for(ctx: Context) -> SurrogateConfig:
     """Step counts scale with --fit-steps (defaults: 3000 and 800 at 8000)."""
     return SurrogateConfig(
-        surrogate_fit=FitConfig(steps=ctx.fit_steps),
-        pretrain_steps=max(1, 3 * ctx.fit_steps // 8),
-        round_steps=max(1, ctx.fit_steps // 10),
+        surrogate_fit=FitConfig(steps=ctx.settings.fit_steps),
+        pretrain_steps=max(1, 3 * ctx.settings.fit_steps // 8),
+        round_steps=max(1, ctx.settings.fit_steps // 10),
     )
 
 
@@ -35,20 +35,29 @@ def reserve_for_selection(budget: int) -> int:
 
 def train(ctx: Context) -> Outcome:
     dev, cfg = ctx.dev, config_for(ctx)
-    rng = np.random.default_rng(ctx.seed)
+    rng = np.random.default_rng(ctx.settings.seed)
     reserve = reserve_for_selection(dev.remaining)
     x = dev.info.uniform(rng, max(16, int(dev.remaining * cfg.explore_fraction)))
     y = dev.query(x, "train")
     if ctx.prior is not None:
         x, y = np.concatenate([ctx.prior[0], x]), np.concatenate([ctx.prior[1], y])
     surrogate, curve = fit_surrogate(
-        x, y, cfg.surrogate_fit, seed=ctx.seed, mask=ctx.mask, on_step=ctx.on_step
+        x, y, cfg.surrogate_fit, seed=ctx.settings.seed, mask=ctx.mask, on_step=ctx.on_step
     )
-    inverse = build_regressor(y, x, seed=ctx.seed, name="inverse", mask=inverse_mask(ctx.mask))
-    curve += fit_regression(inverse, y, x, FitConfig(steps=ctx.fit_steps), seed=ctx.seed, on_step=ctx.on_step)
-    trainer = make_trainer(inverse, surrogate, dev, cfg, ctx.seed)
+    inverse = build_regressor(y, x, seed=ctx.settings.seed, name="inverse", mask=inverse_mask(ctx.mask))
+    curve += fit_regression(
+        inverse, y, x, FitConfig(steps=ctx.settings.fit_steps), seed=ctx.settings.seed, on_step=ctx.on_step
+    )
+    trainer = make_trainer(inverse, surrogate, dev, cfg, ctx.settings.seed)
     scores, more, _, _ = run_rounds(
-        dev, trainer, cfg, (x, y), seed=ctx.seed, train_last=True, reserve=reserve, on_step=ctx.on_step
+        dev,
+        trainer,
+        cfg,
+        (x, y),
+        seed=ctx.settings.seed,
+        train_last=True,
+        reserve=reserve,
+        on_step=ctx.on_step,
     )
     best = reselect(dev, trainer, scores, reserve)
     return Outcome(inverse, curve + more, surrogate, round_details(scores, best))

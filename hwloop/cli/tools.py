@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from hwloop.cli_common import (
+from hwloop.cli.common import (
     config_option,
     device_option,
     emit_json,
@@ -135,7 +135,7 @@ def apply(run_dir: str, in_path: str, out_path: str) -> None:
     """Map targets to device inputs with a trained inverse."""
     import numpy as np
 
-    from hwloop.inverse import load_inverse
+    from hwloop.inverses.store import load_inverse
 
     targets = load_npy(in_path, "targets file")
     needs_tensorflow()
@@ -185,7 +185,7 @@ def log_cmd(run_dir: str, export: str, kind: str) -> None:
 )
 def report(run_dir: str, out: str | None) -> None:
     """Draw a run's report.png (transfer, closed loop, error, training curves) from its directory."""
-    from hwloop.report import write_report
+    from hwloop.report.figure import write_report
 
     click.echo(f"wrote {write_report(run_dir, out=out)}", err=True)
 

@@ -17,7 +17,7 @@ output is bit-for-bit unchanged on every input, not merely "close"):
     shared between outputs (the trunk, or ``hidden_*`` of `build_regressor`)
     is excluded from the var_list, so the shared part cannot move the held
     outputs either. Works on `build_headed_regressor` models and on plain
-    `hwloop.models.build_regressor` models (its ``linear_skip`` and
+    `hwloop.inverses.models.build_regressor` models (its ``linear_skip`` and
     ``mlp_out`` layers map column j to output j only).
 
 Adam leaves a variable with an all-zero gradient history exactly where it
@@ -38,8 +38,8 @@ import numpy as np
 import tensorflow as tf
 
 from hwloop.errors import HwloopError, ShapeError, UsageError
-from hwloop.layers import Destandardize, Standardize
-from hwloop.models import FitConfig, _stats
+from hwloop.inverses.layers import Destandardize, Standardize
+from hwloop.inverses.models import FitConfig, _stats
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def build_headed_regressor(
     ``trunk`` widths, if given, add shared tanh layers ``trunk_*`` under the
     heads' MLPs (the skips still read the standardised input). Standardisation
     comes from the data as in `build_regressor`; the last layer is named
-    ``destandardize`` so `hwloop.models.fit_regression` also fits this model.
+    ``destandardize`` so `hwloop.inverses.models.fit_regression` also fits this model.
     """
     x_data, y_data = np.asarray(x_data), np.asarray(y_data)
     if x_data.ndim != 2 or y_data.ndim != 2 or len(x_data) != len(y_data):
@@ -198,7 +198,7 @@ def retrain_with_hold(
 
     ``y[:, j]`` for a held j is ignored (any value will do). The loss is the
     MSE in standardised units (the model's ``destandardize`` layer), as in
-    `hwloop.models.fit_regression`. Afterwards the held outputs are compared
+    `hwloop.inverses.models.fit_regression`. Afterwards the held outputs are compared
     on probe inputs far outside the data; a change above ``tolerance``
     raises `HoldViolation`.
     """

@@ -28,13 +28,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 
-from hwloop.dpd_metrics import acpr_db, linear_gain, nmse_db
+from hwloop.dpd.metrics import acpr_db, linear_gain, nmse_db
+from hwloop.dpd.signals import cplx, iq
 from hwloop.errors import ShapeError, UsageError
-from hwloop.signals import cplx, iq
 
 log = logging.getLogger(__name__)
 
@@ -206,12 +205,6 @@ class GMPInverse:
         return self.stream().send(np.asarray(t, np.float64))
 
     __call__ = apply
-
-    def save(self, run_dir: str | Path) -> Path:
-        """inverse.keras (the Keras form) and device.json, for `hwloop.load_inverse`."""
-        from hwloop.gmp_keras import save_gmp_inverse
-
-        return save_gmp_inverse(run_dir, self, self.info)
 
 
 QuerySequence = Callable[[np.ndarray], np.ndarray]

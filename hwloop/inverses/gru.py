@@ -1,6 +1,6 @@
 """Inverses for devices with memory: the recurrent (GRU) inverse.
 
-Where the tapped-delay inverse (`hwloop.tapped`) sees a fixed window of
+Where the tapped-delay inverse (`hwloop.inverses.tapped`) sees a fixed window of
 past targets, a GRU carries a state through the whole target sequence:
 
     t (batch, time, out_dim) -> Standardize -> GRU(units) -> [z, h] -> Dense(in_dim) -> Destandardize
@@ -32,7 +32,8 @@ import numpy as np
 import tensorflow as tf
 
 from hwloop.errors import ShapeError, UsageError
-from hwloop.layers import Destandardize, Standardize
+from hwloop.inverses.base import Family, save_model, without_memory
+from hwloop.inverses.layers import Destandardize, Standardize
 
 log = logging.getLogger(__name__)
 
@@ -153,8 +154,6 @@ class GRUInverse:
 
     def save(self, run_dir: str | Path) -> Path:
         """inverse.keras and device.json with ``inverse_memory = {"kind": "gru", ...}``."""
-        from hwloop.inverse import save_model
-
         info = self.device_info or {
             "low": self.low.tolist(),
             "high": self.high.tolist(),
@@ -174,8 +173,11 @@ def from_saved(model: keras.Model, info: dict) -> GRUInverse:
         model,
         np.asarray(info["low"], np.float32),
         np.asarray(info["high"], np.float32),
-        {k: v for k, v in info.items() if k != "inverse_memory"},
+        without_memory(info),
     )
+
+
+FAMILY = Family(KIND, (GRUInverse,), GRUInverse.save, from_saved)
 
 
 @dataclass(frozen=True)

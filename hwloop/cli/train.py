@@ -18,7 +18,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from hwloop.cli_common import (
+from hwloop.cli.common import (
     config_option,
     device_option,
     emit_json,
@@ -29,7 +29,7 @@ from hwloop.cli_common import (
 )
 from hwloop.errors import UsageError
 from hwloop.rundir import DEFAULT_QUERIES, TrainOptions, option_fields
-from hwloop.strategies import STRATEGIES, USER_CHOICES
+from hwloop.strategies.registry import STRATEGIES, USER_CHOICES
 
 GIVEN_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
@@ -275,7 +275,7 @@ def eval_cmd(
     """Measure a trained inverse's closed-loop error on a device; with --signal, ACPR, EVM and NMSE."""
     needs_tensorflow()
     from hwloop.evaluate import EvalBudget, evaluate
-    from hwloop.inverse import load_inverse
+    from hwloop.inverses.store import load_inverse
     from hwloop.metered import MeteredDevice
     from hwloop.metrics import db_or_none
     from hwloop.registry import open_device
@@ -297,8 +297,8 @@ def eval_cmd(
             )
         metered = MeteredDevice(dev, None, budget=0)
         if signal is not None:
+            from hwloop.dpd.signals import load_signal
             from hwloop.evaluate import evaluate_signal
-            from hwloop.signals import load_signal
 
             targets = gain * load_signal(signal)
             if recorded and recorded.get("strategy_run") != "dpd" and not recorded.get("sequence_signal"):

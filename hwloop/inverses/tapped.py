@@ -2,7 +2,7 @@
 
 A device with memory maps the input *sequence* to the output sequence, so
 its inverse must see more than the current target. The tapped-delay inverse
-is an ordinary `hwloop.models.build_regressor` fed, at time n, with the
+is an ordinary `hwloop.inverses.models.build_regressor` fed, at time n, with the
 target samples t[n + lookahead], ..., t[n], ..., t[n - depth] (zeros before
 the start and after the end of the sequence, matching a device reset to an
 idle state):
@@ -30,7 +30,8 @@ import keras
 import numpy as np
 
 from hwloop.errors import ShapeError, UsageError
-from hwloop.models import build_regressor
+from hwloop.inverses.base import Family, save_model, without_memory
+from hwloop.inverses.models import build_regressor
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,6 @@ class SequenceInverse:
 
     def save(self, run_dir: str | Path) -> Path:
         """inverse.keras and device.json, with the taps `load_inverse` needs to rebuild this."""
-        from hwloop.inverse import save_model
-
         info = self.device_info or {"low": self.low.tolist(), "high": self.high.tolist()}
         return save_model(run_dir, self.model, info, {"depth": self.depth, "lookahead": self.lookahead})
 
@@ -115,3 +114,18 @@ def build_tapped_inverse(
         feats, np.asarray(x_seq, np.float32), hidden=hidden, seed=seed, name="tapped_inverse"
     )
     return SequenceInverse(model, depth, lookahead, np.asarray(low, np.float32), np.asarray(high, np.float32))
+
+
+def _load(model: keras.Model, info: dict) -> SequenceInverse:
+    memory = info["inverse_memory"]
+    return SequenceInverse(
+        model,
+        int(memory["depth"]),
+        int(memory["lookahead"]),
+        np.asarray(info["low"], np.float32),
+        np.asarray(info["high"], np.float32),
+        without_memory(info),
+    )
+
+
+FAMILY = Family("tapped", (SequenceInverse,), SequenceInverse.save, _load)

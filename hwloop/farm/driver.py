@@ -1,6 +1,6 @@
 """The farm's driver loop: start each unit, wait for any, retry once, record.
 
-Runs in the process that called `hwloop.farm`, with Ray already connected.
+Runs in the process that called `hwloop.run_farm`, with Ray already connected.
 It owns every actor and task it starts, so if that process dies Ray reaps
 them; OUT/farm.json, rewritten after each unit, is what a resumed farm reads.
 """
@@ -16,8 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hwloop.farm import FARM_JSON, FarmResult, UnitDoneFn, _write_json
-from hwloop.farm_actor import DeviceActor, error_line, run_unit
+from hwloop.farm.actor import DeviceActor, error_line, run_unit
+from hwloop.farm.units import FARM_JSON, FarmResult, UnitDoneFn
+from hwloop.rundir import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +114,7 @@ class _Driver:
                 entry[key] = res[key]
 
 
-def run_farm(
+def drive(
     ray: Any,
     state: dict,
     out: Path,
@@ -144,7 +145,7 @@ def run_farm(
             drv.finish(entry, refused, time.perf_counter(), 1)
             if on_unit_done is not None:
                 on_unit_done(entry)
-    _write_json(path, _snapshot(state, out, t_start))
+    write_json_atomic(path, _snapshot(state, out, t_start))
     while drv.pending:
         ready, _ = ray.wait(list(drv.pending), num_returns=1)
         att = drv.pending.pop(ready[0])
@@ -158,11 +159,11 @@ def run_farm(
             drv.start(att.entry, att.attempt + 1)
             continue
         drv.finish(att.entry, res, att.t0, att.attempt)
-        _write_json(path, _snapshot(state, out, t_start))
+        write_json_atomic(path, _snapshot(state, out, t_start))
         if on_unit_done is not None:
             on_unit_done(att.entry)
     result = FarmResult(out, units, time.perf_counter() - t_start, extra=_extra(state))
-    _write_json(path, result.to_dict())
+    write_json_atomic(path, result.to_dict())
     return result
 
 

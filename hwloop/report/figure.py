@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hwloop.config import read_toml
+from hwloop.dpd.panels import draw_iq, is_iq
 from hwloop.errors import HwloopError, RunDirError, UsageError
 from hwloop.querylog import read_rows
-from hwloop.report_iq import draw_iq, is_iq
 from hwloop.rundir import RunDir, read_json_object
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,7 +31,7 @@ REPORT_FILE = "report.png"
 FIGSIZE = (14.0, 9.0)
 DPI = 110
 MAX_SCATTER = 20_000  # points per scatter; more only slows drawing down
-LOSS_EVERY = 100  # fit steps between two train_curve entries (see hwloop.models)
+LOSS_EVERY = 100  # fit steps between two train_curve entries (see hwloop.inverses.models)
 
 
 @dataclass

@@ -26,8 +26,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal as sps
 
+from hwloop.dpd.signals import cplx
 from hwloop.errors import ShapeError, UsageError
-from hwloop.signals import cplx
 
 FS = 800e6  # DPA_200MHz sample rate, Hz
 BW = 200e6  # DPA_200MHz channel bandwidth, Hz

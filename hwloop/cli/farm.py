@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from hwloop.cli_train import options_from, plan_options, run_options
+from hwloop.cli.train import options_from, plan_options, run_options
 from hwloop.errors import UsageError
 from hwloop.rundir import option_fields
 
@@ -104,7 +104,8 @@ def farm_command(
     """Train one inverse per device, in parallel on Ray; each unit in OUT/<unit>/."""
     from click.core import ParameterSource
 
-    from hwloop.farm import UnitSpec, import_ray, parse_devices_file
+    from hwloop.farm.api import import_ray
+    from hwloop.farm.units import UnitSpec, parse_devices_file
 
     ctx = click.get_current_context()
     import_ray()  # without Ray: one line saying how to install it
@@ -124,13 +125,13 @@ def farm_command(
         fixed = {k: train_values[k] for k in ("strategy", "queries", "seed")}
         options = {k: v for k, v in {**fixed, **plan}.items() if v is not None}
 
-    from hwloop.farm import farm
+    from hwloop.farm.api import run_farm
 
     def done(entry: dict) -> None:
         click.echo(unit_line(entry), err=True)
 
     with contextlib.redirect_stdout(sys.stderr):  # Ray prints its raylets' warnings on stdout
-        result = farm(
+        result = run_farm(
             specs,
             out=out,
             ray_address=ray_address,

@@ -1,35 +1,35 @@
 """The GMP predistorter as a Keras model, so it saves and loads as ``inverse.keras``.
 
-The model takes the tapped target sequence that `hwloop.tapped.tapped`
+The model takes the tapped target sequence that `hwloop.inverses.tapped.tapped`
 builds with ``depth = cfg.depth`` and ``lookahead = 0``: row n holds
 [I, Q] of t[n], t[n-1], ..., t[n-depth]. `GMPFeatures` turns a row into the
 real and imaginary parts of the GMP basis, a bias-free Dense layer holds the
 least-squares coefficients (a complex product written as a real 2F x 2
 matrix), and `PeakLimit` bounds the drive's magnitude. Because a row carries
-its own past, the model is an ordinary per-row map: `hwloop.tapped.SequenceInverse`
+its own past, the model is an ordinary per-row map: `hwloop.inverses.tapped.SequenceInverse`
 runs it on whole sequences unchanged, and it stays trainable (e.g. through a
 surrogate) with exact gradients.
 
-Run directory hook: `save_gmp_inverse` writes ``inverse.keras`` and
-``device.json`` with ``inverse_memory = {"depth": D, "lookahead": 0,
-"kind": "gmp", ...}``; `load_gmp_inverse` reads them back into a
-`hwloop.gmp.GMPInverse` (numpy, float64, streaming), and so does
-`hwloop.inverse.load_inverse` (through `from_keras`). The Keras form itself
+Run directory hook (the family record `FAMILY`): `save_gmp_inverse` writes
+``inverse.keras`` and ``device.json`` with ``inverse_memory = {"depth": D,
+"lookahead": 0, "kind": "gmp", ...}``; `hwloop.inverses.store.load_inverse`
+reads them back into a `hwloop.dpd.gmp.GMPInverse` (numpy, float64,
+streaming) through `from_keras`. The Keras form itself
 stays an exact float32 model of the predistorter on tapped rows, which
-`hwloop.tapped.SequenceInverse` can run and a surrogate can train through.
+`hwloop.inverses.tapped.SequenceInverse` can run and a surrogate can train through.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import keras
 import numpy as np
 from keras import ops
 
-from hwloop.errors import RunDirError, UsageError
-from hwloop.gmp import GMP, GMPConfig, GMPInverse
+from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse
+from hwloop.errors import UsageError
+from hwloop.inverses.base import Family, save_model, without_memory
 
 KIND = "gmp"
 _TINY = 1e-24  # floor under |x|^2: keeps the gradient of |x| finite at x = 0
@@ -115,8 +115,6 @@ def from_keras(model: keras.Model, gain: complex = 1.0) -> GMPInverse:
 
 def save_gmp_inverse(run_dir: str | Path, inv: GMPInverse, device_info: dict) -> Path:
     """Write ``inverse.keras`` and ``device.json`` (with ``inverse_memory.kind = "gmp"``)."""
-    from hwloop.inverse import save_model
-
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     g = complex(inv.gain)
@@ -124,21 +122,11 @@ def save_gmp_inverse(run_dir: str | Path, inv: GMPInverse, device_info: dict) ->
     return save_model(run, build_keras(inv), device_info, memory)
 
 
-def load_gmp_inverse(run_dir: str | Path) -> GMPInverse:
-    """Read back what `save_gmp_inverse` wrote; works in a fresh interpreter."""
-    run = Path(run_dir)
-    path, info_path = run / "inverse.keras", run / "device.json"
-    if not path.is_file() or not info_path.is_file():
-        raise RunDirError(f"{run} holds no GMP inverse (inverse.keras or device.json missing)")
-    try:
-        info = json.loads(info_path.read_text())
-        memory = info.get("inverse_memory") or {}
-        if memory.get("kind") != KIND:
-            raise RunDirError(f"{run}: the inverse is not a GMP (kind {memory.get('kind')!r})")
-        model = keras.models.load_model(path, compile=False)
-    except (OSError, ValueError, KeyError) as exc:
-        raise RunDirError(f"{path}: cannot load the GMP inverse ({type(exc).__name__}: {exc})") from exc
-    g = memory.get("gain", [1.0, 0.0])
+def _load(model: keras.Model, info: dict) -> GMPInverse:
+    g = info["inverse_memory"].get("gain", [1.0, 0.0])
     inv = from_keras(model, complex(g[0], g[1]))
-    inv.info = info
+    inv.info = without_memory(info)
     return inv
+
+
+FAMILY = Family(KIND, (GMPInverse,), lambda inv, run: save_gmp_inverse(run, inv, inv.info), _load)

@@ -9,7 +9,7 @@ around it commits every answer to the run's query log before training sees
 it, exactly as for a local device, so a run whose actor died resumes from its
 log like any other killed run.
 
-This module imports Ray; only `hwloop.farm` imports it, after checking that
+This module imports Ray; only `hwloop.farm.driver` imports it, after checking that
 Ray is installed.
 """
 
@@ -30,6 +30,7 @@ from ray.exceptions import RayActorError, RayTaskError
 
 from hwloop.device import DeviceInfo
 from hwloop.errors import DeviceActorDied, HwloopError, RunDirError
+from hwloop.rundir import train_kwargs
 
 log = logging.getLogger(__name__)
 
@@ -131,26 +132,6 @@ def error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {_first_line(exc)}"
 
 
-TRAIN_ARGS = ("strategy", "queries", "seed", "init_from", "mask", "hold")
-
-
-def train_kwargs(train_options: dict) -> dict:
-    """``hwloop.train`` keyword arguments from a farm's flat train options:
-    the ones ``train`` takes itself, the rest as its `TrainOptions`."""
-    from dataclasses import fields
-
-    from hwloop.errors import UsageError
-    from hwloop.run import TrainOptions
-
-    known = {f.name for f in fields(TrainOptions)}
-    unknown = sorted(set(train_options) - known - set(TRAIN_ARGS))
-    if unknown:
-        raise UsageError(f"unknown train option(s) for a farm: {', '.join(unknown)}")
-    direct = {k: v for k, v in train_options.items() if k in TRAIN_ARGS and v is not None}
-    rest = {k: v for k, v in train_options.items() if k in known and k not in TRAIN_ARGS}
-    return {**direct, "options": TrainOptions(**rest)}
-
-
 def _limit_threads(threads: int) -> None:
     """Keep several runs on one host from fighting over cores. TensorFlow
     accepts this only before it starts; a reused worker already has it."""
@@ -189,8 +170,8 @@ def run_unit(actor: Any, uri: str, run_dir: str, resume: bool, train_options: di
     train through the proxy, close. Returns an outcome dict; expected failures
     are reported in it rather than raised, so the driver can retry a unit
     whose actor died."""
-    import hwloop
     from hwloop.querylog import open_run_log
+    from hwloop.run import train
 
     out: dict[str, Any] = {"resumed": resume}
     run = Path(run_dir)
@@ -206,7 +187,7 @@ def run_unit(actor: Any, uri: str, run_dir: str, resume: bool, train_options: di
         if resume and (run / "queries.sqlite").is_file():
             with open_run_log(run) as qlog:
                 out["logged_before"] = qlog.count()
-        result = hwloop.train(proxy, run_dir=run, resume=resume, **train_kwargs(train_options))
+        result = train(proxy, run_dir=run, resume=resume, **train_kwargs(train_options))
         out["metrics"] = {k: v for k, v in result.metrics.items() if k != "train_curve"}
         out["status"] = "ok"
     except (DeviceActorDied, RayActorError) as exc:

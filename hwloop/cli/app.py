@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import click
 
-from hwloop.cli_common import HwloopGroup, setup_logging
-from hwloop.cli_tools import apply, devices, log_cmd, probe, report, serve
-from hwloop.cli_train import eval_cmd, train
-from hwloop.farm_cli import farm_command
+from hwloop.cli.common import HwloopGroup, setup_logging
+from hwloop.cli.farm import farm_command
+from hwloop.cli.tools import apply, devices, log_cmd, probe, report, serve
+from hwloop.cli.train import eval_cmd, train
 
 
 @click.group(

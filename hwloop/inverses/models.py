@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow as tf
 
 from hwloop.errors import ShapeError
-from hwloop.layers import ClipToRange, Destandardize, MaskedDense, Standardize
+from hwloop.inverses.layers import ClipToRange, Destandardize, MaskedDense, Standardize
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Direct learning of a GMP predistorter: the amplifier forward, a learned GMP surrogate backward.
 
-Indirect learning (`hwloop.gmp.indirect_learning`) fits a *post*-inverse of
+Indirect learning (`hwloop.dpd.gmp.indirect_learning`) fits a *post*-inverse of
 the amplifier and copies it in front; where the GMP cannot invert the
 amplifier exactly (a Wiener-Hammerstein chain, saturation, noise on the
 regressors) the copied post-inverse is not the best pre-inverse. Direct
@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwloop.dpd_metrics import acpr_db, nmse_db
+from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, features, fit_ls, peak_limit
+from hwloop.dpd.metrics import acpr_db, nmse_db
+from hwloop.dpd.signals import cplx, iq
 from hwloop.errors import ShapeError, UsageError
-from hwloop.gmp import GMP, GMPConfig, GMPInverse, features, fit_ls, peak_limit
-from hwloop.signals import cplx, iq
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,164 @@
+"""The strategy registry: which strategy runs for the settings a user gave.
+
+One registry (`STRATEGIES`) names every strategy, the module that holds it and
+what it is for; each module has one entry point, ``train(ctx) -> Outcome``.
+The table is plain data, so the CLI can list the choices without importing
+TensorFlow. `choose` maps what the user asked for (``--strategy``, a device
+with memory, ``--hold``, ``--init-from``, no device) to the strategy that
+runs, and refuses combinations no strategy implements: no option is dropped.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from hwloop.errors import UsageError
+
+if TYPE_CHECKING:
+    from hwloop.strategies.base import Context, Outcome
+
+
+@dataclass(frozen=True)
+class StrategyEntry:
+    """One registered strategy: where it lives and what it does."""
+
+    module: str
+    summary: str
+    user_choice: bool = True  # offered as --strategy NAME
+
+
+STRATEGIES: dict[str, StrategyEntry] = {
+    "auto": StrategyEntry(
+        "hwloop.strategies.auto",
+        "iterative-ILA warm start, then device-forward rounds while they measurably help",
+    ),
+    "ila": StrategyEntry("hwloop.strategies.ila", "inverse modelling on uniform queries"),
+    "iila": StrategyEntry("hwloop.strategies.iila", "iterative ILA: re-query at M(t) and refit"),
+    "surrogate": StrategyEntry(
+        "hwloop.strategies.surrogate",
+        "explore, fit a surrogate, train M through it with the device in the forward pass",
+    ),
+    "spsa": StrategyEntry("hwloop.strategies.spsa", "zeroth-order baseline (SPSA), for benchmarks"),
+    "sequence": StrategyEntry(
+        "hwloop.strategies.sequence", "devices with memory: tapped-delay inverse by sequence ILA", False
+    ),
+    "sequence_forward": StrategyEntry(
+        "hwloop.strategies.sequence_forward",
+        "devices with memory, device in the forward pass: sequence ILA warm start, then direct learning "
+        "through a surrogate with memory",
+        False,
+    ),
+    "held": StrategyEntry(
+        "hwloop.strategies.held", "recalibrate some outputs of a run's inverse, the others held", False
+    ),
+    "calibrate": StrategyEntry(
+        "hwloop.strategies.calibrate",
+        "a new unit from an earlier run: its inverse and surrogate, the new device in the forward pass",
+        False,
+    ),
+    "dpd": StrategyEntry(
+        "hwloop.strategies.dpd",
+        "a signal to linearise: GMP predistorter by indirect learning (ila, iila), then direct learning with "
+        "the amplifier in the loop (auto, surrogate)",
+        False,
+    ),
+    "offline": StrategyEntry(
+        "hwloop.strategies.offline", "no device: fit on logged or measured pairs", False
+    ),
+}
+
+USER_CHOICES = tuple(name for name, e in STRATEGIES.items() if e.user_choice)
+INVERSE_FAMILIES = ("auto", "tapped", "gru", "gmp")
+
+
+def choose(
+    requested: str,
+    *,
+    stateful: bool,
+    offline: bool = False,
+    hold: bool = False,
+    init_from: bool = False,
+    mask: bool = False,
+    signal: bool = False,
+    prior: bool = False,
+    inverse: str = "auto",
+) -> str:
+    """The strategy that runs for these settings; a usage error for any it cannot honour."""
+    if requested not in USER_CHOICES:
+        raise UsageError(f"unknown strategy {requested!r} (choose from {', '.join(USER_CHOICES)})")
+    if inverse not in INVERSE_FAMILIES:
+        raise UsageError(f"unknown inverse family {inverse!r} (choose from {', '.join(INVERSE_FAMILIES)})")
+    if inverse == "gmp" and not signal:
+        raise UsageError("--inverse gmp is a predistorter for a signal: give --signal")
+    if inverse == "gru":
+        if offline or not stateful:
+            raise UsageError("--inverse gru is for a device with memory; this one has none")
+        if requested not in ("auto", "ila", "iila"):
+            raise UsageError(f"--inverse gru is trained by sequence ILA (auto, ila, iila), not {requested!r}")
+    if prior and not offline:
+        for flag, what in (
+            (signal, "--signal"),
+            (hold, "--hold"),
+            (init_from, "--init-from"),
+            (stateful, "a device with memory"),
+            (requested == "spsa", "spsa"),
+        ):
+            if flag:
+                raise UsageError(f"--from-log/--from-data pairs cannot join training for {what}")
+    if signal:
+        if offline or hold or init_from or mask:
+            raise UsageError(
+                "--signal cannot be combined with offline training, --hold, --init-from or --mask"
+            )
+        if requested == "spsa":
+            raise UsageError("--signal trains a predistorter (auto, ila, iila, surrogate); spsa has none")
+        if inverse in ("tapped", "gru"):
+            if requested == "surrogate":
+                raise UsageError(
+                    f"--inverse {inverse} with --signal is trained by sequence ILA (auto, ila, iila); "
+                    "direct learning on a signal is the GMP predistorter's (--inverse gmp)"
+                )
+            return "sequence"
+        return "dpd"
+    if offline:
+        if hold or init_from:
+            raise UsageError(
+                "--hold and --init-from need a device: offline training has nothing to calibrate"
+            )
+        if requested not in ("auto", "ila", "surrogate"):
+            raise UsageError(f"offline training runs auto, ila or surrogate, not {requested!r}")
+        return "offline"
+    if hold:
+        if not init_from:
+            raise UsageError(
+                "--hold needs --init-from RUN: the calibrated inverse whose held outputs stay put"
+            )
+        if stateful:
+            raise UsageError("--hold works on memoryless devices only; this device has memory")
+        if requested not in ("auto", "ila", "iila"):
+            raise UsageError(f"--hold recalibrates by inverse modelling; strategy {requested!r} cannot hold")
+        return "held"
+    if mask and (stateful or requested == "spsa"):
+        what = "a device with memory" if stateful else "spsa"
+        raise UsageError(f"--mask is not supported for {what}")
+    if init_from:
+        if stateful:
+            raise UsageError("--init-from without --hold calibrates memoryless devices only")
+        if requested == "spsa":
+            raise UsageError("spsa cannot start from an earlier run")
+        return "calibrate"
+    if stateful:
+        if requested == "spsa":
+            raise UsageError("spsa does not handle devices with memory: use auto, ila, iila or surrogate")
+        # auto stays with iterative sequence ILA: on sim:wh direct learning did not beat it (strategies.md).
+        return "sequence_forward" if requested == "surrogate" else "sequence"
+    return requested
+
+
+def run_strategy(name: str, ctx: Context) -> Outcome:
+    """Import strategy ``name``'s module and spend ``ctx.dev``'s budget on it."""
+    entry = STRATEGIES[name]
+    module = importlib.import_module(entry.module)
+    return module.train(ctx)
