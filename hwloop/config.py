@@ -41,11 +41,13 @@ def _value(v: Any) -> str:
         return json.dumps(v)  # a JSON string is a valid TOML basic string
     if isinstance(v, (list, tuple)):
         return "[" + ", ".join(_value(i) for i in v) + "]"
+    if isinstance(v, Mapping):  # an inline table, e.g. device_info's envelope
+        return "{ " + ", ".join(f"{k} = {_value(i)}" for k, i in v.items() if i is not None) + " }"
     raise TypeError(f"cannot write {type(v).__name__} to TOML")
 
 
 def dumps_toml(data: Mapping[str, Any]) -> str:
-    """Scalars and lists at top level, then one level of tables."""
+    """Scalars and lists at top level, then one level of tables (deeper mappings inline)."""
     lines = [f"{k} = {_value(v)}" for k, v in data.items() if v is not None and not isinstance(v, Mapping)]
     for k, v in data.items():
         if isinstance(v, Mapping):

@@ -7,7 +7,9 @@ a `Device`, which
    complex pairs of a device with an I/Q envelope onto its peak circle (or
    refuses them under ``strict_bounds``); a query above the envelope's RMS
    limit is refused: nothing unsafe reaches a driver;
-2. enforces the hard cap on training queries;
+2. enforces the hard cap on training queries, over the whole log: a resumed
+   run never measures a training row that would put more than ``budget``
+   training rows into its log, however many times it is resumed;
 3. hands the driver the whole batch and commits each chunk's answers to the
    query log as they arrive, before anyone uses them; the driver keeps its
    request window full meanwhile, so a kill loses at most the chunks in flight;
@@ -79,6 +81,7 @@ class MeteredDevice:
         self._replay: deque[tuple[str, np.ndarray, np.ndarray]] = deque()
         self._sequence: list[np.ndarray] = []  # a stateful device's inputs since its last reset
         self._in_sync = True  # the physical device has seen all of _sequence
+        self.logged_train = querylog.count("train") if querylog is not None else 0
         if replay and querylog is not None:
             self._replay.extend(querylog.calls())
             log.info("resuming: %d logged device calls to replay", len(self._replay))
@@ -129,10 +132,9 @@ class MeteredDevice:
                 f"{n} training queries asked, {self.remaining} left of the budget of {self.budget}"
             )
         out = np.empty((n, self.info.out_dim), np.float32)
-        step = self.info.max_batch
         start = 0
-        while start < n:  # leading chunks the log already holds
-            replayed = self._from_log(arr[start : start + step], kind)
+        while start < n:  # leading rows the log already holds
+            replayed = self._from_log(arr[start:], kind)
             if replayed is None:
                 break
             out[start : start + len(replayed)] = replayed
@@ -145,12 +147,21 @@ class MeteredDevice:
         return out
 
     # ------------------------------------------------------------ replay
-    def _from_log(self, chunk: np.ndarray, kind: str) -> np.ndarray | None:
+    def _from_log(self, rest: np.ndarray, kind: str) -> np.ndarray | None:
+        """The logged answers to the leading rows of ``rest``, as many as the next logged call
+        holds (or ``rest`` has): replay goes by rows, so a device reopened with another
+        ``max_batch`` (chunked differently) still replays its log."""
         if not self._replay:
             return None
         k, x_logged, y_logged = self._replay[0]
-        if k == kind and x_logged.shape == chunk.shape and np.array_equal(x_logged, chunk):
-            self._replay.popleft()
+        m = min(len(x_logged), len(rest))
+        chunk = rest[:m]
+        if k == kind and m and np.array_equal(x_logged[:m], chunk):
+            if m == len(x_logged):
+                self._replay.popleft()
+            else:
+                self._replay[0] = (k, x_logged[m:], y_logged[m:])
+            y_logged = y_logged[:m]
             self.replayed_rows += len(chunk)
             if self.info.stateful:
                 self._sequence.append(chunk)
@@ -173,6 +184,11 @@ class MeteredDevice:
     # ------------------------------------------------------------ the device
     def _measure(self, arr: np.ndarray, kind: str, out: np.ndarray) -> None:
         """Ask the device for ``arr``, committing each chunk's answer as it lands."""
+        if kind == "train" and self.logged_train + len(arr) > self.budget:
+            raise BudgetExhausted(
+                f"the query log already holds {self.logged_train} training rows of the budget of "
+                f"{self.budget}; {len(arr)} more asked: the cap holds across resumes"
+            )
         done = 0
         failures = 0
         while done < len(arr):
@@ -184,6 +200,7 @@ class MeteredDevice:
                     start, stop = base + offset, base + offset + len(y)
                     if self.log is not None:
                         self.log.append(arr[start:stop], y, kind)  # committed before anyone sees y
+                    self.logged_train += len(y) if kind == "train" else 0
                     out[start:stop] = y
                     if self.info.stateful:
                         self._sequence.append(arr[start:stop])

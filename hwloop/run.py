@@ -26,9 +26,9 @@ from hwloop.metered import MeteredDevice, ProgressFn
 from hwloop.metrics import db_or_none
 from hwloop.querylog import QueryLog
 from hwloop.registry import open_device
-from hwloop.rundir import DEFAULT_QUERIES, SURROGATE_FILE, RunDir, RunPlan, TrainOptions
+from hwloop.rundir import DEFAULT_QUERIES, SURROGATE_FILE, RunDir, RunPlan, TrainOptions, option_fields
 from hwloop.strategies.base import Context, Outcome, Settings
-from hwloop.strategies.registry import choose, run_strategy
+from hwloop.strategies.registry import check_options, choose, run_strategy
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,11 @@ def train(
     plan = RunPlan(
         uri or ("" if device is None else f"<{type(device).__name__}>"), strategy, queries, seed, opts
     )
-    return _start(device, plan, rd, progress, on_fit_step, resume=False)
+    if given is not None:
+        named = set(given)
+    else:  # from Python: every option set away from its default was asked for
+        named = {f.name for f in option_fields() if getattr(opts, f.name) != f.default}
+    return _start(device, plan, rd, progress, on_fit_step, resume=False, given=named)
 
 
 def _resume(
@@ -128,8 +132,20 @@ def _start(
     on_fit_step: StepFn | None,
     *,
     resume: bool,
+    given: set[str] | None = None,
 ) -> TrainResult:
-    prior = load_pairs(plan.options.from_log, plan.options.from_data)
+    """Check everything that needs no device, open it, check what needs its INFO, then run.
+
+    Options that would not act are refused here (``given``: what the user set;
+    a resumed run was checked when it started), and the signal is read and its
+    band checked, all before the device is opened or the run directory written.
+    """
+    opts = plan.options
+    named = given or set()
+    flags = {"signal": opts.signal is not None, "inverse": opts.inverse, "hold": bool(opts.hold)}
+    check_options(named, offline=device is None, **flags)
+    signal = None if opts.signal is None else _load_signal(opts)
+    prior = load_pairs(opts.from_log, opts.from_data)
     if device is None:
         if prior is None:
             raise UsageError("give --device, or --from-log/--from-data to train without one")
@@ -143,12 +159,13 @@ def _start(
         )
         info = DeviceInfo(f"offline:{prior.name}", prior.in_dim, prior.out_dim, 1024, *prior.range())
         return _run(
-            None, info, plan, rd or RunDir.new(f"offline-{prior.name}"), prior, None, on_fit_step, False
+            None, info, plan, rd or RunDir.new(f"offline-{prior.name}"), prior, None, None, on_fit_step, False
         )
     dev = open_device(device)
     try:
+        check_options(named, offline=False, stateful=dev.info.stateful, **flags)
         return _run(
-            dev, dev.info, plan, rd or RunDir.new(dev.info.name), prior, progress, on_fit_step, resume
+            dev, dev.info, plan, rd or RunDir.new(dev.info.name), prior, signal, progress, on_fit_step, resume
         )
     finally:
         if isinstance(device, str):
@@ -161,6 +178,7 @@ def _run(
     plan: RunPlan,
     rd: RunDir,
     prior: Pairs | None,
+    signal: Any,
     progress: ProgressFn | None,
     on_fit_step: StepFn | None,
     resume: bool,
@@ -183,7 +201,6 @@ def _run(
         prior=prior is not None,
         inverse=opts.inverse,
     )
-    signal = None if opts.signal is None else opts.gain * _load_signal(opts.signal)
     if signal is not None and (info.in_dim, info.out_dim) != (2, 2):
         raise UsageError(
             f"--signal needs an I/Q device (2 -> 2); {info.name} is {info.in_dim} -> {info.out_dim}"
@@ -195,6 +212,8 @@ def _run(
     mask = opts.mask_for(info)
     prior_xy = None if prior is None else prior.inside(info) if dev is not None else (prior.x, prior.y)
     budget = EvalBudget.for_run(plan.queries, opts.eval_queries, opts.noise_repeats, opts.eval_targets)
+    if resume:
+        rd.check_device(info)
     rd.write_plan(plan, info.to_dict(), parent=opts.init_from)
     keras.utils.set_random_seed(plan.seed)
     qlog = QueryLog(rd.log_path, info.in_dim, info.out_dim)
@@ -316,7 +335,10 @@ def _metrics(
     }
 
 
-def _load_signal(spec: str) -> Any:
+def _load_signal(opts: TrainOptions) -> Any:
+    """The targets to linearise (the signal times --gain), its band checked: before any device."""
+    from hwloop.dpd.metrics import check_band
     from hwloop.dpd.signals import load_signal
 
-    return load_signal(spec)
+    check_band(opts.fs, opts.bw)
+    return opts.gain * load_signal(opts.signal)

@@ -31,6 +31,7 @@ from hwloop.errors import RunDirError, UsageError
 CONFIG_FILE = "config.toml"
 LOG_FILE = "queries.sqlite"
 METRICS_FILE = "metrics.json"
+EVAL_FILE = "eval.json"
 EVALUATION_FILE = "evaluation.npz"
 SURROGATE_FILE = "surrogate.keras"
 DEFAULT_QUERIES = 10_000
@@ -198,6 +199,27 @@ class RunDir:
         if self.log_path.exists():
             raise UsageError(f"{self.path} already holds a run; choose another --out or add --resume")
 
+    def check_device(self, info: DeviceInfo) -> None:
+        """A run is bound to its device: refuse, before anything is sent, a device whose
+        identity (INFO: name, dimensions, range, envelope, firmware) differs from the recorded one."""
+        path = self.path / CONFIG_FILE
+        recorded = read_toml(path).get("device_info") if path.is_file() else None
+        if not recorded:
+            return
+        try:
+            before = DeviceInfo(**recorded).identity()
+        except (TypeError, ValueError) as exc:
+            raise RunDirError(f"{path}: device_info is incomplete or corrupted ({exc})") from None
+        now = info.identity()
+        if before != now:
+            diff = ", ".join(
+                f"{k} {before.get(k)!r} -> {now.get(k)!r}" for k in now if before.get(k) != now[k]
+            )
+            raise UsageError(
+                f"{self.path} was trained on another device ({diff}); a run is bound to its device: "
+                "resume it on that device or start a new --out"
+            )
+
     def write_plan(self, plan: RunPlan, info: dict, parent: str | None = None) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         opts = {k: v for k, v in asdict(plan.options).items() if v is not None}
@@ -225,6 +247,17 @@ class RunDir:
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json_atomic(self.path / METRICS_FILE, metrics)
+
+    def write_eval(self, figures: dict[str, Any]) -> None:
+        """``hwloop eval``'s figures, apart from training's: the latest in eval.json and under
+        metrics.json's ``eval`` key; every other key of metrics.json stays training's."""
+        write_json_atomic(self.path / EVAL_FILE, figures)
+        metrics = self.read_metrics()
+        if metrics is not None:
+            self.write_metrics({**metrics, "eval": figures})
+
+    def read_eval(self) -> dict[str, Any] | None:
+        return read_json_object(self.path / EVAL_FILE)
 
     def read_metrics(self) -> dict[str, Any] | None:
         return read_json_object(self.path / METRICS_FILE)

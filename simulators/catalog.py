@@ -27,7 +27,8 @@ variables). Score them against the noise-free answer (`SimDevice.clean`).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+import hashlib
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -275,7 +276,26 @@ def make_sim(name: str = DEFAULT_SIM, **params: object) -> BaseDevice:
                 f"sim:{name}: unknown parameter {key!r} (allowed: {', '.join(sorted(allowed))})"
             )
         values[key] = allowed[key].type(value)
-    return build(values)
+    return _identified(build(values), name, values, allowed)
+
+
+TRANSPORT_PARAMS = ("max_batch", "latency")  # how a device is reached, not which device it is
+
+
+def _identified(dev: BaseDevice, name: str, values: Mapping, allowed: Mapping[str, Param]) -> BaseDevice:
+    """The simulator with its identity in INFO's firmware string: the parameters that make it
+    this device (``hwloop-sim/rapp?seed=2``), so a resumed run can tell it from another one."""
+    own = {
+        k: v
+        for k, v in sorted(values.items())
+        if k not in TRANSPORT_PARAMS and k in allowed and v != allowed[k].default
+    }
+    query = "&".join(f"{k}={v}" for k, v in own.items())
+    if len(query) > 96:  # INFO_OK holds at most 255 bytes of firmware: a digest instead
+        query = "sha1=" + hashlib.sha1(query.encode()).hexdigest()[:16]
+    firmware = dev.info.firmware + (f"?{query}" if query else "")
+    dev.info = replace(dev.info, firmware=firmware)
+    return dev
 
 
 def _build(spec: SimSpec, values: dict) -> SimDevice:
@@ -315,7 +335,8 @@ def open_sim(uri: str) -> BaseDevice:
     path, _, query = rest.partition("?")
     name = path.strip("/") or DEFAULT_SIM
     allowed, build = _lookup(name)
-    return build(parse_params(query, allowed, where=f"sim:{name}"))
+    values = parse_params(query, allowed, where=f"sim:{name}")
+    return _identified(build(values), name, values, allowed)
 
 
 def describe() -> list[tuple[str, str]]:

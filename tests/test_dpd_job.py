@@ -91,15 +91,28 @@ def test_eval_with_a_signal_reports_and_records_dpd_figures(dpd_run: tuple[Path,
     for key in ("acpr_dbc", "evm_db", "nmse_db", "acpr_dbc_no_dpd"):
         assert isinstance(ev[key], float)
     assert ev["acpr_dbc"] < ev["acpr_dbc_no_dpd"]
+    # eval's figures are written apart: eval.json and metrics.json's "eval"; training's stay as they were
     recorded = json.loads((out / "metrics.json").read_text())
-    assert recorded["eval_signal"]["signal"] == other and recorded["acpr_dbc"] == ev["acpr_dbc"]
+    assert recorded["eval"]["signal"] == other and recorded["eval"]["acpr_dbc"] == ev["acpr_dbc"]
+    assert json.loads((out / "eval.json").read_text()) == recorded["eval"]
+    trained = dpd_run[1]
+    assert (
+        recorded["acpr_dbc"] == trained["acpr_dbc"] and recorded["nmse_db"] == recorded["closed_loop_nmse_db"]
+    )
 
 
-def test_report_of_an_iq_run_draws(dpd_run: tuple[Path, dict], tmp_path: Path) -> None:
-    out, _ = dpd_run
+def test_report_of_an_iq_run_draws_its_rounds(dpd_run: tuple[Path, dict], tmp_path: Path) -> None:
+    out, m = dpd_run
     res = CliRunner().invoke(cli, ["report", "--run", str(out), "--out", str(tmp_path / "r.png")])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "r.png").stat().st_size > 50_000
+    from hwloop.report.data import load_run
+    from hwloop.report.panels import best_round, round_scores
+
+    data = load_run(out)
+    rounds = m["dpd_rounds"] + m["dpd_direct_rounds"]
+    assert round_scores(data) == [r["nmse_db"] for r in rounds] and len(rounds) == 5
+    assert best_round(data) == len(m["dpd_rounds"]) + m["dpd_kept_round"]
 
 
 def test_bundled_measurement_is_a_signal_and_a_data_directory(tmp_path: Path) -> None:
@@ -113,9 +126,9 @@ def test_bundled_measurement_is_a_signal_and_a_data_directory(tmp_path: Path) ->
     assert pairs.x.shape == x.shape and np.allclose(pairs.y, y, atol=1e-6)
 
 
-def _train(tmp: Path, *args: str) -> tuple[Path, dict]:
+def _train(tmp: Path, *args: str, queries: int = 6000, fit_steps: int = 300) -> tuple[Path, dict]:
     out = tmp / "run"
-    base = ["train", "--device", "sim:pa_wh?seed=1", "--queries", "6000", "--fit-steps", "300"]
+    base = ["train", "--device", "sim:pa_wh?seed=1", "--queries", str(queries), "--fit-steps", str(fit_steps)]
     res = CliRunner().invoke(cli, [*base, *args, "--out", str(out), "--json"])
     assert res.exit_code == 0, res.output
     return out, json.loads(res.stdout)
@@ -128,14 +141,19 @@ def _eval_signal(run: Path) -> tuple[dict, str]:
     return json.loads(res.stdout), res.stderr
 
 
+@pytest.mark.slow
 def test_a_tapped_inverse_trains_on_the_signal_when_asked(tmp_path: Path) -> None:
-    """--inverse tapped with --signal: sequence ILA on the signal's stretches, three rounds."""
-    run, m = _train(tmp_path, "--signal", SIGNAL, "--gain", "2", "--inverse", "tapped", "--strategy", "ila")
+    """--inverse tapped with --signal: sequence ILA on the signal's stretches, three rounds. At 20,000
+    queries and the default fit it beats the amplifier driven with the bare signal (at 6,000 queries
+    and 300 steps it did not: ACPR -34 against -45 dBc); the GMP predistorter does far better."""
+    args = ("--signal", SIGNAL, "--gain", "2", "--inverse", "tapped", "--strategy", "ila")
+    run, m = _train(tmp_path, *args, queries=20000, fit_steps=8000)
     assert m["strategy_run"] == "sequence" and m["inverse_kind"] == "tapped"
-    assert m["sequence_signal"] is True and m["sequence_rounds"] == 3 and m["queries_used"] == 6000
+    assert m["sequence_signal"] is True and m["sequence_rounds"] == 3 and m["queries_used"] == 20000
+    assert m["acpr_dbc"] < m["acpr_dbc_no_dpd"] - 1 and m["evm_db"] < m["evm_db_no_dpd"] - 6
     ev, err = _eval_signal(run)
     assert "not trained on a signal" not in err
-    assert ev["acpr_dbc"] < -30  # a tapped MLP on 6,000 queries is no match for the GMP, but it linearises
+    assert ev["acpr_dbc"] < ev["acpr_dbc_no_dpd"] - 1  # on a signal it was not trained on, too
 
 
 def test_eval_warns_when_the_inverse_never_saw_a_signal(tmp_path: Path) -> None:

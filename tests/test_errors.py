@@ -207,6 +207,40 @@ CASES: list[tuple[str, list[str], int, str]] = [
         2,
         "was started with --init-from",
     ),
+    (
+        "resume on another device",
+        ["train", "--resume", "--out", "{run}", "--device", "sim:rapp"],
+        2,
+        "trained on another device",
+    ),
+    ("gain without a signal", ["train", "--device", "sim", "--gain", "2"], 2, "--gain would not act"),
+    (
+        "band without a signal",
+        ["train", "--device", "sim", "--fs", "1e9", "--bw", "1e8"],
+        2,
+        "--fs, --bw would not act",
+    ),
+    ("memory depth, memoryless", ["train", "--device", "sim", "--memory-depth", "9"], 2, "has no memory"),
+    ("tapped, memoryless", ["train", "--device", "sim", "--inverse", "tapped"], 2, "device with memory"),
+    (
+        "fit steps for the GMP",
+        ["train", "--device", "sim:pa_gmp", "--signal", "ofdm:n=4096", "--fit-steps", "300"],
+        2,
+        "--fit-steps would not act",
+    ),
+    (
+        "channels beyond fs",
+        ["train", "--device", "sim:pa_gmp", "--signal", "ofdm:n=4096", "--fs", "500e6"],
+        2,
+        "do not fit at fs",
+    ),
+    ("offline with max rate", ["train", "--from-log", "{run}", "--max-rate", "10"], 2, "offline training"),
+    (
+        "log export to .txt",
+        ["log", "--run", "{run}", "--export", "{d}/queries.txt"],
+        2,
+        "FILE.npz or FILE.csv",
+    ),
 ]
 
 

@@ -138,7 +138,7 @@ def test_resume_replays_instead_of_requerying(tmp_path: Path) -> None:
     """A finished run resumed again is answered entirely from its log."""
     opts = hwloop.run.TrainOptions(fit_steps=100, eval_targets=64, noise_repeats=16)
     first = hwloop.train("sim:saleh", strategy="auto", queries=800, seed=1, run_dir=tmp_path, options=opts)
-    dev = make_sim("saleh", seed=9)
+    dev = make_sim("saleh")  # the same device (a run is bound to it), opened anew
     again = hwloop.train(dev, run_dir=tmp_path, resume=True)
     assert dev.stats.queries == 0
     assert again.metrics["replayed_rows"] == first.metrics["queries_used"] + first.metrics["eval_queries"]
@@ -162,3 +162,42 @@ def test_resume_refuses_a_log_without_its_plan(tmp_path: Path) -> None:
     QueryLog(tmp_path / "queries.sqlite", 1, 1).close()
     with pytest.raises(RunDirError, match=r"no config\.toml"):
         hwloop.train("sim:tanh", run_dir=tmp_path, resume=True)
+
+
+def test_resume_on_another_device_is_refused_before_anything_is_sent(tmp_path: Path) -> None:
+    """A run is bound to its device by INFO, not by its URI: another simulator, or the same one
+    with other parameters (its identity is in INFO's firmware string), is a usage error."""
+    from hwloop.errors import UsageError
+
+    opts = hwloop.run.TrainOptions(fit_steps=50, eval_targets=32, noise_repeats=16)
+    hwloop.train("sim:tanh?seed=3", strategy="ila", queries=300, run_dir=tmp_path, options=opts)
+    config = (tmp_path / "config.toml").read_text()
+    for other in (make_sim("rapp"), make_sim("tanh", seed=4), make_sim("tanh", gain=2.0, seed=3)):
+        with pytest.raises(UsageError, match="trained on another device"):
+            hwloop.train(other, run_dir=tmp_path, resume=True)
+        assert other.stats.queries == 0
+    assert (tmp_path / "config.toml").read_text() == config  # not rewritten to the other device
+    same = make_sim("tanh", seed=3, max_batch=64)  # another transport limit, the same device
+    hwloop.train(same, run_dir=tmp_path, resume=True)
+    assert same.stats.queries == 0 or open_run_log(tmp_path).count("train") == 300
+
+
+def test_the_cap_holds_across_five_resumes_of_a_diverged_run(tmp_path: Path) -> None:
+    """A run whose replay diverges from its log (here: one logged input changed, as a
+    non-deterministic step would) may not measure past its budget, however often it is resumed."""
+    opts = hwloop.run.TrainOptions(fit_steps=50, eval_targets=32, noise_repeats=16)
+    hwloop.train("sim:tanh", strategy="iila", queries=600, run_dir=tmp_path, options=opts)
+    with sqlite3.connect(tmp_path / "queries.sqlite") as db:
+        row_id, blob = db.execute(
+            "SELECT id, x FROM queries WHERE kind = 'train' ORDER BY id LIMIT 1"
+        ).fetchone()
+        changed = np.frombuffer(blob, "<f4").copy()
+        changed[0] = -changed[0] if changed[0] else 0.5
+        db.execute("UPDATE queries SET x = ? WHERE id = ?", (changed.tobytes(), row_id))
+    for _ in range(5):
+        dev = make_sim("tanh")
+        try:
+            hwloop.train(dev, run_dir=tmp_path, resume=True)
+        except hwloop.HwloopError as exc:
+            assert "the cap holds across resumes" in str(exc)
+        assert open_run_log(tmp_path).count("train") <= 600

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import hwloop
+from hwloop.metrics import keep_index, tied
 from hwloop.querylog import open_run_log
 from hwloop.run import TrainOptions
 
@@ -40,12 +41,21 @@ def test_every_strategy_spends_exactly_its_budget_within_range(strategy: str, tm
         assert "grad_cosine" not in m
 
 
-def test_auto_keeps_a_measured_checkpoint(tmp_path: Path) -> None:
-    res = hwloop.train("sim:rapp", strategy="auto", queries=2000, seed=0, run_dir=tmp_path, options=SMALL)
+def test_auto_reselects_its_checkpoint_on_fresh_targets(tmp_path: Path) -> None:
+    """On a folded device refinement runs, and the kept round is chosen by re-measuring the finalists
+    on shared fresh targets with the one selection rule (`hwloop.metrics.keep_index`)."""
+    opts = TrainOptions(fit_steps=1500, eval_targets=200, noise_repeats=64)
+    res = hwloop.train(
+        "sim:saleh_folded", strategy="auto", queries=3000, seed=0, run_dir=tmp_path, options=opts
+    )
     m = res.metrics
-    assert m["best_round"] in range(len(m["round_nmse_db"]))
-    best = min(m["round_nmse_db"])
-    assert m["round_nmse_db"][m["best_round"]] <= best + 10 * np.log10(1 + 2 / np.sqrt(100))
+    assert m["refinement_stopped"] is None and len(m["round_nmse_db"]) >= 3
+    rounds, fresh, unc = m["finalists_rounds"], m["finalists_remeasured_db"], m["finalists_uncertainty_db"]
+    assert len(rounds) >= 2 and len(fresh) == len(unc) == len(rounds)  # re-selection really ran
+    assert m["best_round"] == rounds[keep_index(list(zip(fresh, unc, strict=True)))]
+    scored = [(s, u) for s, u in zip(m["round_nmse_db"], m["round_uncertainty_db"], strict=True)]
+    best = min(range(len(scored)), key=lambda i: scored[i][0])
+    assert all(tied(scored[r], scored[best]) or r == best for r in rounds)  # finalists: tied with the best
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import click
 
@@ -164,14 +165,13 @@ def log_cmd(run_dir: str, export: str, kind: str) -> None:
     """Export every logged query of a run."""
     from hwloop.querylog import open_run_log
 
+    suffix = Path(export).suffix.lower()
+    if suffix not in (".npz", ".csv"):
+        raise UsageError(f"--export writes FILE.npz or FILE.csv, not {export!r}")
     qlog = open_run_log(run_dir)
     try:
         which = None if kind == "all" else kind
-        n = (
-            qlog.export_csv(export, which)
-            if export.lower().endswith(".csv")
-            else qlog.export_npz(export, which)
-        )
+        n = qlog.export_csv(export, which) if suffix == ".csv" else qlog.export_npz(export, which)
     finally:
         qlog.close()
     click.echo(f"exported {n} logged queries to {export}", err=True)

@@ -322,10 +322,7 @@ def eval_cmd(
     }
     if signal is not None:
         m |= {"signal": signal, "gain": gain, **ev.details}
-        rd = RunDir(run_dir)
-        rd.write_metrics(
-            {**recorded, **{k: m[k] for k in ("acpr_dbc", "evm_db", "nmse_db")}, "eval_signal": m}
-        )
+    RunDir(run_dir).write_eval(m)  # eval.json and metrics.json's "eval": training's figures stay as they are
     if as_json:
         emit_json(m)
         return

@@ -78,6 +78,13 @@ class DeviceInfo:
         x = self.envelope.sample(rng, x)
         return np.clip(x, self.low_array, self.high_array)
 
+    def identity(self) -> dict:
+        """What makes this device this device: every field but ``max_batch`` (a transport limit).
+        A run is bound to it; a resumed run checks it before sending anything."""
+        d = self.to_dict()
+        d.pop("max_batch")
+        return d
+
     def to_dict(self) -> dict:
         return {
             "name": self.name,

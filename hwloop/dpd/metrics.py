@@ -50,6 +50,11 @@ def _check_band(fs: float, bw: float, spacing: float) -> None:
         )
 
 
+def check_band(fs: float, bw: float, spacing: float | None = None) -> None:
+    """A usage error unless the adjacent channels (at +-spacing, default bw) fit at fs."""
+    _check_band(fs, bw, bw if spacing is None else spacing)
+
+
 def psd(x: np.ndarray, fs: float = FS, nperseg: int = NPERSEG) -> tuple[np.ndarray, np.ndarray]:
     """Two-sided Welch PSD (Hann, half overlap), frequencies sorted ascending."""
     z = _as_complex(x)

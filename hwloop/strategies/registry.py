@@ -157,6 +157,46 @@ def choose(
     return requested
 
 
+SIGNAL_ONLY = ("gain", "fs", "bw")  # act only on a signal's targets and its ACPR/EVM
+OFFLINE_UNUSED = ("strict_bounds", "max_rate", "eval_queries", "noise_repeats", "eval_targets")
+GMP_UNUSED = ("fit_steps", "memory_depth")  # the GMP predistorter is fitted by least squares, K/M fixed
+
+
+def check_options(
+    given: set[str], *, signal: bool, offline: bool, inverse: str, hold: bool, stateful: bool | None = None
+) -> None:
+    """Refuse every option the user gave that would not act: no option is silently dropped.
+
+    ``given`` holds the option names the user set (on the command line, in the
+    environment, or away from their defaults in Python). ``stateful`` is None
+    before the device is open: the checks that need the device run again once
+    it is, still before anything is sent.
+    """
+
+    def refuse(names: tuple[str, ...], why: str) -> None:
+        used = [n for n in names if n in given]
+        if used:
+            flags = ", ".join("--" + n.replace("_", "-") for n in used)
+            raise UsageError(f"{flags} would not act: {why}")
+
+    if not signal:
+        refuse(SIGNAL_ONLY, "they set the target signal's gain and band, and there is no --signal")
+    elif inverse in ("auto", "gmp"):
+        refuse(
+            GMP_UNUSED,
+            "a signal's GMP predistorter has no optimizer steps or memory depth (or choose "
+            "--inverse tapped|gru)",
+        )
+    if offline:
+        refuse(OFFLINE_UNUSED, "they govern device queries, and offline training sends none")
+    if not hold:
+        refuse(("hold_mechanism",), "it says how --hold keeps outputs, and there is no --hold")
+    if stateful is False:
+        refuse(("memory_depth",), "the device has no memory")
+        if inverse == "tapped":
+            raise UsageError("--inverse tapped is for a device with memory; this one has none")
+
+
 def run_strategy(name: str, ctx: Context) -> Outcome:
     """Import strategy ``name``'s module and spend ``ctx.dev``'s budget on it."""
     entry = STRATEGIES[name]

@@ -45,7 +45,7 @@ class RoundScore:
     weight: float | None = None
     headroom: float = 0.0  # mean(|y - t|^2 - |y - F_hat(x)|^2) / mean(|t|^2): what training can still remove
     headroom_se: float = 0.0  # its standard error (paired, on the same answers)
-    remeasured: list[float] | None = None  # the finalists' fresh scores, when this one was chosen by them
+    remeasured: list[tuple[int, float, float]] | None = None  # finalists' (round, fresh score, its SE)
     spent: int = 0  # training queries spent once this round's answers were in
 
 
@@ -210,7 +210,9 @@ def reselect(
         chosen.round,
     )
     trainer.inverse.set_weights(chosen.weights)
-    chosen.remeasured = [round(f, 3) for f, _ in fresh]
+    chosen.remeasured = [
+        (s.round, round(f, 3), round(u, 3)) for s, (f, u) in zip(finalists, fresh, strict=True)
+    ]
     return chosen
 
 
@@ -228,7 +230,15 @@ def round_details(scores: list[RoundScore], best: RoundScore | None, stopped: st
         "round_headroom_se": [round(s.headroom_se, 8) for s in scores],
         "device_weight": [None if s.weight is None else round(s.weight, 4) for s in scores],
         "best_round": None if best is None else best.round,
-        "finalists_remeasured_db": None if best is None else best.remeasured,
+        "finalists_remeasured_db": None
+        if best is None or not best.remeasured
+        else [f for _, f, _ in best.remeasured],
+        "finalists_rounds": None
+        if best is None or not best.remeasured
+        else [r for r, _, _ in best.remeasured],
+        "finalists_uncertainty_db": None
+        if best is None or not best.remeasured
+        else [u for _, _, u in best.remeasured],
         "refinement_stopped": stopped or None,
     }
 
