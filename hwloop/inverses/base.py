@@ -17,12 +17,23 @@ from typing import Any
 
 import numpy as np
 
+from hwloop.device import IQEnvelope
 from hwloop.errors import ShapeError
 
 log = logging.getLogger(__name__)
 
 INVERSE_FILE = "inverse.keras"
 INFO_FILE = "device.json"
+
+
+def within_device(x: np.ndarray, low: np.ndarray, high: np.ndarray, device_info: dict | None) -> np.ndarray:
+    """Inputs clipped to the device's safe region: its box and, when it declares one, its I/Q
+    envelope (pairs scaled onto the peak circle), so what ``apply`` returns may be sent as it is."""
+    x = np.clip(np.asarray(x, np.float32), low, high)
+    env = (device_info or {}).get("envelope")
+    if env:
+        x, _ = IQEnvelope(**env).clip(x)
+    return x
 
 
 class Inverse:
@@ -48,7 +59,7 @@ class Inverse:
             return np.zeros((0, self.in_dim), np.float32)
         x = np.asarray(self.model.predict_on_batch(arr), dtype=np.float32)
         # The model ends in a clip layer; clipping again guards against float drift.
-        return np.clip(x, self.low, self.high)
+        return within_device(x, self.low, self.high, self.device_info)
 
     __call__ = apply
 

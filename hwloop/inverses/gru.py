@@ -32,7 +32,7 @@ import numpy as np
 import tensorflow as tf
 
 from hwloop.errors import ShapeError, UsageError
-from hwloop.inverses.base import Family, save_model, without_memory
+from hwloop.inverses.base import Family, save_model, within_device, without_memory
 from hwloop.inverses.layers import Destandardize, Standardize
 
 log = logging.getLogger(__name__)
@@ -101,7 +101,8 @@ class GRUStream:
             return np.zeros((0, self._inv.in_dim), np.float32)
         x, h = self._step([tf.constant(arr[None]), tf.constant(self._h)], training=False)
         self._h = np.asarray(h, np.float32)
-        return np.clip(np.asarray(x, np.float32)[0], self._inv.low, self._inv.high)
+        inv = self._inv
+        return within_device(np.asarray(x, np.float32)[0], inv.low, inv.high, inv.device_info)
 
 
 @dataclass
@@ -133,7 +134,7 @@ class GRUInverse:
         if len(arr) == 0:
             return np.zeros((0, self.in_dim), np.float32)
         x = np.asarray(self.model(tf.constant(arr[None]), training=False), np.float32)[0]
-        return np.clip(x, self.low, self.high)
+        return within_device(x, self.low, self.high, self.device_info)
 
     __call__ = apply
 

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 
 from hwloop.errors import ShapeError, UsageError
-from hwloop.inverses.base import Family, save_model, without_memory
+from hwloop.inverses.base import Family, save_model, within_device, without_memory
 from hwloop.inverses.models import build_regressor
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,7 @@ class SequenceInverse:
         if len(feats) == 0:
             return np.zeros((0, len(self.low)), np.float32)
         x = np.asarray(self.model.predict_on_batch(feats), np.float32)
-        return np.clip(x, self.low, self.high)
+        return within_device(x, self.low, self.high, self.device_info)
 
     __call__ = apply
 
