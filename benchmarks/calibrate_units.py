@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import shutil
 import sys
 import tempfile
 import time
@@ -37,9 +38,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load, machine, save, today
+from common import fresh, load, machine, save, stale, stamp
 
 NAME = "calibrate_units"
+ROOTS = [
+    "hwloop.run",
+    "hwloop.strategies.calibrate",
+    "hwloop.strategies.auto",
+    "hwloop.strategies.ila",
+    "hwloop.evaluate",
+    "hwloop.simulators.catalog",
+]
 NOISE = 1e-3
 PARENT_QUERIES = 10_000
 KEEP = ["closed_loop_nmse_db", "closed_loop_nmse_clean_db", "noise_floor_db", "queries_used"]
@@ -57,7 +66,7 @@ def train_parent(run: Path) -> dict:
         return {"run_dir": str(run), "reused": True}
     t0 = time.perf_counter()
     m = hwloop.train(uri(0), strategy="auto", queries=PARENT_QUERIES, seed=0, run_dir=run).metrics
-    return {**{k: m.get(k) for k in KEEP}, "wall_s": round(time.perf_counter() - t0, 1), "date": today()}
+    return {**{k: m.get(k) for k in KEEP}, "wall_s": round(time.perf_counter() - t0, 1), **stamp(ROOTS)}
 
 
 def train_cell(unit: int, strategy: str, queries: int, **options: object) -> dict:
@@ -71,7 +80,7 @@ def train_cell(unit: int, strategy: str, queries: int, **options: object) -> dic
         m = hwloop.train(
             uri(unit), strategy=strategy, queries=queries, seed=0, run_dir=tmp, options=opts
         ).metrics
-    return {**{k: m.get(k) for k in KEEP}, "wall_s": round(time.perf_counter() - t0, 1), "date": today()}
+    return {**{k: m.get(k) for k in KEEP}, "wall_s": round(time.perf_counter() - t0, 1), **stamp(ROOTS)}
 
 
 def parent_cell(unit: int, parent: Path) -> dict:
@@ -88,7 +97,7 @@ def parent_cell(unit: int, parent: Path) -> dict:
     return {
         **{k: round(float(v), 3) for k, v in ev.scores.items() if k.endswith("_db")},
         "queries_used": 0,
-        "date": today(),
+        **stamp(ROOTS),
     }
 
 
@@ -105,9 +114,11 @@ def main() -> None:
     parent = Path(args.parent_dir)
     data = load(NAME)
     data.setdefault("cells", {})
-    data.update(machine=machine(), date=today(), noise=NOISE, seed=0)
+    data.update(machine=machine(), noise=NOISE, seed=0)
     data.pop("calibrate_fit_steps", None)
     data["command"] = "python benchmarks/calibrate_units.py"
+    if "parent" in data and stale(data["parent"]):  # a parent trained by other code: train it again
+        shutil.rmtree(parent, ignore_errors=True)
     info = train_parent(parent)
     if not info.get("reused"):
         data["parent"] = {"device": uri(0), "strategy": "auto", "queries": PARENT_QUERIES, **info}
@@ -118,7 +129,7 @@ def main() -> None:
     for unit in (int(u) for u in args.units.split(",")):
         for method, queries in plan:
             key = f"unit{unit}/{method}/{queries}"
-            if (key in data["cells"] and not args.force) or (
+            if (fresh(data["cells"], key) and not args.force) or (
                 args.methods and method not in args.methods.split(",")
             ):
                 continue

@@ -1,4 +1,4 @@
-"""Shared bits of the benchmark scripts: machine description and result files."""
+"""Shared bits of the benchmark scripts: machine description, provenance stamps and result files."""
 
 from __future__ import annotations
 
@@ -9,7 +9,15 @@ import subprocess
 import time
 from pathlib import Path
 
+from provenance import stale, stamp
+
 RESULTS = Path(__file__).resolve().parent / "results"
+__all__ = ["RESULTS", "fresh", "load", "machine", "save", "stale", "stamp", "today"]
+
+
+def fresh(cells: dict, key: str) -> bool:
+    """True when ``cells`` holds ``key`` measured by today's code: a sweep skips only those."""
+    return key in cells and stale(cells[key]) is None
 
 
 def machine() -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save, today
+from common import machine, save, stamp
 
 NAME = "default_run"
 COMMAND = ["hwloop", "train", "--device", "sim", "--json"]
@@ -54,7 +54,8 @@ def main() -> None:
     runs = [one_run() for _ in range(args.repeats)]
     for r in runs:
         print(r)
-    save(NAME, {"machine": machine(), "date": today(), "command": " ".join(COMMAND), "runs": runs})
+    stamped = stamp(["hwloop.cli.app", "hwloop.run", "hwloop.strategies.auto", "hwloop.simulators.catalog"])
+    save(NAME, {"machine": machine(), **stamped, "command": " ".join(COMMAND), "runs": runs})
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ from statistics import mean
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save, today
+from common import machine, save, stamp
 
 NAME = "farm"
 ROOT = Path(__file__).resolve().parents[1]
@@ -157,7 +157,7 @@ def main() -> None:
         NAME,
         {
             "machine": machine(),
-            "date": today(),
+            **stamp(["hwloop.cli.app", "hwloop.farm.api", "hwloop.farm.driver", "hwloop.strategies.ila"]),
             "command": (
                 f"python benchmarks/farm.py --latency {args.latency:g} --max-batch {args.max_batch} "
                 f"--queries {args.queries} --fit-steps {args.fit_steps} --eval-targets {args.eval_targets} "

@@ -22,7 +22,7 @@ from scipy.optimize import least_squares
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save, today
+from common import machine, save, stamp
 
 from hwloop.dpd.gmp import GMP, GMPConfig
 from hwloop.dpd.metrics import acpr_db, nmse_db
@@ -32,6 +32,9 @@ from hwloop.simulators.pa import FIT_FILE, WHAmplifier
 GMP_CFG = GMPConfig(order=7, memory=10, cross_order=5, cross_memory=4, lag=4)
 GMP_RIDGE = 1e-4
 WH_TAPS = (3, 10)
+
+
+ROOTS = ["hwloop.simulators.pa", "hwloop.dpd.gmp", "hwloop.dpd.metrics"]
 
 
 def _wh(theta: np.ndarray, n1: int, n2: int) -> WHAmplifier:
@@ -81,7 +84,7 @@ def main() -> None:
     )
     wh, info = fit_wh(xt, yt, lin)
     gain = GMP(GMPConfig(1, 1, 1, 1, 0), np.array([np.vdot(xt, yt) / np.vdot(xt, xt)]))
-    out: dict = {"machine": machine(), "date": today(), "command": "python benchmarks/fit_pa.py"}
+    out: dict = {"machine": machine(), **stamp(ROOTS), "command": "python benchmarks/fit_pa.py"}
     for name, model in (("gmp", gmp), ("wh", wh), ("linear_gain", gain)):
         out[name] = {
             f"nmse_{s}_db": round(nmse_db(_run(model, data[s][0]), data[s][1], 1.0), 2)

@@ -23,9 +23,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load, machine, save, today
+from common import fresh, load, machine, save, stamp
 
 NAME = "memory"
+ROOTS = ["hwloop.run", "hwloop.strategies.sequence", "hwloop.simulators.catalog"]
 NOISE = 1e-3
 
 
@@ -51,7 +52,7 @@ def run_cell(sim: str, depth: int, queries: int) -> dict:
         "eval_queries": m.get("eval_queries"),
         "memory_depth": depth,
         "wall_s": round(wall, 1),
-        "date": today(),
+        **stamp(ROOTS),
     }
 
 
@@ -65,12 +66,12 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     data = load(NAME)
     data.setdefault("cells", {})
-    data.update(machine=machine(), date=today(), noise=NOISE, seed=0, strategy="ila")
+    data.update(machine=machine(), noise=NOISE, seed=0, strategy="ila")
     data["command"] = "python benchmarks/memory.py"
     for sim in args.sims.split(","):
         for depth in (int(d) for d in args.depths.split(",")):
             key = f"{sim}/{depth}/{args.queries}"
-            if key in data["cells"] and not args.force:
+            if fresh(data["cells"], key) and not args.force:
                 continue
             data["cells"][key] = run_cell(sim, depth, args.queries)
             save(NAME, data)

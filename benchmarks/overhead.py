@@ -43,7 +43,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load, machine, save, today
+from common import load, machine, save, stamp, today
 
 NAME = "overhead"
 DEVICE = "sim:tanh?noise=1e-3"
@@ -253,7 +253,7 @@ def main() -> None:
         NAME,
         {
             "machine": machine(),
-            "date": today(),
+            **stamp(["hwloop.cli.app", "hwloop.run", "hwloop.strategies.ila", "hwloop.simulators.catalog"]),
             "command": "python benchmarks/overhead.py",
             "hwloop_command": display_cmd(),
             "device": DEVICE,

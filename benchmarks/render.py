@@ -27,6 +27,7 @@ from render_common import (
     FLOOR_GAP_DB,
     ILA_DEFEATING,
     ORDER,
+    STALE,
     TARGET_DB,
     cell,
     db,
@@ -48,13 +49,13 @@ def section_ila(data: dict) -> list[str]:
     out = ["## a. ILA on the one-to-one simulators", ""]
     cells = data.get("cells", {})
     sims = [s for s, spec in SIMULATORS.items() if spec.one_to_one]
-    rows, dates, fails = [], [], []
+    rows, shown, fails = [], [], []
     for sim in sims:
         c = cell(cells, sim, "ila", FINAL)
         if c is None:
             rows.append([f"`sim:{sim}`", "not measured yet", "", "", "", "", ""])
             continue
-        dates.append(c.get("date", ""))
+        shown.append(c)
         gap = num(c["closed_loop_nmse_db"]) - num(c["noise_floor_db"])
         ok = gap <= FLOOR_GAP_DB
         if not ok:
@@ -93,7 +94,7 @@ def section_ila(data: dict) -> list[str]:
             rows,
         ),
         "",
-        provenance(data, dates),
+        provenance(data, shown, table="a. ILA"),
         "",
     ]
     if len(fails) == 0 and all(cell(cells, s, "ila", FINAL) for s in sims):
@@ -133,7 +134,7 @@ def section_strategies(data: dict) -> list[str]:
     cells = data.get("cells", {})
     sims = list(SIMULATORS)
     strategies = [s for s in ORDER if any(k.split("/")[1] == s for k in cells)]
-    dates = [c.get("date", "") for c in cells.values()]
+    shown = list(cells.values())
     budgets_done = sorted({int(k.split("/")[2]) for k in cells})
     out += [
         "Every simulator in `SIMULATORS` (`simulators/catalog.py`, all memoryless), default",
@@ -167,7 +168,7 @@ def section_strategies(data: dict) -> list[str]:
             "device's noise-free answer is itself quantised, so an input on the right ADC step",
             "hits the target code exactly.",
         ]
-    out += ["", provenance(data, dates), ""]
+    out += ["", provenance(data, shown, table="b. strategies"), ""]
 
     out += [
         f"### Queries needed to reach {TARGET_DB:.0f} dB (clean NMSE)",
@@ -182,7 +183,7 @@ def section_strategies(data: dict) -> list[str]:
     out += table(["simulator", *strategies], rows)
     if any("†" in r for row in rows for r in row):
         out += ["", "† a smaller budget has not been measured yet, so fewer queries may suffice."]
-    out += ["", provenance(data, dates), ""]
+    out += ["", provenance(data, shown, table="b. strategies"), ""]
     for budget in sorted({int(k.split("/")[2]) for k in cells}, reverse=True):
         out += acceptance_auto(cells, budget)
     return out
@@ -315,7 +316,13 @@ def render() -> str:
 
 
 def main() -> None:
-    DOC.write_text(render())
+    page = render()
+    if STALE:
+        sys.exit(
+            f"not writing {DOC.name}: {len(set(STALE))} table(s) show figures of code that has changed since they were "
+            "measured (re-measure: python benchmarks/run_all.py):\n  " + "\n  ".join(sorted(set(STALE)))
+        )
+    DOC.write_text(page)
     print(f"wrote {DOC}")
 
 

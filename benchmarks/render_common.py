@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from common import RESULTS
+from provenance import stale
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "BENCHMARKS.md"
 ORDER = ("ila", "iila", "surrogate", "auto", "spsa")  # strategies, simplest first
@@ -32,11 +33,29 @@ def verdict(ok: bool) -> str:
     return "**holds**" if ok else "**fails**"
 
 
-def provenance(data: dict, dates: Iterable[str] = ()) -> str:
-    """The machine and date(s) a results file records, for a table's caption."""
-    found = sorted({d for d in dates if d} | ({data["date"]} if data.get("date") else set()))
-    when = found[0] if len(found) == 1 else f"{found[0]} to {found[-1]}" if found else "unknown date"
-    return f"Machine: {data.get('machine', 'unknown')}; measured {when}."
+STALE: list[str] = []  # every figure shown whose code has changed since it was measured
+
+
+def provenance(data: dict, records: Iterable[dict] | None = None, *, table: str = "") -> str:
+    """The machine, dates and commits of the figures a table shows, for its caption.
+
+    ``records`` are the cells the table draws (each stamped when measured, see
+    benchmarks/provenance.py), or None for a table drawn from the whole results
+    file, whose own stamp counts. A record whose code has changed since is
+    collected in `STALE`, and the page is not written while any is there; a
+    record's date is its own, never the file's.
+    """
+    recs = [data] if records is None else [r for r in records if isinstance(r, dict)]
+    where = table or data.get("command", "a table")
+    for r in recs:
+        reason = stale(r)
+        if reason:
+            STALE.append(f"{where}: {reason}")
+    dates = sorted({r.get("date", "?") for r in recs}) or ["?"]
+    when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
+    commits = sorted({str(r.get("commit", "?")) for r in recs}) or ["?"]
+    at = f"commit {commits[0]}" if len(commits) == 1 else f"commits {', '.join(commits)}"
+    return f"Machine: {data.get('machine', 'unknown')}; measured {when} at {at}."
 
 
 def table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:

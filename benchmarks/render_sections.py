@@ -25,10 +25,10 @@ def section_memory(data: dict) -> list[str]:
         f"`{data.get('command', 'python benchmarks/memory.py')}`.",
         "",
     ]
-    rows, dates = [], []
+    rows, shown = [], []
     for key, c in cells.items():
         sim, depth, queries = key.split("/")
-        dates.append(c.get("date", ""))
+        shown.append(c)
         rows.append(
             [
                 f"`sim:{sim}`",
@@ -54,7 +54,7 @@ def section_memory(data: dict) -> list[str]:
         ],
         rows,
     )
-    out += ["", provenance(data, dates), ""]
+    out += ["", provenance(data, shown, table="memory"), ""]
     for sim in sorted({k.split("/")[0] for k in cells}):
         pair = {k.split("/")[1]: c for k, c in cells.items() if k.startswith(sim + "/")}
         if "5" in pair and "0" in pair:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load
+from common import fresh, load, stale
 
 HERE = Path(__file__).resolve().parent
 STRATEGY_BUDGETS = "10000,3000,1000"
@@ -53,21 +53,32 @@ def _strategies_complete(data: dict) -> bool:
 
     cells = data.get("cells", {})
     budgets = STRATEGY_BUDGETS.split(",")
-    return all(f"{s}/{st}/{b}" in cells for s in SIMULATORS for st in STRATEGIES for b in budgets)
+    return all(fresh(cells, f"{s}/{st}/{b}") for s in SIMULATORS for st in STRATEGIES for b in budgets)
 
 
 def _memory_complete(data: dict) -> bool:
     cells = data.get("cells", {})
-    return all(f"{s}/{d}/20000" in cells for s in ("wh", "memory_poly") for d in (5, 0))
+    return all(fresh(cells, f"{s}/{d}/20000") for s in ("wh", "memory_poly") for d in (5, 0))
+
+
+def _whole(key: str) -> Callable[[dict], bool]:
+    """Complete when the file holds ``key`` and its stamp describes today's code."""
+    return lambda d: bool(d.get(key)) and stale(d) is None
+
+
+def _all_cells_fresh(data: dict) -> bool:
+    cells = data.get("cells", {})
+    return bool(cells) and all(stale(c) is None for c in cells.values())
 
 
 BENCHES = (
     Bench("strategies", "strategies.py", ("--budgets", STRATEGY_BUDGETS), _strategies_complete),
     Bench("memory", "memory.py", (), _memory_complete),
-    Bench("overhead", "overhead.py", ("--profile",), lambda d: bool(d.get("runs")), force_flag=False),
-    Bench("serial", "serial_throughput.py", (), lambda d: bool(d.get("results")), force_flag=False),
-    Bench("farm", "farm.py", (), lambda d: bool(d.get("farms")), force_flag=False),
-    Bench("default_run", "default_run.py", (), lambda d: bool(d.get("runs")), force_flag=False),
+    Bench("overhead", "overhead.py", ("--profile",), _whole("runs"), force_flag=False),
+    Bench("serial", "serial_throughput.py", (), _whole("results"), force_flag=False),
+    Bench("farm", "farm.py", (), _whole("farms"), force_flag=False),
+    Bench("default_run", "default_run.py", (), _whole("runs"), force_flag=False),
+    Bench("pa_fit", "fit_pa.py", (), _whole("gmp"), force_flag=False),
     Bench("dpd", "dpd.py", (), lambda d: bool(d.get("cells"))),
     Bench(
         "dpd_sweep",
@@ -78,7 +89,7 @@ BENCHES = (
         results="dpd",
     ),
     Bench("dpd_families", "dpd_families.py", (), lambda d: len(d.get("cells", {})) >= 21),
-    Bench("calibrate_units", "calibrate_units.py", (), lambda d: bool(d.get("cells"))),
+    Bench("calibrate_units", "calibrate_units.py", (), _all_cells_fresh),
 )
 
 

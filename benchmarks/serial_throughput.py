@@ -32,7 +32,7 @@ from hwloop.querylog import QueryLog
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import machine, save, today
+from common import machine, save, stamp
 
 NAME = "serial"
 
@@ -103,7 +103,7 @@ def main() -> None:
         NAME,
         {
             "machine": machine(),
-            "date": today(),
+            **stamp(["hwloop.drivers.serial_device", "hwloop.drivers.serve", "hwloop.metered"]),
             "command": f"python benchmarks/serial_throughput.py --rows {args.rows} --batch {args.batch}",
             "baud": BAUD,
             "rows": args.rows,

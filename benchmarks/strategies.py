@@ -21,13 +21,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load, machine, save, today
+from common import fresh, load, machine, save, stamp
 
 import hwloop
 from hwloop.simulators.catalog import SIMULATORS
 from hwloop.strategies.registry import USER_CHOICES as STRATEGIES
 
 NAME = "strategies"
+ROOTS = [
+    "hwloop.run",
+    "hwloop.simulators.catalog",
+    *(f"hwloop.strategies.{s}" for s in STRATEGIES),
+]  # the code a cell measures
 
 
 def run_cell(sim: str, strategy: str, budget: int) -> dict:
@@ -43,8 +48,12 @@ def run_cell(sim: str, strategy: str, budget: int) -> dict:
         "queries_used",
         "eval_queries",
         "grad_cosine",
+        "strategy_run",
+        "device_weight",
+        "refinement_stopped",
+        "best_round",
     ]
-    return {**{k: m.get(k) for k in keep}, "wall_s": round(wall, 1), "date": today()}
+    return {**{k: m.get(k) for k in keep}, "wall_s": round(wall, 1), **stamp(ROOTS)}
 
 
 def main() -> None:
@@ -57,12 +66,12 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     data = load(NAME)
     data.setdefault("cells", {})
-    data["machine"], data["date"] = machine(), today()
+    data["machine"] = machine()
     for budget in (int(b) for b in args.budgets.split(",")):
         for sim in args.sims.split(","):
             for strategy in args.strategies.split(","):
                 key = f"{sim}/{strategy}/{budget}"
-                if key in data["cells"] and not args.force:
+                if fresh(data["cells"], key) and not args.force:
                     continue
                 data["cells"][key] = run_cell(sim, strategy, budget)
                 save(NAME, data)

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import ast
+import sys
 from pathlib import Path
 
 import pytest
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from provenance import import_graph
+
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 MAX_TOP_MODULES = 15
-INSTALLED_AS = {"hwloop": "hwloop", "drivers": "hwloop.drivers", "simulators": "hwloop.simulators"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -62,46 +65,10 @@ def test_strategies_reach_devices_only_through_the_meter() -> None:
         assert "hwloop.querylog" not in mods, p
 
 
-def _module_files() -> dict[str, Path]:
-    """Every module of the installed package, by dotted name (drivers/ as hwloop.drivers, ...)."""
-    found = {}
-    for folder, prefix in INSTALLED_AS.items():
-        for p in (ROOT / folder).rglob("*.py"):
-            parts = p.relative_to(ROOT / folder).with_suffix("").parts
-            name = ".".join((prefix, *parts))
-            found[name.removesuffix(".__init__")] = p
-    return found
-
-
 def _import_graph() -> dict[str, set[str]]:
-    """Module -> modules it imports, at any depth (inside functions too), relative imports resolved.
-
-    ``from pkg import name`` counts as importing ``pkg.name`` when that is a
-    module, else ``pkg``; a submodule's implicit import of its parent package
-    is not counted (every package would be a cycle with its children).
-    """
-    files = _module_files()
-    graph: dict[str, set[str]] = {}
-    for name, path in files.items():
-        pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        edges: set[str] = set()
-        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-            targets: list[str] = []
-            if isinstance(node, ast.Import):
-                targets = [a.name for a in node.names]
-            elif isinstance(node, ast.ImportFrom):
-                base = node.module or ""
-                if node.level:
-                    up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
-                    base = ".".join([*up, base] if base else up)
-                targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
-            for t in targets:
-                while t and t not in files:
-                    t = t.rpartition(".")[0]
-                if t and t != name:
-                    edges.add(t)
-        graph[name] = edges
-    return graph
+    """Module -> modules it imports, at any depth (inside functions too): the graph the
+    benchmarks fingerprint (benchmarks/provenance.py), so both read the layout one way."""
+    return import_graph()
 
 
 def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
