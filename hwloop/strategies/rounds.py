@@ -165,9 +165,12 @@ def run_rounds(
             break
         if r == rounds - 1 and not train_last:
             break
-        score.weight = correction_weight(
-            trainer.surrogate, (x_log[: -len(x_r)], y_log[: -len(x_r)]), (x_r, y_r)
-        )
+        if cfg.device_weight is not None:  # fixed (an ablation, or a device the surrogate cannot fit)
+            score.weight = float(cfg.device_weight)
+        else:
+            score.weight = correction_weight(
+                trainer.surrogate, (x_log[: -len(x_r)], y_log[: -len(x_r)]), (x_r, y_r)
+            )
         log.info("round %d trains with device correction weight %.2f", r, score.weight)
         if r == 0 and cfg.pretrain_steps:
             curve += pretrain_through_surrogate(trainer, cfg.pretrain_steps, cfg.batch, on_step)
