@@ -240,6 +240,8 @@ def probe_device(dev: Device, *, points: int = 11, repeats: int = 64, seed: int 
         x = np.clip(x, lo, hi)
         if info.envelope is not None:  # an I/Q input is swept up to its peak magnitude, no further
             x, _ = info.envelope.clip(x)
+            if info.envelope.rms is not None and info.envelope.rms_of(x) > info.envelope.rms:
+                x = (x * (info.envelope.rms / info.envelope.rms_of(x) * (1 - 1e-6))).astype(np.float32)
         if info.stateful:
             dev.reset()
         y = dev.query(x)
@@ -247,7 +249,9 @@ def probe_device(dev: Device, *, points: int = 11, repeats: int = 64, seed: int 
     rng = np.random.default_rng(seed)
     xr = info.uniform(rng, repeats)
     var = noise_variance(dev.query(xr), dev.query(xr))
-    return {"info": info.to_dict(), "sweeps": sweeps, "noise_std": np.sqrt(var).tolist()}
+    report = {"info": info.to_dict(), "sweeps": sweeps, "noise_std": np.sqrt(var).tolist()}
+    extra = getattr(dev, "probe_report", None)  # a device's own measurements (a bench: delay, gain, ...)
+    return {**report, **extra()} if callable(extra) else report
 
 
 # ---------------------------------------------------------------- a signal to linearise

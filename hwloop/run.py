@@ -215,6 +215,8 @@ def _run(
     if resume:
         rd.check_device(info)
     rd.write_plan(plan, info.to_dict(), parent=opts.init_from)
+    if callable(attach := getattr(dev, "attach_run_dir", None)):  # e.g. a bench's interlock log
+        attach(rd.path)
     keras.utils.set_random_seed(plan.seed)
     qlog = QueryLog(rd.log_path, info.in_dim, info.out_dim)
     metered = None

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import click
 
+from hwloop.cli.bench import serve_bench
 from hwloop.cli.common import HwloopGroup, setup_logging
 from hwloop.cli.farm import farm_command
 from hwloop.cli.tools import apply, devices, log_cmd, probe, report, serve
@@ -29,7 +30,7 @@ def cli(verbose: int) -> None:
     click.get_current_context().obj = {"verbose": verbose}
 
 
-for command in (devices, probe, train, eval_cmd, apply, log_cmd, report, serve, farm_command):
+for command in (devices, probe, train, eval_cmd, apply, log_cmd, report, serve, farm_command, serve_bench):
     cli.add_command(command)
 
 

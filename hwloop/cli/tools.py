@@ -97,6 +97,9 @@ def probe(device: str, points: int, repeats: int, seed: int, as_json: bool) -> N
         for xv, yv in zip(sweep["x"], sweep["y"], strict=True):
             click.echo(f"  {xv:+.4f} -> {', '.join(f'{v:+.5f}' for v in yv)}", err=True)
     click.echo(f"noise std per output: {', '.join(f'{v:.3g}' for v in report['noise_std'])}", err=True)
+    for key, value in report.items():  # what the device itself measured (probe_report)
+        if key not in ("info", "sweeps", "noise_std"):
+            click.echo(f"{key}: {value}", err=True)
 
 
 TRAIN_PLAN_OPTIONS = (
