@@ -61,3 +61,22 @@ def test_straight_through_carries_the_answer_forward_and_the_surrogate_vjp_backw
             down = np.sum(u.numpy() * surrogate(x.numpy() - e).numpy())
             fd[i, j] = (up - down) / (2 * eps)
     np.testing.assert_allclose(grad, fd, rtol=2e-2, atol=2e-3)
+
+
+def test_a_fixed_mixing_weight_replaces_the_per_round_shrinkage() -> None:
+    """SurrogateConfig.device_weight (an ablation's knob) is what the trained rounds record."""
+    from hwloop.metered import MeteredDevice
+    from hwloop.simulators.catalog import make_sim
+    from hwloop.strategies.joint import SurrogateConfig, make_trainer
+    from hwloop.strategies.rounds import round_details, run_rounds
+
+    tr = _trainer()
+    for weight in (0.0, 0.5):
+        dev = MeteredDevice(make_sim("tanh"), None, budget=400)
+        x = dev.info.uniform(np.random.default_rng(0), 100)
+        y = dev.query(x)
+        cfg = SurrogateConfig(rounds=3, round_steps=5, pretrain_steps=5, device_weight=weight)
+        trainer = make_trainer(tr.inverse, tr.surrogate, dev, cfg, 0)
+        scores, _, _, _ = run_rounds(dev, trainer, cfg, (x, y), seed=0, train_last=True)
+        weights = round_details(scores, None)["device_weight"]
+        assert weights == [weight] * len(scores) and len(scores) >= 2
