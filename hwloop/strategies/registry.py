@@ -32,13 +32,15 @@ class StrategyEntry:
 STRATEGIES: dict[str, StrategyEntry] = {
     "auto": StrategyEntry(
         "hwloop.strategies.auto",
-        "iterative-ILA warm start, then device-forward rounds while they measurably help",
+        "iterative-ILA warm start; the surrogate rounds only where a measurement shows room for them, "
+        "else the rest of the budget refits ILA",
     ),
     "ila": StrategyEntry("hwloop.strategies.ila", "inverse modelling on uniform queries"),
     "iila": StrategyEntry("hwloop.strategies.iila", "iterative ILA: re-query at M(t) and refit"),
     "surrogate": StrategyEntry(
         "hwloop.strategies.surrogate",
-        "explore, fit a surrogate, train M through it with the device in the forward pass",
+        "explore, fit a surrogate, train M through it; rounds at M(t) refit it, score, and enter M's forward "
+        "pass by a mixing weight (device_weight in metrics.json)",
     ),
     "spsa": StrategyEntry("hwloop.strategies.spsa", "zeroth-order baseline (SPSA), for benchmarks"),
     "sequence": StrategyEntry(
