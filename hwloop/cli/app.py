@@ -14,6 +14,7 @@ import click
 
 from hwloop.cli.bench import serve_bench
 from hwloop.cli.common import HwloopGroup, setup_logging
+from hwloop.cli.export import export_cmd
 from hwloop.cli.farm import farm_command
 from hwloop.cli.tools import apply, devices, log_cmd, probe, report, serve
 from hwloop.cli.train import eval_cmd, train
@@ -32,6 +33,7 @@ def cli(verbose: int) -> None:
 
 for command in (devices, probe, train, eval_cmd, apply, log_cmd, report, serve, farm_command, serve_bench):
     cli.add_command(command)
+cli.add_command(export_cmd)
 
 
 def main() -> None:

@@ -258,6 +258,12 @@ class _Progress:
 @device_option()
 @eval_options
 @click.option("--seed", default=1, show_default=True, type=int)
+@click.option(
+    "--exported",
+    type=click.Path(),
+    default=None,
+    help="An export of the run (hwloop export): measured the same way, reported beside it as exported_*.",
+)
 @json_option
 def eval_cmd(
     run_dir: str,
@@ -270,6 +276,7 @@ def eval_cmd(
     fs: float,
     bw: float,
     seed: int,
+    exported: str | None,
     as_json: bool,
 ) -> None:
     """Measure a trained inverse's closed-loop error on a device; with --signal, ACPR, EVM and NMSE."""
@@ -284,6 +291,10 @@ def eval_cmd(
     TrainOptions(eval_queries=eval_queries, eval_targets=eval_targets)  # the plan's own checks
     t0 = time.perf_counter()
     inverse = load_inverse(run_dir)
+    if exported is not None:
+        from hwloop.export.loaded import evaluate_exported, load_exported
+
+        exp_inv = load_exported(exported, inverse)
     recorded = RunDir(run_dir).read_metrics() or {}
     budget = EvalBudget.for_run(
         int(recorded.get("queries_used") or 4000), eval_queries, noise_repeats, eval_targets
@@ -311,6 +322,9 @@ def eval_cmd(
             ev.details.pop("outputs_no_dpd", None)
         else:
             ev = evaluate(metered, inverse.apply, budget, seed=seed)
+        if exported is not None:
+            t_sig = targets if signal is not None else None
+            m_exp = evaluate_exported(metered, exp_inv, budget, seed=seed, targets=t_sig, fs=fs, bw=bw)
     finally:
         dev.close()
     m = {
@@ -322,6 +336,8 @@ def eval_cmd(
     }
     if signal is not None:
         m |= {"signal": signal, "gain": gain, **ev.details}
+    if exported is not None:
+        m |= m_exp
     RunDir(run_dir).write_eval(m)  # eval.json and metrics.json's "eval": training's figures stay as they are
     if as_json:
         emit_json(m)
@@ -331,3 +347,5 @@ def eval_cmd(
         f"noise floor {fmt_db(m['noise_floor_db'])} ({m['eval_queries']} queries)",
         err=True,
     )
+    if exported is not None:
+        click.echo(f"{m['exported']}: closed-loop NMSE {fmt_db(m['exported_closed_loop_nmse_db'])}", err=True)

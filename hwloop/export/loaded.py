@@ -1,0 +1,192 @@
+"""An export read back as an inverse with ``apply(t)``: what ``hwloop eval --exported FILE`` measures.
+
+- ``c``: the numpy bit-exact reference rebuilt from params.json, after it
+  has reproduced the export's golden vectors (so it computes what the
+  compiled C computes); targets are rounded to the input words, the drive
+  words scaled back to floats.
+- ``tflite``: the .tflite named (or the only one in the export) through the
+  TFLite interpreter, its golden rows checked first.
+- ``coeffs``: the CSV read back into the float GMP predistorter.
+
+Every file is checked against the manifest's SHA-256 before it is read; a
+bad file is a one-line `RunDirError`. `evaluate_exported` scores one the
+way ``hwloop eval`` scores the float inverse: same function, same seed,
+same budget; its keys are prefixed ``exported_``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hwloop.errors import RunDirError, ShapeError
+from hwloop.export.gmp import QuantGMP
+from hwloop.export.golden import GOLDEN_CSV, PARAMS, find_manifest, read_csv, verify
+from hwloop.export.mlp import QuantMLP, tap_words
+from hwloop.inverses.tapped import tapped
+
+log = logging.getLogger(__name__)
+
+PREFIX = "exported_"
+
+
+@dataclass
+class ExportedInverse:
+    """An exported inverse: ``apply(t)`` like the float one (a whole sequence for a stateful one)."""
+
+    label: str
+    manifest: dict
+    run_rows: Callable[[np.ndarray], np.ndarray]
+    in_dim: int  # the device's input dimension (what apply returns per row)
+    out_dim: int  # the device's output dimension (what a target row holds)
+    details: dict = field(default_factory=dict)
+
+    def apply(self, t: np.ndarray) -> np.ndarray:
+        arr = np.asarray(t, np.float64)
+        if arr.ndim == 1 and self.out_dim == 1:
+            arr = arr[:, None]
+        if arr.ndim != 2 or arr.shape[1] != self.out_dim:
+            raise ShapeError(f"targets must have shape (n, {self.out_dim}), got {arr.shape}")
+        if len(arr) == 0:
+            return np.zeros((0, self.in_dim), np.float32)
+        return np.asarray(self.run_rows(arr), np.float32)
+
+    __call__ = apply
+
+
+def _c(manifest: dict, root: Path) -> Callable[[np.ndarray], np.ndarray]:
+    try:
+        params = json.loads((root / PARAMS).read_text())
+        family = params["family"]
+        q = QuantGMP.from_dict(params["quant"]) if family == "gmp" else QuantMLP.from_dict(params["quant"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(
+            f"{root / PARAMS}: not the parameters of a C export ({type(exc).__name__})"
+        ) from None
+    t_words, x_golden = read_csv(root / GOLDEN_CSV)
+    if family == "gmp":
+
+        def words(t: np.ndarray) -> np.ndarray:
+            return q.run(t)
+
+        def run(t: np.ndarray) -> np.ndarray:
+            return q.fmt_x.value(q.run(q.fmt_z.quantize(t)))
+    else:
+        depth, look = int(q.extra["depth"]), int(q.extra["lookahead"])
+
+        def words(t: np.ndarray) -> np.ndarray:
+            return q.run(tap_words(t, depth, look)) if family == "tapped" else q.run(t)
+
+        def run(t: np.ndarray) -> np.ndarray:
+            tw = q.fmt_t.quantize(t)
+            if family != "tapped":
+                return q.fmt_x.value(q.run(tw))
+            padded = np.concatenate([tw, np.zeros((look, tw.shape[1]), np.int64)])
+            return q.fmt_x.value(q.run(tap_words(padded, depth, look))[look:])
+
+    got = words(t_words)
+    if got.shape != x_golden.shape or not np.array_equal(got, x_golden):
+        bad = int(np.sum(got != x_golden)) if got.shape == x_golden.shape else x_golden.size
+        raise RunDirError(f"{root}: the reference in {PARAMS} misses {bad} golden outputs")
+    return run
+
+
+def _tflite(manifest: dict, root: Path, picked: Path | None) -> tuple[Callable, str]:
+    from hwloop.export.tflite import TFLiteModel
+
+    models = manifest.get("models") or {}
+    if picked is not None and picked.suffix == ".tflite":
+        kind = next((k for k, v in models.items() if v["file"] == picked.name), None)
+        if kind is None:
+            raise RunDirError(f"{picked} is not listed in its export's manifest")
+    elif len(models) == 1:
+        kind = next(iter(models))
+    else:
+        raise RunDirError(
+            f"{root} holds {len(models)} TFLite models: name one (e.g. {root}/inverse_int8.tflite)"
+        )
+    spec = models[kind]
+    model = TFLiteModel((root / spec["file"]).read_bytes())
+    g = np.load(root / spec["golden"])
+    if not np.allclose(model.run(g["t"]), g["x"], rtol=0, atol=1e-6):
+        raise RunDirError(f"{root / spec['file']}: the interpreter does not reproduce its golden rows")
+    face = manifest["interface"]
+    low, high = np.asarray(face["low"]), np.asarray(face["high"])
+    depth, look, stateful = int(face["depth"]), int(face["lookahead"]), bool(face["stateful"])
+
+    def run(t: np.ndarray) -> np.ndarray:
+        rows = tapped(t, depth, look) if stateful else t
+        return np.clip(model.run(rows), low, high)
+
+    return run, kind
+
+
+def _coeffs(manifest: dict, root: Path) -> Callable:
+    from hwloop.export.coeffs import COEFFS, GOLDEN, manifest_cfg, read_coeffs, read_golden
+
+    cfg, peak, gain = manifest_cfg(manifest)
+    inv = read_coeffs(root / COEFFS, peak=peak, gain=gain, cfg=cfg)
+    t, x = read_golden(root / GOLDEN)
+    if not np.allclose(inv.apply(t), x, rtol=0, atol=1e-9):
+        raise RunDirError(f"{root / COEFFS}: the coefficients do not reproduce {GOLDEN}")
+    return inv.apply
+
+
+def load_exported(path: str | Path, expect: Any | None = None) -> ExportedInverse:
+    """The export holding ``path``; ``expect`` (the float inverse) must invert the same shape of device."""
+    mpath = find_manifest(path)
+    manifest = verify(mpath)
+    root = mpath.parent
+    fmt, family = manifest.get("format"), manifest.get("family")
+    p = Path(path)
+    label = f"{fmt}/{family}"
+    if fmt == "c":
+        run = _c(manifest, root)
+        label += f"/{manifest['bits']}-bit"
+    elif fmt == "tflite":
+        run, kind = _tflite(manifest, root, p if p.is_file() else None)
+        label += f"/{kind}"
+    elif fmt == "coeffs":
+        run = _coeffs(manifest, root)
+    else:
+        raise RunDirError(f"{mpath}: unknown export format {fmt!r}")
+    face = manifest["interface"]
+    exp = ExportedInverse(label, manifest, run, int(face["out_dim"]), int(face["in_dim"]))
+    if expect is not None and (exp.in_dim, exp.out_dim) != (expect.in_dim, expect.out_dim):
+        raise RunDirError(
+            f"{root} inverts a {exp.in_dim}->{exp.out_dim} device, "
+            f"the run a {expect.in_dim}->{expect.out_dim} one"
+        )
+    log.info("loaded export %s from %s", label, root)
+    return exp
+
+
+def evaluate_exported(
+    dev: Any,
+    exported: ExportedInverse,
+    budget: Any,
+    *,
+    seed: int,
+    targets: np.ndarray | None,
+    fs: float,
+    bw: float,
+) -> dict:
+    """``exported``'s figures measured as ``hwloop eval`` measures the float inverse, keys ``exported_*``."""
+    from hwloop.evaluate import evaluate, evaluate_signal
+    from hwloop.metrics import db_or_none
+
+    before = dev.used["eval"] + dev.used["noise"]
+    if targets is not None:
+        ev = evaluate_signal(dev, exported.apply, targets, budget, fs=fs, bw=bw, seed=seed)
+    else:
+        ev = evaluate(dev, exported.apply, budget, seed=seed)
+    scores = {k: db_or_none(v) if k.endswith("_db") and v is not None else v for k, v in ev.scores.items()}
+    out = {f"{PREFIX}{k}": v for k, v in scores.items() if k != "grad_cosine"}
+    used = dev.used["eval"] + dev.used["noise"] - before
+    return {"exported": exported.label, **out, f"{PREFIX}eval_queries": used}

@@ -1,0 +1,151 @@
+"""The Keras inverses through TensorFlow's TFLite converter: float16 and full-integer int8.
+
+- float16: weights stored as float16 (``Optimize.DEFAULT`` with
+  ``supported_types = [float16]``); the model computes in float32.
+- int8: full-integer post-training quantisation: ``TFLITE_BUILTINS_INT8``
+  only, int8 input and output tensors, calibrated on a representative
+  dataset drawn from the run's query log (the targets the inverse was
+  trained on; tapped rows for a tapped inverse).
+
+Both are run back through the TFLite interpreter with its reference
+kernels (no XNNPACK delegate, so outputs are reproducible), which is what
+`hwloop.export.loaded` uses for ``hwloop eval --exported``. The
+interpreter is ``ai_edge_litert``'s where installed, otherwise the
+``tf.lite.Interpreter`` TensorFlow 2.21 still ships (deprecated there).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from hwloop.errors import RunDirError, UsageError
+from hwloop.export.source import RunSource
+
+log = logging.getLogger(__name__)
+
+REPRESENTATIVE_ROWS = 500
+GOLDEN_ROWS = 256
+KINDS = {16: "float16", 8: "int8"}
+
+
+def _convert(model, kind: str, representative: np.ndarray) -> bytes:
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    if kind == "float16":
+        conv.target_spec.supported_types = [tf.float16]
+    else:
+        rows = np.asarray(representative, np.float32)
+
+        def gen():
+            for r in rows:
+                yield [r[None, :]]
+
+        conv.representative_dataset = gen
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    # Keras prints "Saved artifact at ..." while converting: keep it off stdout (the CLI's JSON).
+    chatter = io.StringIO()
+    with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            content = bytes(conv.convert())
+        except Exception as exc:
+            raise UsageError(
+                f"TFLite could not convert this inverse to {kind}: {type(exc).__name__}: {exc}"
+            ) from exc
+    log.debug("converter output: %s", chatter.getvalue())
+    return content
+
+
+class TFLiteModel:
+    """A .tflite model behind ``run(rows)``: float rows in and out (int8 quantised at the edges)."""
+
+    def __init__(self, content: bytes) -> None:
+        self.interp = _interpreter(content)
+        self.inp = self.interp.get_input_details()[0]
+        self.out = self.interp.get_output_details()[0]
+
+    @property
+    def integer(self) -> bool:
+        return self.inp["dtype"] == np.int8
+
+    def run(self, rows: np.ndarray) -> np.ndarray:
+        x = np.asarray(rows, np.float32)
+        if len(x) == 0:
+            return np.zeros((0, int(self.out["shape"][-1])), np.float32)
+        if self.integer:
+            s, z = self.inp["quantization"]
+            x = np.clip(np.round(x / s + z), -128, 127).astype(np.int8)
+        self.interp.resize_tensor_input(self.inp["index"], list(x.shape))
+        self.interp.allocate_tensors()
+        self.interp.set_tensor(self.inp["index"], x)
+        self.interp.invoke()
+        y = self.interp.get_tensor(self.out["index"])
+        if self.out["dtype"] == np.int8:
+            s, z = self.out["quantization"]
+            return ((y.astype(np.float32) - z) * s).astype(np.float32)
+        return np.asarray(y, np.float32)
+
+
+def _interpreter(content: bytes):
+    try:
+        from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    except ImportError:
+        import tensorflow as tf
+
+        Interpreter, OpResolverType = tf.lite.Interpreter, tf.lite.experimental.OpResolverType
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+        try:
+            interp = Interpreter(
+                model_content=content,
+                experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+            )
+        except (ValueError, RuntimeError) as exc:
+            raise RunDirError(f"not a TFLite model the interpreter can load ({exc})") from None
+    interp.allocate_tensors()
+    return interp
+
+
+def export_tflite(src: RunSource, out: Path, bits: int | None) -> dict:
+    """``PREFIX_float16.tflite`` and/or ``PREFIX_int8.tflite`` with golden rows; the manifest's record."""
+    if bits is not None and bits not in KINDS:
+        raise UsageError(f"--format tflite takes --bits 16 (float16) or 8 (int8), got {bits}")
+    kinds = [KINDS[bits]] if bits is not None else ["float16", "int8"]
+    feats = src.features()
+    rng = np.random.default_rng(0)
+    rep = feats[rng.choice(len(feats), size=min(REPRESENTATIVE_ROWS, len(feats)), replace=False)]
+    golden = feats[np.sort(rng.choice(len(feats), size=min(GOLDEN_ROWS, len(feats)), replace=False))]
+    models = {}
+    for kind in kinds:
+        name = f"inverse_{kind}.tflite"
+        content = _convert(src.inverse.model, kind, rep)
+        (out / name).write_bytes(content)
+        x = TFLiteModel(content).run(golden)
+        gname = f"golden_{kind}.npz"
+        np.savez(out / gname, t=golden.astype(np.float32), x=x)
+        models[kind] = {"file": name, "golden": gname, "bytes": len(content)}
+        log.info("tflite %s: %d bytes", kind, len(content))
+    return {
+        "bits": bits,
+        "models": models,
+        "representative_rows": len(rep),
+        "interface": {
+            "in_dim": int(src.info["out_dim"]),
+            "out_dim": int(src.info["in_dim"]),
+            "stateful": src.family == "tapped",
+            "depth": src.depth,
+            "lookahead": src.lookahead,
+            "low": list(map(float, src.inverse.low)),
+            "high": list(map(float, src.inverse.high)),
+        },
+    }
