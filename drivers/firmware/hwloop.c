@@ -16,6 +16,15 @@
  * the last INFO's (an empty INFO counts as different every time) forgets all
  * stored answers, so one host process never gets another's answers.
  * RAM is 2 KiB: MAX_BATCH 16, WINDOW 2.
+ *
+ * On-board inverse (optional): built with HWLOOP_INVERSE naming the header of
+ * an `hwloop export --format c` of a memoryless 1 -> 1 inverse M (the
+ * Makefile's INVERSE=path/to/hwl_inv.h), the firmware applies M itself: a
+ * QUERY's inputs are targets t, the sensor is driven with x = M(t) computed
+ * in the export's fixed point (integer arithmetic, tables in flash), and
+ * the answer is y = F(M(t)). Only the firmware string changes
+ * ("1.0+inv:<hash8>", the first 8 hex digits of the SHA-256 of hwl_inv.c);
+ * the wire protocol and the declared range are those of the plain build.
  */
 #include <avr/interrupt.h>
 #include <avr/io.h>
@@ -37,6 +46,16 @@
 #endif
 #ifndef FW_VERSION
 #define FW_VERSION "1.0"
+#endif
+
+#ifdef HWLOOP_INVERSE
+#include HWLOOP_INVERSE
+#if HWL_INV_STATEFUL || HWL_INV_IN_DIM != 1 || HWL_INV_OUT_DIM != 1
+#error "the on-board inverse must be a memoryless 1 -> 1 export (hwloop export --format c of an mlp run)"
+#endif
+#define FW_STRING FW_VERSION "+inv:" HWL_INV_HASH8
+#else
+#define FW_STRING FW_VERSION
 #endif
 
 #define MAX_BATCH 16
@@ -162,6 +181,21 @@ static float device_fn(float x) {
     return y;
 }
 
+#ifdef HWLOOP_INVERSE
+/* The wire's float target as the export's input word (round half up, saturate), the inverse in
+ * fixed point, its drive word back to a float for the sensor. */
+static float inverse_fn(float t) {
+    const float lo = -(float)(1L << (HWL_INV_IO_BITS - 1)), hi = (float)((1L << (HWL_INV_IO_BITS - 1)) - 1);
+    float v = floorf(t * (float)(1L << HWL_INV_T_FRAC) + 0.5f);
+    int16_t tw = (int16_t)(v < lo ? lo : v > hi ? hi : v), xw;
+    hwl_inv_apply(&tw, &xw);
+    return (float)xw * (1.0f / (float)(1L << HWL_INV_X_FRAC));
+}
+#define SENSOR_INPUT(v) inverse_fn(v)
+#else
+#define SENSOR_INPUT(v) (v)
+#endif
+
 /* ---------------------------------------------------------------- requests */
 static uint8_t rx[RX_KEEP];
 
@@ -172,7 +206,7 @@ static const char m_length[] PROGMEM = "body length does not match the header";
 static const char m_batch[] PROGMEM = "n > max_batch";
 static const char m_range[] PROGMEM = "x out of range";
 static const char m_name[] PROGMEM = DEV_NAME;
-static const char m_fw[] PROGMEM = FW_VERSION;
+static const char m_fw[] PROGMEM = FW_STRING;
 
 static uint16_t put_str_P(uint16_t len, const char *s_P) {
     uint8_t m = (uint8_t)strlen_P(s_P);
@@ -239,7 +273,7 @@ static uint16_t answer(uint16_t plen, uint16_t seq) {
         uint16_t len = header(T_QUERY_OK, seq);
         tx[len++] = (uint8_t)n;
         tx[len++] = (uint8_t)(n >> 8);
-        for (uint16_t i = 0; i < n; i++) len = put_f32(len, device_fn(x[i]));
+        for (uint16_t i = 0; i < n; i++) len = put_f32(len, device_fn(SENSOR_INPUT(x[i])));
         return len;
     }
     return error_msg(seq, E_TYPE, m_type);
