@@ -18,6 +18,16 @@ periodic with the ARB period P. So:
 5. `correlation`: the normalised correlation of aligned and played periods;
    below about 0.5 the capture is not of this waveform and is rejected.
 
+The correlation peak of an amplifier with memory lies later than its
+response starts (its trailing taps pull the peak), so aligning by the peak
+alone would hand DPD an amplifier that answers before it is driven (a
+precursor no causal model can fit: direct learning then stalls). The
+calibration therefore also finds `causal_offset`: the extra advance that
+leaves the least energy before lag 0 in the small-signal impulse response
+(zero for a pure delay; the path's own fraction, within a few thousandths of
+a sample, for the simulated amplifiers). The session adds it to every
+capture's delay.
+
 Gain and phase are not normalised here: the session keeps one complex gain
 from its small-signal calibration (a per-capture normalisation would hide
 the compression that DPD must see).
@@ -88,12 +98,32 @@ def correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float(abs(np.vdot(b, a)) / den) if den > 0 else 0.0
 
 
+def _precursor(ref: np.ndarray, y: np.ndarray, pre: int, post: int) -> float:
+    """Share of the least-squares impulse response (lags -pre..post, circular) before lag 0."""
+    basis = np.stack([np.roll(ref, k) for k in range(-pre, post + 1)], axis=1)
+    h, *_ = np.linalg.lstsq(basis, y, rcond=None)
+    total = float(np.sum(np.abs(h) ** 2))
+    return float(np.sum(np.abs(h[:pre]) ** 2)) / total if total > 0 else 0.0
+
+
+def causal_offset(ref: np.ndarray, aligned: np.ndarray, *, pre: int = 4, post: int = 24) -> float:
+    """The advance in [-0.5, 0.5] after which the small-signal response has least energy before lag 0."""
+    res = minimize_scalar(
+        lambda e: _precursor(ref, advance(aligned, e), pre, post),
+        bounds=(-0.5, 0.5),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
+    return float(res.x)
+
+
 def align(
     ref: np.ndarray,
     capture: np.ndarray,
     *,
     session_fraction: float | None = None,
     tolerance: float = 0.1,
+    offset: float = 0.0,
 ) -> tuple[np.ndarray, Alignment]:
     """The captured period aligned onto ``ref`` (one ARB period), and how.
 
@@ -102,6 +132,7 @@ def align(
     value, so the per-capture estimation noise (and the bias a compressing
     amplifier puts into it) never jitters the answers; a larger difference
     means the delay really moved, and the capture's own estimate is used.
+    ``offset`` (the calibration's `causal_offset`) is added to the delay.
     """
     ref = np.asarray(ref, complex)
     avg = average_periods(np.asarray(capture, complex), len(ref))
@@ -112,7 +143,7 @@ def align(
         whole = round(delay - session_fraction)
         if abs(delay - session_fraction - whole) <= tolerance:
             delay = whole + session_fraction
-    delay %= len(ref)
+    delay = (delay + offset) % len(ref)
     out = advance(avg, delay)
     energy = float(np.vdot(ref, ref).real)
     gain = complex(np.vdot(ref, out) / energy) if energy > 0 else 0j

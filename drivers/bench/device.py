@@ -39,7 +39,7 @@ from hwloop.device import (
     UsageError,
 )
 from hwloop.drivers.bench import personalities
-from hwloop.drivers.bench.alignment import Alignment, align
+from hwloop.drivers.bench.alignment import Alignment, align, causal_offset
 from hwloop.drivers.bench.config import BenchConfig, load_config
 from hwloop.drivers.bench.instruments import Analyser, Generator
 from hwloop.drivers.bench.interlock import Interlock, InterlockLog, check_armed, period_levels
@@ -189,8 +189,9 @@ class BenchDevice(BaseDevice):
 
     def _measure(self, period: np.ndarray, *, session: bool = True) -> tuple[np.ndarray, Alignment]:
         capture = self._play_and_capture(period)
-        frac = self.calibration["fraction"] if session and hasattr(self, "calibration") else None
-        aligned, a = align(period, capture, session_fraction=frac)
+        cal = getattr(self, "calibration", None) if session else None
+        frac, offset = (cal["peak_fraction"], cal["offset"]) if cal else (None, 0.0)
+        aligned, a = align(period, capture, session_fraction=frac, offset=offset)
         self.last = a
         if a.correlation < self.cfg.interlock.min_correlation:
             raise UnusableAnswer(
@@ -212,7 +213,9 @@ class BenchDevice(BaseDevice):
             self.ana.set_ref_level(rlev)
             self.log.record("reference_level", dbm=rlev, gain_db=round(gain_db, 3))
         capture = self._play_and_capture(period)
-        _aligned, a = align(period, capture)
+        aligned, peak = align(period, capture)
+        offset = causal_offset(period, aligned)  # where the response starts, not where it peaks
+        _, a = align(period, capture, session_fraction=peak.fraction, offset=offset)
         if a.correlation < self.cfg.interlock.min_correlation:
             raise DeviceError(
                 f"bench: the calibration capture correlates only {a.correlation:.2f} with the played "
@@ -227,6 +230,8 @@ class BenchDevice(BaseDevice):
             "gain_db": 20 * math.log10(abs(a.gain) / fs_amp),
             "phase_deg": math.degrees(math.atan2(a.gain.imag, a.gain.real)),
             "fraction": a.fraction,
+            "peak_fraction": peak.fraction,
+            "offset": offset,
             "shift_samples": a.delay,
             "correlation": a.correlation,
             "noise_dbm": 10 * math.log10(max(noise, 1e-30)),

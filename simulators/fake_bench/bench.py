@@ -76,7 +76,9 @@ class FakeBench:
             raise
 
     # ------------------------------------------------------------ the bench file
-    def toml(self, *, timeout_s: float = 0.5, log: str | None = None) -> str:
+    def toml(
+        self, *, timeout_s: float = 0.5, log: str | None = None, guard: int = 256, periods: int = 4
+    ) -> str:
         """A bench file for this bench: BENCH.md's keys, then the driver's own."""
         gen_p, ana_p = PERSONALITIES[self.dialect]
         lim = self.limits
@@ -92,10 +94,10 @@ class FakeBench:
             f"timeout_s = {timeout_s}",
             "",
             "[signal]",
-            f"fs = {self.fs:.6g}",
+            f"fs = {float(self.fs)!r}",
             f"full_scale_dbm = {lim.full_scale_dbm}",
-            "guard = 256",
-            "periods = 4",
+            f"guard = {guard}",
+            f"periods = {periods}",
             "",
             "[limits]",
             f"peak_dbm = {lim.peak_dbm}",
@@ -120,6 +122,20 @@ class FakeBench:
     def lose_link(self, which: str) -> None:
         """Every open connection to the instrument is cut now (new ones are accepted)."""
         self.server(which).drop_links()
+
+    def fault_at(self, which: str, header: str, fault: str, seconds: float = 2.0) -> None:
+        """A fault when the instrument next receives a command starting with ``header``:
+        ``late`` (its reply ``seconds`` late), ``lost_link`` (connections cut before it is handled)
+        or ``overload`` (the analyser's next capture overloads)."""
+        srv = self.server(which)
+        actions = {
+            "late": lambda: srv.late_reply(seconds),
+            "lost_link": srv.drop_links,
+            "overload": self.analyser.inject_overload,
+        }
+        if fault not in actions:
+            raise ValueError(f"unknown fault {fault!r} (known: {', '.join(actions)})")
+        srv.fault_on(header, actions[fault])
 
     def overload(self) -> None:
         """The analyser's next capture reports an overload."""

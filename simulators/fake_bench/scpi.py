@@ -19,7 +19,9 @@ What the server records for tests and faults:
 - ``late_reply(seconds)``: the next reply is held back that long, then sent on
   the same connection (the fault that shifts a careless host's answers by one);
 - ``drop_links()``: every open connection is closed at once (a lost link);
-  new connections are accepted as before.
+  new connections are accepted as before;
+- ``fault_on(header, action)``: either of those (or anything) at a chosen
+  command, once.
 """
 
 from __future__ import annotations
@@ -136,6 +138,7 @@ class ScpiServer:
         self.transcript: list[tuple[float, int, bytes]] = []
         self._handlers: list[tuple[re.Pattern[str], Handler]] = []
         self._late: float = 0.0
+        self._faults: list[tuple[str, Callable[[], None]]] = []
         self._conns: dict[int, socket.socket] = {}
         self._next_conn = 0
         self._stop = threading.Event()
@@ -173,6 +176,11 @@ class ScpiServer:
     def late_reply(self, seconds: float) -> None:
         """Hold the next reply back for ``seconds``, then send it on its connection."""
         self._late = float(seconds)
+
+    def fault_on(self, header: str, action: Callable[[], None]) -> None:
+        """Run ``action`` (e.g. ``drop_links``, a late reply) once, when a command whose header
+        starts with ``header`` arrives, before it is handled: a fault at a chosen step."""
+        self._faults.append((header.upper(), action))
 
     def drop_links(self) -> None:
         """Close every open connection at once, as a pulled cable or a crashed LAN stack would."""
@@ -249,6 +257,11 @@ class ScpiServer:
             cmd = split_command(raw.rstrip(b"\n"))
             if not cmd.header:
                 return None
+            for i, (prefix, action) in enumerate(self._faults):
+                if cmd.header.startswith(prefix):
+                    del self._faults[i]
+                    action()
+                    break
             for pattern, handler in self._handlers:
                 if pattern.match(cmd.header):
                     try:
