@@ -163,7 +163,10 @@ def test_a_block_reply_is_header_payload_newline() -> None:
     """The fake analyser's block reply, read raw: #<d><len><float32 LE pairs>\\n (BENCH.md)."""
     import socket
 
-    with FakeBench("sim:pa_wh?noise=0", seed=1) as fb, socket.create_connection((fb.analyser.host, fb.analyser.port)) as s:
+    with (
+        FakeBench("sim:pa_wh?noise=0", seed=1) as fb,
+        socket.create_connection((fb.analyser.host, fb.analyser.port)) as s,
+    ):
         s.sendall(b"FORM REAL,32\nTRAC:IQ:RLEN 3\nINIT:IMM\nTRAC:IQ:DATA:MEM?\n")
         data = b""
         while len(data) < 2 + 2 + 24 + 1:

@@ -178,8 +178,8 @@ class ScpiServer:
         self._late = float(seconds)
 
     def fault_on(self, header: str, action: Callable[[], None]) -> None:
-        """Run ``action`` (e.g. ``drop_links``, a late reply) once, when a command whose header
-        starts with ``header`` arrives, before it is handled: a fault at a chosen step."""
+        """Run ``action`` (e.g. ``drop_links``, a late reply) once, when a command whose text
+        starts with ``header`` (``OUTP:STAT ON``) arrives, before it is handled: a fault at a chosen step."""
         self._faults.append((header.upper(), action))
 
     def drop_links(self) -> None:
@@ -257,8 +257,9 @@ class ScpiServer:
             cmd = split_command(raw.rstrip(b"\n"))
             if not cmd.header:
                 return None
+            text = raw.decode("ascii", "replace").upper()
             for i, (prefix, action) in enumerate(self._faults):
-                if cmd.header.startswith(prefix):
+                if text.startswith(prefix):
                     del self._faults[i]
                     action()
                     break
