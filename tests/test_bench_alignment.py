@@ -1,4 +1,4 @@
-"""Alignment of free-running looped captures: integer + fractional delay, phase kept, bad captures rejected."""
+"""Alignment of free-running looped captures: integer + fractional delay, phase kept, bad ones rejected."""
 
 from __future__ import annotations
 

@@ -71,7 +71,9 @@ def test_rf_on_only_while_armed_each_time_logged_and_off_at_the_end(bench) -> No
     recs = _records(path)
     assert recs[0]["event"] == "armed" and recs[0]["operator"] == "pytest"
     ons = [r for r in recs if r["event"] == "rf_on"]
-    switched_on = sum(1 for a, b in zip(fb.generator.played, fb.generator.played[1:]) if b.on and not a.on)
+    switched_on = sum(
+        1 for a, b in zip(fb.generator.played, fb.generator.played[1:], strict=False) if b.on and not a.on
+    )
     assert len(ons) == switched_on == 3  # two calibration captures and the query
     assert not fb.generator.rf_is_on() and recs[-1]["event"] == "closed"
 
