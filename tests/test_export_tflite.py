@@ -1,0 +1,95 @@
+"""TFLite exports: the real converter, read back through the TFLite interpreter, scored in closed loop.
+
+float16 keeps the float inverse's figures; full-integer int8 (int8 input,
+output and every kernel, calibrated on the run's logged targets) is a real
+int8 model whose loss the closed loop measures (docs/deploy.md explains why
+8-bit input and output words cost more than the C export's 8-bit weights).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from export_fixtures import cli_json, trained
+
+import hwloop
+from hwloop.errors import RunDirError
+from hwloop.export.loaded import load_exported
+from hwloop.export.tflite import TFLiteModel
+
+
+@pytest.fixture(scope="module")
+def mlp_tflite(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    run = trained("mlp", tmp_path_factory)
+    out = tmp_path_factory.mktemp("tfl") / "export"
+    m = cli_json("export", "--run", str(run), "--format", "tflite", "--out", str(out))
+    assert m["files"] == sorted(
+        [
+            "golden_float16.npz",
+            "golden_int8.npz",
+            "inverse_float16.tflite",
+            "inverse_int8.tflite",
+            "manifest.json",
+        ]
+    )
+    return run, out
+
+
+def test_round_trip_through_the_interpreter_matches_keras(mlp_tflite: tuple[Path, Path]) -> None:
+    run, out = mlp_tflite
+    inv = hwloop.load_inverse(run)
+    t = np.linspace(-0.8, 0.8, 401, dtype=np.float32)[:, None]
+    x_keras = inv.apply(t)
+    f16 = load_exported(out / "inverse_float16.tflite", inv)
+    assert np.max(np.abs(f16.apply(t) - x_keras)) < 2e-3  # float16 weights
+    model = TFLiteModel((out / "inverse_int8.tflite").read_bytes())
+    assert model.integer and model.out["dtype"] == np.int8  # full-integer: int8 in and out
+    types = {d["dtype"] for d in model.interp.get_tensor_details() if d["name"].endswith("MatMul")}
+    assert types <= {np.int8}, types
+    scale = model.out["quantization"][0]
+    err = load_exported(out / "inverse_int8.tflite", inv).apply(t) - x_keras
+    assert np.sqrt(np.mean(err**2)) < 1.5 * scale and np.max(np.abs(err)) < 8 * scale, (err, scale)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["representative_rows"] == 500 and manifest["models"]["int8"]["bytes"] > 1000
+
+
+def test_closed_loop_float16_keeps_the_float_figures_and_int8_is_measured(
+    mlp_tflite: tuple[Path, Path],
+) -> None:
+    run, out = mlp_tflite
+    dev = "sim:rapp?noise=1e-3&seed=0"
+    f16 = cli_json(
+        "eval", "--run", str(run), "--device", dev, "--exported", str(out / "inverse_float16.tflite")
+    )
+    assert f16["exported"] == "tflite/mlp/float16"
+    assert abs(f16["exported_closed_loop_nmse_db"] - f16["closed_loop_nmse_db"]) <= 0.5
+    i8 = cli_json("eval", "--run", str(run), "--device", dev, "--exported", str(out / "inverse_int8.tflite"))
+    print(f"tflite int8: {i8['exported_closed_loop_nmse_db']} dB against float {i8['closed_loop_nmse_db']}")
+    assert i8["closed_loop_nmse_db"] < i8["exported_closed_loop_nmse_db"] < -30  # int8 words: about -39 dB
+
+
+def test_tapped_inverse_exports_and_evaluates_as_a_sequence(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    run = trained("tapped", tmp_path_factory)
+    out = tmp_path / "export"
+    cli_json("export", "--run", str(run), "--format", "tflite", "--bits", "16", "--out", str(out))
+    m = cli_json("eval", "--run", str(run), "--device", "sim:wh?noise=1e-3&seed=0", "--exported", str(out))
+    assert m["exported"] == "tflite/tapped/float16"
+    assert abs(m["exported_closed_loop_nmse_db"] - m["closed_loop_nmse_db"]) <= 0.5
+
+
+def test_a_tflite_file_that_does_not_match_its_golden_rows_is_refused(mlp_tflite: tuple[Path, Path]) -> None:
+    _, out = mlp_tflite
+    broken = out.parent / "broken"
+    broken.mkdir()
+    for f in out.iterdir():
+        (broken / f.name).write_bytes(f.read_bytes())
+    g = dict(np.load(broken / "golden_float16.npz"))
+    g["x"] = g["x"] + 0.01
+    np.savez(broken / "golden_float16.npz", **g)
+    with pytest.raises(RunDirError, match="SHA-256"):  # the manifest catches it first
+        load_exported(broken / "inverse_float16.tflite")
