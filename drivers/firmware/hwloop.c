@@ -182,12 +182,14 @@ static float device_fn(float x) {
 }
 
 #ifdef HWLOOP_INVERSE
-/* The wire's float target as the export's input word (round half up, saturate), the inverse in
- * fixed point, its drive word back to a float for the sensor. */
+/* The wire's float target as the export's input word (round half up, saturate; exact in float32:
+ * scaling by a power of two, floorf and v - floor(v) are exact), the inverse in fixed point, its
+ * drive word back to a float for the sensor. */
 static float inverse_fn(float t) {
     const float lo = -(float)(1L << (HWL_INV_IO_BITS - 1)), hi = (float)((1L << (HWL_INV_IO_BITS - 1)) - 1);
-    float v = floorf(t * (float)(1L << HWL_INV_T_FRAC) + 0.5f);
-    int16_t tw = (int16_t)(v < lo ? lo : v > hi ? hi : v), xw;
+    float v = t * (float)(1L << HWL_INV_T_FRAC), f = floorf(v);
+    f += (v - f >= 0.5f) ? 1.0f : 0.0f;
+    int16_t tw = (int16_t)(f < lo ? lo : f > hi ? hi : f), xw;
     hwl_inv_apply(&tw, &xw);
     return (float)xw * (1.0f / (float)(1L << HWL_INV_X_FRAC));
 }
