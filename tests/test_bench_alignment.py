@@ -49,13 +49,15 @@ def test_the_fake_paths_fir_delay_is_recovered_too() -> None:
     assert abs(residual) < 0.01
 
 
-def test_the_session_fraction_is_kept_when_close_and_dropped_when_the_delay_moved() -> None:
+def test_a_capture_takes_the_session_fraction_and_reports_how_far_its_own_estimate_lay() -> None:
     ref = _band_limited(1024, 3)
-    capture = np.tile(_delayed(ref, 40.30), 2)
+    capture = np.roll(np.tile(_delayed(ref, 40.30), 2), -3)  # the start moves by whole samples only
     _, near = align(ref, capture, session_fraction=0.32)
-    assert near.delay == pytest.approx(40.32, abs=1e-9)
-    _, far = align(ref, capture, session_fraction=0.75)
-    assert far.delay == pytest.approx(40.30, abs=1e-3)
+    assert near.delay == pytest.approx(37.32, abs=1e-9) and near.drift == pytest.approx(-0.02, abs=2e-3)
+    _, far = align(ref, capture, session_fraction=0.75)  # a path that moved: the nearest whole shift, flagged
+    assert far.delay == pytest.approx(37.75, abs=1e-9) and far.drift == pytest.approx(-0.45, abs=2e-3)
+    _, own = align(ref, capture, offset=0.1)
+    assert own.delay == pytest.approx(37.40, abs=2e-3)
 
 
 def test_averaging_periods_divides_the_noise() -> None:

@@ -50,6 +50,7 @@ class Alignment:
     fraction: float
     correlation: float
     gain: complex  # least-squares complex gain of aligned capture on the played period
+    drift: float = 0.0  # the capture's own delay estimate minus the session's (samples)
 
 
 def average_periods(capture: np.ndarray, period: int) -> np.ndarray:
@@ -122,30 +123,38 @@ def align(
     capture: np.ndarray,
     *,
     session_fraction: float | None = None,
-    tolerance: float = 0.1,
     offset: float = 0.0,
 ) -> tuple[np.ndarray, Alignment]:
     """The captured period aligned onto ``ref`` (one ARB period), and how.
 
-    With ``session_fraction`` (the calibration's fractional delay), a capture
-    whose own estimate lies within ``tolerance`` of it takes the session's
-    value, so the per-capture estimation noise (and the bias a compressing
-    amplifier puts into it) never jitters the answers; a larger difference
-    means the delay really moved, and the capture's own estimate is used.
-    ``offset`` (the calibration's `causal_offset`) is added to the delay.
+    With ``session_fraction`` (the calibration's fractional delay, fixed for
+    the session: the capture start moves by whole samples only), the capture
+    takes the whole-sample shift whose interpolated correlation at that
+    fraction is highest, so per-capture estimation noise (and the bias a
+    compressing amplifier puts into the peak) never jitters the answers;
+    ``drift`` says how far the capture's own estimate lay from it (flagged by
+    the caller). ``offset`` (the calibration's
+    `causal_offset`) is added to the delay.
     """
     ref = np.asarray(ref, complex)
     avg = average_periods(np.asarray(capture, complex), len(ref))
     lag = integer_delay(ref, avg)
     frac = fractional_delay(ref, avg, lag)
     delay = lag + frac
+    drift = 0.0
     if session_fraction is not None:
-        whole = round(delay - session_fraction)
-        if abs(delay - session_fraction - whole) <= tolerance:
-            delay = whole + session_fraction
+        n = len(ref)
+        k = _signed_bins(n)
+        x = np.fft.fft(avg) * np.conj(np.fft.fft(ref))
+        base = round(delay - session_fraction)
+        cands = [base - 1, base, base + 1]
+        score = [abs(np.sum(x * np.exp(2j * np.pi * k * (c + session_fraction) / n))) for c in cands]
+        chosen = cands[int(np.argmax(score))] + session_fraction
+        drift = float((delay - chosen + n / 2) % n - n / 2)
+        delay = chosen
     delay = (delay + offset) % len(ref)
     out = advance(avg, delay)
     energy = float(np.vdot(ref, ref).real)
     gain = complex(np.vdot(ref, out) / energy) if energy > 0 else 0j
     whole = int(np.floor(delay))
-    return out, Alignment(delay, whole, delay - whole, correlation(out, ref), gain)
+    return out, Alignment(delay, whole, delay - whole, correlation(out, ref), gain, drift)

@@ -51,6 +51,7 @@ log.addHandler(logging.NullHandler())
 INSTALL_HINT = "pip install 'hwloop[bench]'"
 MEMORY = 1 << 24  # samples: BENCH.md's waveform and record-length ceiling
 CAL_SEED = 20240623
+DRIFT_SAMPLES = 0.1  # a capture's own delay estimate this far from the session's is flagged
 
 
 def quantise(z: np.ndarray) -> np.ndarray:
@@ -87,6 +88,7 @@ class BenchDevice(BaseDevice):
         self.periods = cfg.signal.periods
         self.last: Alignment | None = None
         self.captures = 0
+        self.drifts = 0
         self.log = InterlockLog(cfg.interlock.log)
         self.log.record(
             "armed",
@@ -193,6 +195,9 @@ class BenchDevice(BaseDevice):
         frac, offset = (cal["peak_fraction"], cal["offset"]) if cal else (None, 0.0)
         aligned, a = align(period, capture, session_fraction=frac, offset=offset)
         self.last = a
+        if abs(a.drift) > DRIFT_SAMPLES:
+            self.drifts += 1
+            log.warning("bench: this capture's delay lies %.3f samples from the session's", a.drift)
         if a.correlation < self.cfg.interlock.min_correlation:
             raise UnusableAnswer(
                 f"bench: capture correlates {a.correlation:.2f} with the played waveform "
@@ -273,7 +278,10 @@ class BenchDevice(BaseDevice):
             if self.interlock is not None:
                 self.interlock.uninstall()
             self.log.record(
-                "closed", captures=self.captures, recoveries=sum(s.recoveries for s in self.sessions)
+                "closed",
+                captures=self.captures,
+                drifts=self.drifts,
+                recoveries=sum(s.recoveries for s in self.sessions),
             )
             for s in self.sessions:
                 s.close()
