@@ -59,7 +59,7 @@ def test_generic_generator_and_analyser_byte_for_byte() -> None:
         b"SOUR:BB:ARB:STAT OFF\n",
         b"SOUR:BB:ARB:STAT?\n",
         b'MMEM:DATA:UNPR "NVWFM:hwloop",#18\x40\x00\x00\x00\x00\x00\xc0\x00\n',
-        b'SOUR:BB:ARB:WAV:SEL "NVWFM:hwloop"\n',
+        b'SOUR:BB:ARB:WAV:SEL "hwloop"\n',
         b"SOUR:BB:ARB:WAV:SEL?\n",
         b"SOUR:BB:ARB:CLOC 800000000\n",
         b"SOUR:BB:ARB:CLOC?\n",

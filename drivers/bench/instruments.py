@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
 LEVEL_TOLERANCE_DB = 0.01
-CAPTURE_ALLOWANCE_S = 2e-6  # extra time per captured sample an analyser may take (capture + processing)
+CAPTURE_ALLOWANCE_S = 5e-6  # extra time per captured sample an analyser may take (capture + processing)
 
 
 class InstrumentError(DeviceError):

@@ -85,14 +85,16 @@ class Generator:
         return f"NVWFM:{WAVEFORM}"
 
     def select(self, query: bool = False) -> str:
-        return f"{self.src}:BB:ARB:WAV:SEL" + ("?" if query else f' "{self.waveform_name()}"')
+        """BENCH.md stores under ``"NVWFM:<name>"`` and selects ``"<name>"``."""
+        return f"{self.src}:BB:ARB:WAV:SEL" + ("?" if query else f' "{WAVEFORM}"')
 
     def upload(self, iq: np.ndarray, fs: float) -> tuple[str, bytes]:
         """(command prefix, block payload) storing int16 (n, 2) I,Q: big-endian, interleaved."""
         return f'MMEM:DATA:UNPR "{self.waveform_name()}",', np.asarray(iq, ">i2").tobytes()
 
     def selected(self, reply: str) -> bool:
-        return reply.strip().strip("'\"") == self.waveform_name()
+        """The selection read back names our waveform (with or without its memory prefix)."""
+        return reply.strip().strip("'\"") in (WAVEFORM, self.waveform_name())
 
 
 def wv_checksum(data: bytes) -> int:

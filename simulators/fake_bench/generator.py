@@ -151,6 +151,8 @@ class FakeGenerator(ScpiServer):
         self.clock = hz
 
     def _select(self, name: str) -> None:
+        if self.dialect == "generic" and name.upper().startswith("NVWFM:"):
+            name = name[len("NVWFM:") :]  # the stored name, with or without its memory prefix
         if self.arb:
             raise ScpiError(-221, "Settings conflict: ARB is on")
         if name not in self.waveforms:
@@ -169,7 +171,7 @@ class FakeGenerator(ScpiServer):
         name = _unquote(c.arg)
         if not name.upper().startswith("NVWFM:") or c.block is None or len(c.block) % 4:
             raise ScpiError(-222, "Data out of range")
-        self._store(name, np.frombuffer(c.block, ">i2").reshape(-1, 2))
+        self._store(name[len("NVWFM:") :], np.frombuffer(c.block, ">i2").reshape(-1, 2))
 
     def _store_rs(self, c: Command) -> None:
         if c.block is None:
