@@ -38,6 +38,7 @@ from render_common import (
     verdict,
 )
 from render_dpd import section_dpd, section_dpd_families
+from render_export import section_export
 from render_farm import section_farm
 from render_sections import section_default_run, section_memory, section_overhead, section_serial
 
@@ -312,6 +313,7 @@ def render() -> str:
     lines += section_dpd_families(load("dpd_families"))
     lines += section_farm(load("farm"))
     lines += section_calibration(load("calibrate_units"))
+    lines += section_export(load("export"))
     return "\n".join(lines).rstrip() + "\n"
 
 

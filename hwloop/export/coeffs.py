@@ -15,12 +15,15 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse
 from hwloop.errors import RunDirError
-from hwloop.export.source import RunSource
+
+if TYPE_CHECKING:  # the run reader loads Keras; reading coefficients back needs numpy only
+    from hwloop.export.source import RunSource
 
 COEFFS = "gmp_coeffs.csv"
 BASIS = "gmp_basis.txt"
