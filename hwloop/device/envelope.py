@@ -71,11 +71,16 @@ class IQEnvelope:
     def sample(self, rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
         """Replace the paired columns of ``x`` by points uniform over the disc |x| <= peak,
         then scale the batch to the RMS limit if it is above it."""
+        return self.place(x, rng.uniform(0.0, 1.0, (np.shape(x)[0], 2 * len(self.pairs))))
+
+    def place(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """`sample` from given uniforms u (n, 2 per pair), row by row: the first rows of a larger
+        draw are the rows of a smaller one."""
         arr = np.array(x, np.float32)
         n = arr.shape[0]
-        for i, q in self.pairs:
-            r = self.peak * np.sqrt(rng.uniform(0.0, 1.0, n))
-            phi = rng.uniform(-np.pi, np.pi, n)
+        for k, (i, q) in enumerate(self.pairs):
+            r = self.peak * np.sqrt(u[:, 2 * k])
+            phi = np.pi * (2.0 * u[:, 2 * k + 1] - 1.0)
             arr[:, i], arr[:, q] = r * np.cos(phi), r * np.sin(phi)
         arr, _ = self.clip(arr)  # the float32 rounding of r = peak
         if self.rms is not None and n and self.rms_of(arr) > self.rms:

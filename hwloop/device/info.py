@@ -72,11 +72,12 @@ class DeviceInfo:
         uniformly over its disc (within the box), the batch kept under the
         RMS limit.
         """
-        x = rng.uniform(self.low_array, self.high_array, size=(n, self.in_dim)).astype(np.float32)
         if self.envelope is None:
-            return x
-        x = self.envelope.sample(rng, x)
-        return np.clip(x, self.low_array, self.high_array)
+            return rng.uniform(self.low_array, self.high_array, size=(n, self.in_dim)).astype(np.float32)
+        # One draw per row (box and disc together), so n rows are the first rows of a larger draw.
+        u = rng.uniform(0.0, 1.0, size=(n, self.in_dim + 2 * len(self.envelope.pairs)))
+        x = (self.low_array + u[:, : self.in_dim] * (self.high_array - self.low_array)).astype(np.float32)
+        return np.clip(self.envelope.place(x, u[:, self.in_dim :]), self.low_array, self.high_array)
 
     def identity(self) -> dict:
         """What makes this device this device: every field but ``max_batch`` (a transport limit).

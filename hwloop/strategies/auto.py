@@ -1,5 +1,12 @@
 """The default: iterative-ILA warm start, then device-forward rounds while they measurably help.
 
+0. A quick surrogate on the warm start's uniform stage says where the noise
+   enters (`hwloop.strategies.noise`, from its residuals; no query spent).
+   Where it is mostly input-referred, nothing can beat the noise but more
+   uniform pairs: the rest of the budget goes to uniform inputs and M is
+   fitted by ILA on every pair, exactly as `ila` draws and fits them
+   (``auto_path`` "ila" in metrics.json, with the ``noise_split`` that
+   decided it).
 1. Iterative ILA on most of the budget: cheap, and near the noise floor on
    one-to-one devices with output noise.
 2. A surrogate fitted on those pairs; rounds of device queries at M(t) whose
@@ -22,33 +29,44 @@ from __future__ import annotations
 
 import logging
 
+import keras
 import numpy as np
 
-from hwloop.inverses.models import FitConfig, fit_regression
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
 from hwloop.strategies.base import Context, Outcome
 from hwloop.strategies.ila import config_for as ila_config
-from hwloop.strategies.ila import train_ila
+from hwloop.strategies.ila import inverse_mask, train_ila
 from hwloop.strategies.joint import fit_surrogate, make_trainer
+from hwloop.strategies.noise import NoiseSplit, split_noise
 from hwloop.strategies.rounds import reselect, round_details, run_rounds
 from hwloop.strategies.surrogate import config_for, reserve_for_selection
 
 log = logging.getLogger(__name__)
 
 WARM_FRACTION = 0.4  # of the budget, for the iterative-ILA warm start
+SPLIT_STEPS = 2000  # the quick surrogate that splits the noise: fitted well enough that noise dominates
 
 
 def train(ctx: Context) -> Outcome:
     dev = ctx.dev
     cfg = config_for(ctx)
     reserve = reserve_for_selection(dev.remaining)
+    spend = int(dev.remaining * WARM_FRACTION)
+    ila_cfg = ila_config(ctx, 3)
+    rng = np.random.default_rng(ctx.settings.seed)  # the draws `ila` makes, in the same order
+    first, split, first_sur = _uniform_stage(ctx, max(16, int(spend * ila_cfg.first_fraction)), rng)
+    if split.input_referred:
+        return _as_ila(ctx, first, split, first_sur, rng)
     warm = train_ila(
         dev,
-        ila_config(ctx, 3),
+        ila_cfg,
         seed=ctx.settings.seed,
-        spend=int(dev.remaining * WARM_FRACTION),
+        spend=spend,
         prior=ctx.prior,
         mask=ctx.mask,
         on_step=ctx.on_step,
+        first=first,
+        rng=rng,
     )
     sur, sur_curve = fit_surrogate(
         warm.x, warm.y, cfg.surrogate_fit, seed=ctx.settings.seed, mask=ctx.mask, on_step=ctx.on_step
@@ -65,7 +83,7 @@ def train(ctx: Context) -> Outcome:
         on_step=ctx.on_step,
     )
     best = reselect(dev, trainer, scores, reserve)
-    details = round_details(scores, best, stopped)
+    details = {**round_details(scores, best, stopped), "auto_path": "refine", "noise_split": split.to_dict()}
     details["ila_refit_queries"] = 0
     if best is not None and best.round == 0 and dev.remaining >= 16:
         details["ila_refit_queries"] = int(dev.remaining)
@@ -89,3 +107,44 @@ def _ila_refit(ctx: Context, trainer, x: np.ndarray, y: np.ndarray) -> list[floa
         seed=ctx.settings.seed + 5,
         on_step=ctx.on_step,
     )
+
+
+def _uniform_stage(
+    ctx: Context, n: int, rng: np.random.Generator
+) -> tuple[tuple[np.ndarray, np.ndarray], NoiseSplit, keras.Model]:
+    """The warm start's uniform pairs (the first of the draws `ila` makes), and where the noise
+    enters, split by a quick surrogate's residuals against its slope."""
+    dev = ctx.dev
+    x = dev.info.uniform(rng, n)
+    y = dev.query(x, "train")
+    sur, _ = fit_surrogate(x, y, FitConfig(steps=SPLIT_STEPS), seed=ctx.settings.seed + 3, mask=ctx.mask)
+    split = split_noise(x, y, sur)
+    log.info("auto: noise split on %d uniform pairs: %s", n, split.to_dict())
+    return (x, y), split, sur
+
+
+def _as_ila(
+    ctx: Context,
+    first: tuple[np.ndarray, np.ndarray],
+    split: NoiseSplit,
+    sur: keras.Model,
+    rng: np.random.Generator,
+) -> Outcome:
+    """Input-referred noise: the whole budget on uniform pairs and one ILA fit, as `ila` does
+    (the same draws, the same fit)."""
+    dev = ctx.dev
+    x_new = dev.info.uniform(rng, dev.remaining)
+    x, y = np.concatenate([first[0], x_new]), np.concatenate([first[1], dev.query(x_new, "train")])
+    if ctx.prior is not None:
+        x, y = np.concatenate([ctx.prior[0], x]), np.concatenate([ctx.prior[1], y])
+    model = build_regressor(y, x, seed=ctx.settings.seed, name="inverse", mask=inverse_mask(ctx.mask))
+    log.info(
+        "auto: the noise is input-referred (share %.2f); ILA on %d uniform pairs", split.input_share, len(x)
+    )
+    curve = fit_regression(model, y, x, FitConfig(steps=ctx.settings.fit_steps), seed=ctx.settings.seed)
+    details = {
+        "auto_path": "ila",
+        "noise_split": split.to_dict(),
+        "refinement_stopped": "input-referred noise",
+    }
+    return Outcome(model, curve, sur, details)

@@ -63,19 +63,28 @@ def train_ila(
     prior: tuple[np.ndarray, np.ndarray] | None = None,
     mask: np.ndarray | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    first: tuple[np.ndarray, np.ndarray] | None = None,
+    rng: np.random.Generator | None = None,
 ) -> ILAResult:
     """Spend ``spend`` training queries (default: all that remain) on (iterative) ILA.
 
     ``prior`` pairs, measured before this run, are fitted along with the new ones.
+    ``first``: the uniform stage's pairs, already measured by the caller (they
+    count within ``spend``); otherwise it is drawn and measured here. ``rng``:
+    the generator that drew them, to go on with (default: a new one from ``seed``).
     """
-    rng = np.random.default_rng(seed)
+    rng = rng if rng is not None else np.random.default_rng(seed)
     budget = dev.remaining if spend is None else min(spend, dev.remaining)
     start_remaining = dev.remaining
     if budget < 16:
         raise ValueError(f"ILA needs at least 16 training queries, {budget} left")
     n_first = budget if cfg.rounds <= 1 else max(16, int(budget * cfg.first_fraction))
-    x = dev.info.uniform(rng, n_first)
-    y = dev.query(x, "train")
+    if first is not None:  # spent already: what is left of ``spend`` goes to the refinements
+        x, y = first
+        budget = dev.remaining if spend is None else max(0, min(spend - len(x), dev.remaining))
+    else:
+        x = dev.info.uniform(rng, n_first)
+        y = dev.query(x, "train")
     if prior is not None:  # pairs measured earlier (another run, a data file) join the fit
         x, y = np.concatenate([prior[0], x]), np.concatenate([prior[1], y])
     model = build_regressor(y, x, seed=seed, name="inverse", mask=inverse_mask(mask))
