@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export_fixtures import cli_json
+from export_fixtures import cli_json, trained
 from serial_fixtures import FIRMWARE, build_firmware, start_runner, stop_process
 
 import hwloop
@@ -112,3 +112,20 @@ def test_the_board_applies_its_exported_inverse_within_3_db_of_the_host(
     _, y_quiet = ask(quiet, tmp_path / "c", t[:200])
     x_words = exp.apply(t[:200]).astype(np.float32).astype(np.float64)
     np.testing.assert_allclose(y_quiet, rapp(x_words), rtol=0, atol=3e-7)
+
+
+def test_the_firmware_refuses_an_inverse_it_cannot_hold(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """A tapped (stateful) export does not build into the firmware: one #error, not a wrong device."""
+    export = tmp_path / "export"
+    cli_json(
+        "export", "--run", str(trained("tapped", tmp_path_factory)), "--format", "c", "--out", str(export)
+    )
+    res = subprocess.run(
+        ["make", "-C", str(FIRMWARE), f"BUILD={tmp_path / 'fw'}", f"INVERSE={export / 'hwl_inv.h'}"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert res.returncode != 0 and "must be a memoryless 1 -> 1 export" in res.stderr, res.stderr
