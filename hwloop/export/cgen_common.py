@@ -55,7 +55,7 @@ static inline int64_t hwl_sat(int64_t v, int64_t lo, int64_t hi) { return v < lo
 /* Re-scale by 2^-s and saturate to [lo, hi]; a left shift saturates first, so it cannot overflow. */
 static inline int64_t hwl_requant(int64_t v, int s, int64_t lo, int64_t hi) {
     if (s > 0) return hwl_sat(hwl_rshift(v, s), lo, hi);
-    return hwl_sat(hwl_sat(v, lo >> -s, hi >> -s) * ((int64_t)1 << -s), lo, hi);
+    return hwl_sat(hwl_sat(v, lo >> -s, (hi >> -s) + 1) * ((int64_t)1 << -s), lo, hi);
 }
 """
 
