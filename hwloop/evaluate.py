@@ -257,6 +257,15 @@ def probe_device(dev: Device, *, points: int = 11, repeats: int = 64, seed: int 
 # ---------------------------------------------------------------- a signal to linearise
 
 
+def signal_eval_limit(train_budget: int, asked: int | None = None) -> int:
+    """Queries a run's signal evaluation may spend: ``asked`` (``--eval-queries``), else a tenth
+    of the training budget, at least 1,024 and at most two `SIGNAL_EVAL_MIN` stretches and the
+    noise repeats."""
+    if asked is not None:
+        return int(asked)
+    return int(np.clip(train_budget // 10, 1024, 2 * SIGNAL_EVAL_MIN + 256))
+
+
 def evaluate_signal(
     dev: MeteredDevice,
     inverse: InverseFn,
@@ -266,21 +275,37 @@ def evaluate_signal(
     fs: float,
     bw: float,
     seed: int,
+    limit: int | None = None,
+    reference: str = "measure",
+    prior: dict | None = None,
 ) -> Evaluation:
     """DPD figures on a stretch of the target signal: the drive M(t) after a reset, and,
     for comparison, the signal sent without predistortion at the same average drive power.
 
     ``acpr_dbc`` (worse adjacent channel), ``evm_db`` and ``nmse_db`` score the
     output against the targets themselves (gain 1: the targets are in output
-    units); ``*_no_dpd`` score the undistorted drive against the least-squares
-    gain, as a DPD engineer compares. Spends ``2 n`` queries for a stretch of
-    n = min(len(targets), max(queries / 2, SIGNAL_EVAL_MIN)) samples, plus the
-    noise repeats: a Welch spectrum needs several segments of 2048 samples.
+    units), ``drive_peak`` and ``drive_gain_max`` the drive; ``*_no_dpd``
+    score the undistorted drive against the least-squares gain, as a DPD
+    engineer compares. Without ``limit`` it spends ``2 n`` queries for a
+    stretch of n = min(len(targets), max(queries / 2, SIGNAL_EVAL_MIN))
+    samples, plus the noise repeats. With ``limit`` (a run's, `signal_eval_limit`)
+    everything together stays within it: the no-DPD reference is then measured
+    only if both stretches fit, else taken from ``prior`` (figures measured
+    during training) when given; ``reference="skip"`` never measures it.
     """
-    from hwloop.dpd.metrics import dpd_report
+    from hwloop.dpd.metrics import aclr_db, dpd_report
+    from hwloop.dpd.signals import cplx
 
     t_all = np.asarray(targets, np.float32)
-    n = min(len(t_all), max(SIGNAL_EVAL_MIN, budget.queries // 2))
+    if limit is None:
+        n = min(len(t_all), max(SIGNAL_EVAL_MIN, budget.queries // 2))
+        k, measure_ref = min(n, budget.noise_repeats), reference != "skip"
+    else:
+        k = int(min(budget.noise_repeats, max(16, limit // 20)))
+        both = reference == "measure" and (prior is None or limit - k >= 2 * SIGNAL_EVAL_MIN)
+        measure_ref = both
+        n = min(len(t_all), (limit - k) // (2 if both else 1))
+    k = min(k, n)
     start = int(np.random.default_rng(seed + 7919).integers(0, len(t_all) - n + 1))
     t = t_all[start : start + n]
     dev.reset()
@@ -290,25 +315,41 @@ def evaluate_signal(
         np.mean(np.sum(x.astype(np.float64) ** 2, 1))
         / max(np.mean(np.sum(t.astype(np.float64) ** 2, 1)), 1e-30)
     )
-    dev.reset()
-    y_none = dev.query(dev.safe((t * scale).astype(np.float32)), "eval")
-    k = min(n, budget.noise_repeats)
+    y_none = None
+    if measure_ref:
+        dev.reset()
+        y_none = dev.query(dev.safe((t * scale).astype(np.float32)), "eval")
     dev.reset()
     variance = noise_variance(y[:k], dev.query(x[:k], "noise"))
     dev.reset()
     with_dpd = dpd_report(y, t, fs=fs, bw=bw, gain=1.0)
-    without = dpd_report(y_none, t, fs=fs, bw=bw)
+    xc, tc = cplx(x), cplx(t)
+    big = np.abs(tc) >= 0.05 * np.abs(tc).max()
     scores: dict[str, float | None] = {
         "closed_loop_nmse_db": nmse_db(y, t),
         "noise_floor_db": noise_floor_db(variance, t),
         "noise_std": float(np.sqrt(np.mean(variance))),
         **with_dpd,
-        **{f"{k}_no_dpd": v for k, v in without.items()},
+        "aclr_db": round(aclr_db(y, fs, bw), 3),
+        "drive_peak": round(float(np.abs(xc).max()), 4),
+        "drive_gain_max": round(float(np.max(np.abs(xc[big]) / np.abs(tc[big]))), 4),
     }
+    if y_none is not None:
+        without = dpd_report(y_none, t, fs=fs, bw=bw)
+        scores.update({f"{key}_no_dpd": v for key, v in without.items()})
+        source = "measured"
+    elif prior is not None and reference != "skip":
+        keys = ("acpr_dbc", "evm_db", "nmse_db")
+        scores.update({f"{key}_no_dpd": prior[key] for key in keys if key in prior})
+        source = "training round 1"
+    else:
+        source = "skipped"
     details = {
         "signal_stretch": [start, start + n],
+        "eval_samples": n,
         "fs": fs,
         "bw": bw,
+        "no_dpd_reference": source,
         "no_dpd_drive_scale": round(float(scale), 6),
     }
     return Evaluation(scores, t, x, y, {**details, "outputs_no_dpd": y_none})

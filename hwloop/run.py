@@ -185,11 +185,12 @@ def _run(
 ) -> TrainResult:
     import keras
 
-    from hwloop.evaluate import EvalBudget, evaluate, evaluate_signal
+    from hwloop.evaluate import EvalBudget, evaluate, evaluate_signal, signal_eval_limit
     from hwloop.inverses.store import save_inverse
 
     opts = plan.options
     t_start = time.perf_counter()
+    signal, held = (None, None) if signal is None else _held_out(opts, signal)
     name = choose(
         plan.strategy,
         stateful=info.stateful,
@@ -261,8 +262,18 @@ def _run(
         else:
             if signal is not None:
                 ev = evaluate_signal(
-                    metered, inverse.apply, signal, budget, fs=opts.fs, bw=opts.bw, seed=plan.seed
+                    metered,
+                    inverse.apply,
+                    signal if held is None else held,
+                    budget,
+                    fs=ctx.settings.fs,
+                    bw=opts.bw,
+                    seed=plan.seed,
+                    limit=signal_eval_limit(plan.queries, opts.eval_queries),
+                    reference="skip" if opts.skip_reference else "measure",
+                    prior=outcome.details.get("dpd_no_dpd"),
                 )
+                ev.details["eval_held_out"] = held is not None
                 no_dpd = ev.details.pop("outputs_no_dpd")
             else:
                 sur = outcome.surrogate if not info.stateful else None
@@ -340,7 +351,16 @@ def _metrics(
 def _load_signal(opts: TrainOptions) -> Any:
     """The targets to linearise (the signal times --gain), its band checked: before any device."""
     from hwloop.dpd.metrics import check_band
-    from hwloop.dpd.signals import load_signal
+    from hwloop.dpd.signals import load_signal, resolve_fs
 
-    check_band(opts.fs, opts.bw)
+    check_band(resolve_fs(opts.fs, opts.signal), opts.bw)
     return opts.gain * load_signal(opts.signal)
+
+
+def _held_out(opts: TrainOptions, signal: Any) -> tuple[Any, Any]:
+    """(training targets, scored targets): --eval-signal, else the end of --signal (--holdout)."""
+    from hwloop.dpd.signals import holdout_split, load_signal
+
+    if opts.eval_signal is not None:
+        return signal, opts.gain * load_signal(opts.eval_signal)
+    return holdout_split(signal, opts.holdout)

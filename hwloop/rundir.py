@@ -103,12 +103,30 @@ class TrainOptions:
     gain: float = _opt(
         1.0, "Targets are the signal times this gain, in the device's output units.", min_open=0.0
     )
-    fs: float = _opt(800e6, "Sample rate of the signal in Hz (for ACPR/EVM).", min_open=0.0)
+    fs: float | None = _opt(
+        None,
+        "Sample rate of the signal in Hz (for ACPR/EVM) [default: the signal's own (an NPZ's fs, the "
+        "input_signal_fs of a spec.json beside a CSV, an ofdm: spec's fs), else 800e6].",
+        min_open=0.0,
+    )
     bw: float = _opt(200e6, "Channel bandwidth in Hz (ACPR: adjacent channels of this width).", min_open=0.0)
+    holdout: float = _opt(
+        0.2,
+        "Fraction of --signal (its end) held out of training and scored after it; 0: score on the "
+        "training signal. Ignored with --eval-signal.",
+    )
+    eval_signal: str | None = _opt(
+        None, "Score the predistorter on this signal (then all of --signal trains), same forms as --signal."
+    )
+    skip_reference: bool = _opt(
+        False, "Do not measure the signal without predistortion (the no-DPD reference).", flag=True
+    )
 
     def __post_init__(self) -> None:
         if self.eval_targets is not None and self.eval_queries is not None:
             raise UsageError("give --eval-queries or --eval-targets, not both")
+        if not 0 <= self.holdout < 1:
+            raise UsageError(f"--holdout is a fraction in [0, 1), got {self.holdout}")
         if self.max_rate is not None and self.max_rate <= 0:
             raise UsageError(f"--max-rate must be positive, got {self.max_rate}")
         if self.mask is not None:

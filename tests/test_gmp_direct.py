@@ -67,31 +67,26 @@ def test_gauss_newton_step_inverts_a_known_amplifier_in_few_steps() -> None:
     assert max(errors[1:]) < min(errors[1:]) + 1
 
 
-def test_direct_learning_beats_indirect_learning_on_the_same_queries() -> None:
-    """pa_wh driven near its peak output (targets 2.4 u, as `--gain 2.4` asks): a GMP surrogate cannot
-    fit a Wiener-Hammerstein amplifier exactly, yet the device's residual drives the predistorter past
-    what indirect learning reaches with the same queries."""
+def test_direct_learning_improves_a_poor_warm_start_on_a_signal_it_never_saw() -> None:
+    """pa_wh driven near its peak output (targets 2.4 u): one round of indirect learning leaves the
+    post-inverse's bias; direct learning through a GMP surrogate (which cannot fit a Wiener-Hammerstein
+    amplifier exactly) removes most of it, judged on rows no step was fitted on and on a held-out
+    signal. Since indirect learning is conditioned (ridge chosen on held-out rows), its three full
+    rounds on pa_wh are as good as direct learning here: docs/dpd.md has the measured comparison."""
     gain = 2.4
     u = gain * ofdm(OFDMSpec(n=6000, papr=8, seed=0))
     held = gain * ofdm(OFDMSpec(n=8192, papr=8, seed=1))
-
-    def ila_fit(q, target: np.ndarray, iterations: int):
-        start = np.abs(cplx(target)).max()
-        return indirect_learning(q, target, gain=1.0, start_gain=start, iterations=iterations)
-
     dev, q, calls = wh_query(seed=0)
-    ila = ila_fit(q, gain * ofdm(OFDMSpec(n=10000, papr=8, seed=0)), 3)
-    assert sum(calls) == 30000
-    dev2, q2, calls2 = wh_query(seed=0)
-    warm = ila_fit(q2, u, 2)
-    res = direct_learning(q2, u, warm.inverse, measurements=3, pairs=warm.pairs, keep="best")
-    assert sum(calls2) == 30000 and res.queries == 18000 and len(res.rounds) == 3
+    warm = indirect_learning(q, u, gain=1.0, start_gain=np.abs(cplx(u)).max(), iterations=1)
+    res = direct_learning(q, u, warm.inverse, measurements=3, pairs=warm.pairs, keep="best")
+    assert sum(calls) == 24000 and res.queries == 18000 and len(res.rounds) == 3
     assert res.surrogate_nmse_db is not None and res.surrogate_nmse_db > -58  # not an exact fit
-    assert res.rounds[-1]["nmse_db"] < res.rounds[0]["nmse_db"] - 1
-    y_ila = dev.clean_sequence(ila.inverse.apply(held))
-    y_dir = dev2.clean_sequence(res.inverse.apply(held))
-    assert acpr_db(y_dir) < acpr_db(y_ila) - 3
-    assert nmse_db(y_dir, held, 1.0) < nmse_db(y_ila, held, 1.0) - 3
+    judged = [r["judge_nmse_db"] for r in res.rounds]
+    assert judged[res.kept_round] < judged[0] - 3 and res.kept_round > 0
+    y_warm = dev.clean_sequence(warm.inverse.apply(held))
+    y_dir = dev.clean_sequence(res.inverse.apply(held))
+    assert nmse_db(y_dir, held, 1.0) < nmse_db(y_warm, held, 1.0) - 3
+    assert acpr_db(y_dir) < acpr_db(y_warm) - 3
 
 
 def test_keep_best_returns_the_start_when_no_step_helps() -> None:
@@ -117,10 +112,11 @@ def test_direct_learning_checks_its_arguments() -> None:
 
 
 def test_rounds_for_splits_the_budget() -> None:
-    assert rounds_for(50_000, 16_000) == (11, 4545)  # as many rounds as keep 4,096 samples each
-    assert rounds_for(24_000, 16_000) == (5, 4800)
-    assert rounds_for(6_000, 16_000) == (3, 2000)  # small budgets: at least three rounds
-    assert rounds_for(50_000, 3_000) == (11, 3000)  # a short signal shortens the stretch
+    """Direct learning's share of the budget (auto gives half to the warm start first)."""
+    assert rounds_for(25_000, 16_000) == (3, 8333)  # as many rounds as keep 8,192 samples each
+    assert rounds_for(100_000, 160_000) == (9, 11111)  # at most nine
+    assert rounds_for(6_000, 16_000) == (2, 3000)  # small budgets: at least two
+    assert rounds_for(50_000, 3_000) == (6, 3000)  # a short signal shortens the stretch
     assert rounds_for(50_000, 16_000, rounds=4) == (4, 12500)
     with pytest.raises(UsageError):
         rounds_for(50_000, 16_000, rounds=1)

@@ -299,6 +299,9 @@ def eval_cmd(
     budget = EvalBudget.for_run(
         int(recorded.get("queries_used") or 4000), eval_queries, noise_repeats, eval_targets
     )
+    from hwloop.dpd.signals import resolve_fs
+
+    fs = resolve_fs(fs, signal)  # the signal's own sample rate unless --fs is given
     dev = open_device(device)
     try:
         if (dev.info.in_dim, dev.info.out_dim) != (inverse.in_dim, inverse.out_dim):

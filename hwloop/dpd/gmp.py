@@ -9,8 +9,9 @@ combination of
 - leading terms   x[n-m] |x[n-m+l]|^(k-1),  the same with future envelopes (``lead``)
 
 so y[n] = sum_i c_i phi_i[n]: linear in the complex coefficients c, which a
-least-squares solve finds (numpy ``lstsq`` with a small ridge that keeps the
-nearly collinear columns of an oversampled signal from blowing up). The
+least-squares solve finds (`fit_ls`, a fixed small ridge; the predistortion
+fits use `hwloop.dpd.fitting.ridge_fit` instead: scaled columns, the ridge
+chosen on rows held out of the fit). The
 lagging terms catch the envelope memory (thermal, bias network) that aligned
 terms miss. Leading terms need future samples, so a causal, streaming
 predistorter (`GMPInverse`) refuses them; the basis offers them for offline
@@ -20,7 +21,9 @@ Indirect learning (`indirect_learning`): a postdistorter fitted on the
 amplifier's normalised output y/G -> its input x is copied in front of the
 amplifier as the predistorter; three rounds of drive, measure, refit close
 most of the gap that the first round leaves, because each refit sees the
-amplifier where the predistorter drives it.
+amplifier where the predistorter drives it. A round's sequence is a
+`Stretch`: windows spread over the signal, sent back to back after one
+reset, so one fit sees the signal's statistics rather than one stretch of it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from hwloop.dpd.fitting import ridge_fit, row_split
 from hwloop.dpd.metrics import acpr_db, linear_gain, nmse_db
 from hwloop.dpd.signals import cplx, iq
 from hwloop.errors import ShapeError, UsageError
@@ -152,11 +156,77 @@ class GMP:
     def __call__(self, z: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
         return features(z, self.cfg, history) @ self.coeffs
 
+    def lift(self, cfg: GMPConfig) -> GMP:
+        """The same map in a richer basis: shared terms keep their coefficients, new ones are 0."""
+        index = {term: i for i, term in enumerate(cfg.terms())}
+        c = np.zeros(len(index), complex)
+        for coeff, term in zip(self.coeffs, self.cfg.terms(), strict=True):
+            if term not in index:
+                raise UsageError(f"GMP.lift: term {term} is not in the target basis")
+            c[index[term]] = coeff
+        return GMP(cfg, c)
+
 
 def peak_limit(z: np.ndarray, peak: float) -> np.ndarray:
     """Scale samples with |z| > peak back onto the circle |z| = peak (phase kept)."""
+    peak = peak * (1 - 5e-7)  # a float32 copy of the sample must not round past the peak either
     mag = np.abs(z)
     return np.where(mag > peak, z * (peak / np.maximum(mag, 1e-300)), z)
+
+
+@dataclass
+class Stretch:
+    """Training targets as one device sequence: windows of the signal sent back to back after a reset.
+
+    The predistorter's basis on each window takes its history from the
+    signal itself, as it would when deployed; the first ``guard`` rows of
+    each window, where the amplifier still remembers the previous window
+    (or the reset), belong to no fit and no score (`valid`).
+    """
+
+    signal: np.ndarray  # complex (N,): the whole training signal (targets)
+    windows: list[tuple[int, int]]
+    guard: int = 0
+
+    @classmethod
+    def whole(cls, u: np.ndarray) -> Stretch:
+        z = cplx(np.asarray(u, np.float64))
+        return cls(z, [(0, len(z))])
+
+    @property
+    def u(self) -> np.ndarray:
+        return np.concatenate([self.signal[a:b] for a, b in self.windows])
+
+    @property
+    def valid(self) -> np.ndarray:
+        ok = np.ones(sum(b - a for a, b in self.windows), bool)
+        at = 0
+        for a, b in self.windows:
+            ok[at : at + min(self.guard, b - a)] = False
+            at += b - a
+        return ok
+
+    def basis(self, cfg: GMPConfig) -> np.ndarray:
+        d = cfg.depth
+        parts = []
+        for a, b in self.windows:
+            past = self.signal[max(0, a - d) : a]
+            past = np.concatenate([np.zeros(d - len(past), complex), past])
+            parts.append(features(self.signal[a:b], cfg, past))
+        return np.vstack(parts)
+
+    def spans(self) -> list[list[int]]:
+        return [[a, b] for a, b in self.windows]
+
+    def longest(self) -> slice:
+        """The rows of the longest window past its guard: where a spectrum of the sequence is
+        not the joints' (ACPR of a round)."""
+        at, best = 0, (0, 0)
+        for a, b in self.windows:
+            lo, hi = at + min(self.guard, b - a), at + b - a
+            best = max(best, (hi - lo, lo))
+            at += b - a
+        return slice(best[1], best[1] + best[0])
 
 
 class GMPStream:
@@ -252,53 +322,66 @@ def resolve_gain(mode: str | float | complex, y: np.ndarray, u: np.ndarray) -> c
 
 def indirect_learning(
     query_sequence: QuerySequence,
-    u: np.ndarray,
+    u: np.ndarray | Stretch,
     cfg: GMPConfig | None = None,
     *,
     gain: str | float | complex = "peak",
     start_gain: complex = 1.0,
     iterations: int = 3,
-    ridge: float = 1e-4,
+    ridge: float | None = None,
     peak: float = 1.0,
     fs: float = 800e6,
     bw: float = 200e6,
 ) -> ILAResult:
-    """Fit a GMP predistorter for target signal u (n, 2) by indirect learning.
+    """Fit a GMP predistorter for target signal u (n, 2), or a `Stretch`, by indirect learning.
 
     ``query_sequence(x)`` resets the amplifier and returns its answer (n, 2)
     to the whole drive x; it is called ``iterations`` times with n rows each.
     Round 1 drives u / start_gain (the predistorter starts as a scaled
     identity), which is also where the gain G is measured (see `resolve_gain`).
+    ``ridge=None`` chooses each post-inverse's ridge on a fifth of the rows
+    held out of its fit (`hwloop.dpd.fitting.ridge_fit`); a number is a fixed
+    ridge (`fit_ls`).
     """
     cfg = cfg or GMPConfig()
-    u = np.asarray(u, np.float64)
-    uc = cplx(u)
+    stretch = u if isinstance(u, Stretch) else Stretch.whole(u)
+    uc = stretch.u
     if iterations < 1:
         raise UsageError(f"iterations must be >= 1, got {iterations}")
-    inv = GMPInverse(GMP.identity(cfg, 1.0 / complex(start_gain)), peak=peak)
+    phi = stretch.basis(cfg)
+    coeffs = GMP.identity(cfg, 1.0 / complex(start_gain)).coeffs
+    fit_rows, hold_rows = row_split(len(uc), (4, 1), valid=stretch.valid)
     g: complex | None = None
-    result = ILAResult(inv, 1.0)
+    result = ILAResult(GMPInverse(GMP(cfg, coeffs), peak=peak), 1.0)
     for it in range(iterations):
-        x = inv.apply(u)
+        xc = peak_limit(phi @ coeffs, peak)
+        x = iq(xc).astype(np.float64)
         y = np.asarray(query_sequence(x), np.float64)
         if y.shape != x.shape:
             raise ShapeError(f"query_sequence returned shape {y.shape} for a drive of shape {x.shape}")
         result.queries += len(x)
         result.pairs.append((x, y))
         if g is None:
-            g = resolve_gain(gain, y, u)
+            g = resolve_gain(gain, y, iq(uc))
             log.info("ILA: target gain G = %.4f at %.2f deg (%s)", abs(g), np.degrees(np.angle(g)), gain)
         yc = cplx(y)
-        result.rounds.append(
-            {
-                "round": it + 1,
-                "acpr_dbc": round(acpr_db(yc, fs, bw), 3),
-                "nmse_db": round(nmse_db(yc, uc, g), 3),
-                "clipped": int(np.sum(np.abs(cplx(x)) >= peak * (1 - 1e-9))),
-            }
-        )
-        log.info("ILA round %d: %s", it + 1, result.rounds[-1])
-        post = GMP.fit(yc / g, cplx(x), cfg, ridge)
-        inv = GMPInverse(post, peak=peak, gain=g)
-    result.inverse, result.gain = inv, complex(g)
+        main = stretch.longest()
+        row = {
+            "round": it + 1,
+            "acpr_dbc": round(acpr_db(yc[main], fs, bw), 3),
+            "nmse_db": round(nmse_db(yc, uc, g), 3),
+            "clipped": int(np.sum(np.abs(xc) >= peak * (1 - 1e-6))),
+        }
+        post = features(yc / g, cfg)
+        if ridge is None:
+            rf = ridge_fit(post, xc, fit_rows, hold_rows)
+            coeffs = rf.coeffs
+            row.update(rf.info())
+        else:
+            ok = stretch.valid
+            coeffs = fit_ls(post[ok], xc[ok], ridge)
+        result.rounds.append(row)
+        log.info("ILA round %d: %s", it + 1, row)
+        result.inverse = GMPInverse(GMP(cfg, coeffs.copy()), peak=peak, gain=g)
+    result.gain = complex(g)
     return result

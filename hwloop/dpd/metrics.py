@@ -155,3 +155,26 @@ def dpd_report(
         "evm_db": round(evm_db(y, u, gain, fs, bw), 3),
         "nmse_db": round(nmse_db(y, u, gain), 3),
     }
+
+
+NR_OCCUPIED = 0.9828  # transmission bandwidth over channel bandwidth, NR 100 MHz at 30 kHz (273 RB)
+
+
+def aclr_db(
+    x: np.ndarray, fs: float = FS, bw: float = BW, occupied: float = NR_OCCUPIED, nperseg: int = 4096
+) -> float:
+    """ACLR as 3GPP TS 38.104 (6.6.3) defines it for NR, in dB: the power through a square filter
+    of the transmission bandwidth (``occupied`` times the channel bandwidth ``bw``) on the assigned
+    channel over the power through the same filter on an adjacent channel, centred ``bw`` away;
+    the worse side. Positive, larger is better (unlike ACPR's dBc: about -ACPR, on a narrower
+    filter that leaves the guard bands out)."""
+    if not 0 < occupied <= 1:
+        raise UsageError(f"occupied fraction must be in (0, 1], got {occupied}")
+    _check_band(fs, bw, bw)
+    f, p = psd(x, fs, nperseg)
+    half = occupied * bw / 2
+    main = float(np.sum(p[np.abs(f) <= half]))
+    if main <= 0:
+        raise ShapeError("the signal has no power in the assigned channel: ACLR is undefined")
+    sides = [float(np.sum(p[np.abs(f - c) <= half])) for c in (-bw, bw)]
+    return float(10 * np.log10(main / max(max(sides), 1e-30 * main)))

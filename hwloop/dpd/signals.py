@@ -109,7 +109,7 @@ def ofdm(spec: OFDMSpec | None = None) -> np.ndarray:
             mag = np.abs(z)
             z = np.where(mag > limit, z * limit / np.maximum(mag, 1e-300), z)
             z = np.fft.ifft(np.fft.fft(z) * band)
-    z = z * spec.peak / np.abs(z).max()
+    z = z * (spec.peak * (1 - 5e-7) / np.abs(z).max())  # float32 rounding must not carry it past the peak
     out = iq(z)
     log.debug(
         "ofdm: n=%d bw=%g fs=%g papr %.2f dB (target %g)", spec.n, spec.bw, spec.fs, papr_db(out), spec.papr
@@ -246,3 +246,67 @@ def dpa200(split: str = "test") -> tuple[np.ndarray, np.ndarray]:
         raise UsageError(f"DPA_200MHz splits are train, val and test, not {split!r}")
     with np.load(DPA_FILE) as data:
         return data[f"{split}_input"].astype(np.float32), data[f"{split}_output"].astype(np.float32)
+
+
+DEFAULT_FS = 800e6  # the sample rate assumed for a signal that does not say its own
+
+
+def signal_rate(spec_or_path: str | Path) -> float | None:
+    """The sample rate a signal declares, Hz, or None: a generator spec's ``fs``, an NPZ's ``fs``
+    array, the ``input_signal_fs`` of the ``spec.json`` beside a CSV (OpenDPD's layout)."""
+    text = str(spec_or_path).strip()
+    low = text.lower()
+    if low.startswith("dpa200:"):
+        return _spec_rate(DATASET_DIR / "spec.json")
+    if low.startswith("ofdm:") or low == "ofdm":
+        return float(parse_ofdm(text if ":" in text else "ofdm:").fs)
+    p = Path(text)
+    if p.suffix.lower() == ".npz" and p.is_file():
+        try:
+            with np.load(p, allow_pickle=False) as data:
+                if "fs" in data.files:
+                    return float(np.asarray(data["fs"]).reshape(-1)[0])
+        except (OSError, ValueError, IndexError) as exc:
+            raise UsageError(f"{p}: cannot read its fs field ({exc})") from None
+        return None
+    return _spec_rate(p.parent / "spec.json") if p.suffix.lower() == ".csv" else None
+
+
+def _spec_rate(path: Path) -> float | None:
+    import json
+
+    if not path.is_file():
+        return None
+    try:
+        fs = float(json.loads(path.read_text()).get("input_signal_fs"))
+    except (OSError, ValueError, TypeError, AttributeError) as exc:
+        raise UsageError(f"{path}: no usable input_signal_fs ({exc})") from None
+    if not fs > 0:
+        raise UsageError(f"{path}: input_signal_fs must be positive, got {fs}")
+    return fs
+
+
+def resolve_fs(fs: float | None, signal: str | Path | None) -> float:
+    """``--fs`` as given, else the signal's own rate (`signal_rate`), else `DEFAULT_FS`."""
+    if fs is not None:
+        return float(fs)
+    own = signal_rate(signal) if signal is not None else None
+    if own is None:
+        log.info("the signal does not declare its sample rate: assuming %g Hz (give --fs)", DEFAULT_FS)
+        return DEFAULT_FS
+    return own
+
+
+def holdout_split(t: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray | None]:
+    """(training part, held-out part): the last ``fraction`` of the signal is held out, so the
+    score is of samples the fit never saw; ``fraction`` 0 holds out nothing (None)."""
+    if not 0 <= fraction < 1:
+        raise UsageError(f"the held-out fraction must be in [0, 1), got {fraction}")
+    cut = len(t) - round(fraction * len(t))
+    if fraction == 0 or cut == len(t):
+        return t, None
+    if cut < 256 or len(t) - cut < 256:
+        raise UsageError(
+            f"holding out {fraction:g} of a {len(t)}-sample signal leaves fewer than 256 samples on a side"
+        )
+    return t[:cut], t[cut:]

@@ -38,6 +38,8 @@ class Settings:
 
     @classmethod
     def from_plan(cls, plan: RunPlan) -> Settings:
+        from hwloop.dpd.signals import resolve_fs
+
         o = plan.options
         return cls(
             seed=plan.seed,
@@ -47,7 +49,7 @@ class Settings:
             inverse=o.inverse,
             hold=tuple(o.hold or ()),
             init_from=o.init_from,
-            fs=o.fs,
+            fs=resolve_fs(o.fs, o.signal),  # the signal's own rate unless --fs says otherwise
             bw=o.bw,
         )
 

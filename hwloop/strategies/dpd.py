@@ -1,29 +1,32 @@
 """Digital predistortion of a signal: a GMP predistorter, by indirect or direct learning.
 
 The targets are the signal's samples (times ``--gain``), in the device's
-output units. A stretch of them is sent once per round, each time after a
-reset; each round is one whole sequence of device queries.
+output units. Each round sends one stretch of them after a reset: four
+windows spread evenly over the signal (one centred on its largest sample),
+back to back, so a fit sees the signal's statistics and its whole amplitude
+range (`training_stretch`); the first `GUARD` samples after each joint are
+left out of every fit and score.
 
-- ``ila`` / ``iila``: the textbook method. The stretch is a third of the
-  budget; three rounds of indirect learning (`hwloop.dpd.gmp.indirect_learning`):
-  drive the current predistorter (first a scaled identity), fit the
-  least-squares GMP post-inverse from the answer back to the drive, copy it in
-  front. The last fit is the predistorter.
-- ``surrogate`` / ``auto``: the amplifier in the loop. The budget is split into
-  `rounds_for` rounds of a shorter stretch (11 rounds of 4,545 samples at
-  50,000 queries: more rounds did more than longer stretches, BENCHMARKS f).
-  Indirect learning warms up (two rounds, one on small budgets); then direct
-  learning (`hwloop.dpd.direct.direct_learning`) measures the amplifier's
-  answer to the predistorter's drive and takes a Gauss-Newton step on the
-  measured output error through a GMP surrogate fitted on every sequence
-  measured so far. ``surrogate`` keeps the last step; ``auto`` keeps the
-  round whose measured error on the stretch was lowest, which is the
-  indirect-learning warm start when no step helped (``dpd_kept_round`` 0).
-  With 16 samples a term in the stretch, the predistorter is the richer
-  `DIRECT_CFG` GMP (256 terms against the textbook 92).
+- ``ila`` / ``iila``: indirect learning (`hwloop.dpd.gmp.indirect_learning`),
+  three rounds on stretches of a third of the budget (at most the whole
+  signal): drive the current predistorter (first a scaled identity), fit the
+  GMP post-inverse from the answer back to the drive, copy it in front. Each
+  fit is a conditioned least squares with its ridge chosen on a fifth of the
+  rows held out (`hwloop.dpd.fitting.ridge_fit`).
+- ``surrogate`` / ``auto``: the amplifier in the loop. `WARM_SHARE` of the
+  budget goes to the indirect warm start in one round (from `WARM_FULL`
+  queries on, `WARM_SHARE_FULL` in three rounds) in the textbook 92-term GMP;
+  the rest to
+  `rounds_for` rounds of direct learning (`hwloop.dpd.direct.direct_learning`)
+  in the richer `DIRECT_CFG` GMP (256 terms, when the stretch has 16 samples
+  a term) that the warm start is lifted into: a Levenberg-Marquardt step on
+  the measured output error through a GMP surrogate, its damping chosen on
+  held-out rows, each round judged on rows no step was fitted on.
+  ``surrogate`` keeps the last round; ``auto`` the round `hwloop.metrics.keep_index`
+  keeps with the warm start preferred (``dpd_kept_round`` 0 when no step won
+  by more than the scores' uncertainty).
 
-The stretch is centred on the signal's largest sample, so every fit sees the
-whole amplitude range. The predistorter takes a whole target sequence and returns its drive from a
+The predistorter takes a whole target sequence and returns its drive from a
 reset, state carried across chunks.
 """
 
@@ -35,7 +38,10 @@ from collections.abc import Callable
 import numpy as np
 
 from hwloop.dpd.direct import SURROGATE_CFG, direct_learning
-from hwloop.dpd.gmp import GMPConfig, GMPInverse, indirect_learning
+from hwloop.dpd.fitting import spread_windows
+from hwloop.dpd.gmp import GMPConfig, GMPInverse, Stretch, indirect_learning
+from hwloop.dpd.metrics import dpd_report
+from hwloop.dpd.signals import cplx
 from hwloop.errors import UsageError
 from hwloop.strategies.base import Context, Outcome
 
@@ -43,32 +49,42 @@ log = logging.getLogger(__name__)
 
 ILA_ITERATIONS = 3
 MIN_STRETCH = 256
-DIRECT_STRETCH = 4096  # direct learning uses rounds of at least this many samples...
-MAX_ROUNDS = 11  # ...and at most this many rounds (2 indirect + 9 direct)
+DIRECT_STRETCH = 8192  # direct learning uses rounds of at least this many samples...
+MAX_ROUNDS = 9  # ...and at most this many direct rounds
+WARM_SHARE = 0.6  # the indirect-learning warm start's share of the budget: one round on a long stretch...
+WARM_FULL = 40_000  # ...or from this budget on ILA_ITERATIONS rounds...
+WARM_SHARE_FULL = 0.8  # ...with this share (on the held-out APA model ILA gained 0.5 dB ACPR from 10k to 16k)
 # Direct learning targets the pre-inverse itself, so a richer GMP pays there (orders to 7, 16 taps,
 # 256 terms: 0.8 and 1.4 dB ACPR over the textbook 92 on pa_wh and pa_gmp, BENCHMARKS f); it needs
 # 16 samples a term.
 DIRECT_CFG = GMPConfig(order=7, memory=16, cross_order=5, cross_memory=6, lag=6)
 SAMPLES_PER_TERM = 16
+WINDOWS = 4  # a round's stretch is this many windows of the signal...
+MIN_WINDOW = 512  # ...of at least this many samples
+GUARD = 16  # samples after each joint left out of fits and scores (the amplifier's memory of the last)
 
 
 def rounds_for(budget: int, signal_len: int, rounds: int | None = None) -> tuple[int, int]:
-    """(rounds, stretch length) for direct learning: as many rounds as the budget allows up to
-    MAX_ROUNDS with stretches of DIRECT_STRETCH samples or more, at least three (or ``rounds``);
-    a signal shorter than the stretch that would give shortens the stretch, not the rounds."""
+    """(rounds, stretch length) for direct learning's ``budget``: as many rounds as the budget
+    allows up to MAX_ROUNDS with stretches of DIRECT_STRETCH samples or more, at least two (or
+    ``rounds``); a signal shorter than the stretch that would give shortens the stretch, not the
+    rounds."""
     if rounds is None:
-        rounds = int(np.clip(budget // DIRECT_STRETCH, 3, MAX_ROUNDS))
+        rounds = int(np.clip(budget // DIRECT_STRETCH, 2, MAX_ROUNDS))
     if rounds < 2:
         raise UsageError(f"direct learning needs at least 2 rounds, got {rounds}")
     return rounds, min(signal_len, budget // rounds)
 
 
-def _stretch_start(t: np.ndarray, n: int) -> int:
-    """Where the training stretch of n samples starts: centred on the signal's largest sample, so
-    the fit sees the whole amplitude range the predistorter will be asked for (a polynomial
-    extrapolates badly above the envelopes it was fitted on)."""
-    peak_at = int(np.argmax(np.hypot(t[:, 0], t[:, 1])))
-    return int(np.clip(peak_at - n // 2, 0, len(t) - n))
+def training_stretch(t: np.ndarray, n: int) -> Stretch:
+    """The n targets a round sends: `WINDOWS` windows spread evenly over the signal, so a fit sees
+    its statistics rather than one stretch of it, one of them centred on the signal's largest
+    sample, so it also sees the whole amplitude range (a polynomial extrapolates badly above the
+    envelopes it was fitted on). Windows shorter than `MIN_WINDOW` are merged into fewer."""
+    z = cplx(np.asarray(t, np.float64))
+    count = int(np.clip(n // MIN_WINDOW, 1, WINDOWS))
+    windows = spread_windows(len(z), n // count, count, must=int(np.argmax(np.abs(z))))
+    return Stretch(z, windows, guard=GUARD if count > 1 else 0)
 
 
 def _check(ctx: Context) -> None:
@@ -108,26 +124,29 @@ def fit_predistorter(
     term. ``rounds`` overrides `rounds_for`'s choice (benchmarks). Returns
     the predistorter and its figures for metrics.json.
     """
+    ila_cfg = cfg or GMPConfig()
     if direct:
-        rounds, n = rounds_for(budget, len(t), rounds)
-        warm = 2 if rounds >= 5 else 1
-        if cfg is None and n >= SAMPLES_PER_TERM * len(DIRECT_CFG.terms()):
-            cfg = DIRECT_CFG
+        full = budget >= WARM_FULL
+        warm = ILA_ITERATIONS if full else 1
+        n_warm = min(len(t), int((WARM_SHARE_FULL if full else WARM_SHARE) * budget) // warm)
+        rounds, n = rounds_for(budget - warm * n_warm, len(t), rounds)
+        direct_cfg = cfg
+        if cfg is None:
+            direct_cfg = DIRECT_CFG if n >= SAMPLES_PER_TERM * len(DIRECT_CFG.terms()) else ila_cfg
     else:
-        rounds, n = ILA_ITERATIONS, min(len(t), budget // ILA_ITERATIONS)
-        warm = ILA_ITERATIONS
-    if n < MIN_STRETCH:
+        warm, n_warm = ILA_ITERATIONS, min(len(t), budget // ILA_ITERATIONS)
+        n = n_warm
+    if min(n, n_warm) < MIN_STRETCH:
         raise UsageError(
-            f"--queries {budget} leaves {n} samples a round; predistortion needs at least {MIN_STRETCH}"
+            f"--queries {budget} leaves {min(n, n_warm)} samples a round; predistortion needs at least "
+            f"{MIN_STRETCH}"
         )
-    cfg = cfg or GMPConfig()
-    start = _stretch_start(t, n)
-    stretch = np.asarray(t[start : start + n], np.float64)
-    start_gain = max(float(np.max(np.hypot(stretch[:, 0], stretch[:, 1]))) / peak, 1e-6)
+    stretch = training_stretch(t, n_warm)
+    start_gain = max(float(np.max(np.abs(stretch.u))) / peak, 1e-6)
     res = indirect_learning(
         query_sequence,
         stretch,
-        cfg,
+        ila_cfg,
         gain=gain,
         start_gain=start_gain,
         iterations=warm,
@@ -138,28 +157,45 @@ def fit_predistorter(
     details: dict = {
         "dpd_method": "indirect",
         "dpd_rounds": res.rounds,
-        "dpd_stretch": [start, start + n],
-        "gmp": cfg.to_dict(),
+        "dpd_stretch": stretch.spans(),
+        "dpd_stretch_guard": stretch.guard,
+        "gmp": ila_cfg.to_dict(),
         "inverse_kind": "gmp",
+    }
+    main = stretch.longest()  # round 1 drove the bare signal: the no-DPD reference, measured once
+    details["dpd_no_dpd"] = {
+        **dpd_report(cplx(res.pairs[0][1])[main], stretch.u[main], fs=fs, bw=bw),
+        "samples": main.stop - main.start,
     }
     if not direct:
         return res.inverse, details
+    assert direct_cfg is not None
+    start = GMPInverse(res.inverse.model.lift(direct_cfg), peak=peak, gain=res.inverse.gain)
+    stretch = training_stretch(t, n)
     out = direct_learning(
         query_sequence,
         stretch,
-        res.inverse,
-        measurements=rounds - warm,
+        start,
+        measurements=rounds,
         pairs=res.pairs,
         keep=keep,
         fs=fs,
         bw=bw,
     )
+    details["gmp"] = direct_cfg.to_dict()
+    details["dpd_warm_gmp"] = ila_cfg.to_dict()
+    details["dpd_direct_stretch"] = stretch.spans()
     details.update(
         dpd_method="indirect warm start, then direct learning through a GMP surrogate",
         dpd_direct_rounds=out.rounds,
         dpd_kept_round=out.kept_round,
         dpd_keep=keep,
         dpd_surrogate_nmse_db=out.surrogate_nmse_db,
+        dpd_surrogate_ridge=out.surrogate_ridge,
+        dpd_damping=[float(f"{v:.3g}") for v in out.damping],
+        dpd_gain_bound=out.gain_bound,
+        dpd_steps_shrunk=out.shrunk,
+        dpd_tied_with_best=out.tied_with_best,
         dpd_surrogate_gmp=SURROGATE_CFG.to_dict(),
         device_weight=1.0,
     )

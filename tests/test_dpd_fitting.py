@@ -1,0 +1,177 @@
+"""Conditioned DPD fits: the ridge chosen on held-out rows, row splits, stretches of windows, the
+damped step, the drive-gain bound, and where a signal's sample rate and held-out part come from."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pa_helpers import wh_query
+
+from hwloop.dpd.direct import (
+    damped_step,
+    direct_learning,
+    drive_gain,
+    gauss_newton_step,
+    gmp_jacobian,
+    jacobian_times,
+)
+from hwloop.dpd.fitting import ridge_fit, row_split, spread_windows
+from hwloop.dpd.gmp import GMP, GMPConfig, Stretch, features, indirect_learning
+from hwloop.dpd.metrics import aclr_db, acpr_db, nmse_db
+from hwloop.dpd.signals import OFDMSpec, cplx, holdout_split, iq, ofdm, resolve_fs, signal_rate
+from hwloop.errors import UsageError
+
+CFG = GMPConfig(order=5, memory=3, cross_order=3, cross_memory=2, lag=2)
+
+
+def _z(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return 0.4 * (rng.normal(size=n) + 1j * rng.normal(size=n))
+
+
+def test_row_split_deals_blocks_by_weight_and_skips_invalid_rows() -> None:
+    valid = np.ones(5000, bool)
+    valid[:40] = False
+    parts = row_split(5000, (3, 1, 1), block=100, valid=valid)
+    assert (
+        not np.any(parts[0] & parts[1])
+        and not np.any(parts[1] & parts[2])
+        and not np.any(parts[0] & parts[2])
+    )
+    assert not np.any(np.logical_or.reduce(parts)[:40]) and np.all(np.logical_or.reduce(parts)[40:])
+    assert [int(p.sum()) for p in parts] == [2960, 1000, 1000]
+    assert np.all(parts[1][300:400]) and not np.any(parts[1][:300])  # whole blocks, in turn
+
+
+def test_ridge_fit_picks_a_ridge_that_predicts_held_out_rows() -> None:
+    """An oversampled signal's GMP basis of order 7 is badly conditioned: the ridge chosen on held-out
+    rows predicts them, and a signal never seen, better than an undamped solve, with coefficients
+    of the size of the truth instead of hundreds; with no noise, almost no damping is chosen."""
+    rng = np.random.default_rng(0)
+    u = cplx(ofdm(OFDMSpec(n=1500, papr=8, seed=2)))  # band-limited: neighbouring taps nearly collinear
+    cfg = GMPConfig(order=7, memory=8, cross_order=5, cross_memory=3, lag=3)
+    phi = features(u, cfg)
+    truth = GMP.identity(cfg).coeffs
+    target = phi @ truth + 0.02 * (rng.normal(size=len(u)) + 1j * rng.normal(size=len(u)))
+    fit_rows, hold_rows = row_split(len(u), (4, 1))
+    damped = ridge_fit(phi, target, fit_rows, hold_rows)
+    plain = ridge_fit(phi, target, fit_rows, hold_rows, ridges=(0.0,), refit=False)
+    assert damped.ridge > 1e-9 and damped.condition > 1e4
+    assert damped.holdout_nmse_db < plain.holdout_nmse_db
+    fresh = features(cplx(ofdm(OFDMSpec(n=4000, papr=8, seed=9))), cfg)
+    err = [nmse_db(fresh @ c, fresh @ truth, 1.0) for c in (damped.coeffs, plain.coeffs)]
+    assert err[0] < err[1] - 3
+    assert np.max(np.abs(damped.coeffs)) < 2 < 10 < np.max(np.abs(plain.coeffs))
+    clean = ridge_fit(phi, phi @ truth, fit_rows, hold_rows)
+    assert clean.ridge <= 1e-6 and clean.holdout_nmse_db < -60
+
+
+def test_spread_windows_cover_the_signal_and_its_peak() -> None:
+    wins = spread_windows(10_000, 1000, 4, must=9_990)
+    assert len(wins) == 4 and all(b - a == 1000 for a, b in wins)
+    assert all(wins[i][1] <= wins[i + 1][0] for i in range(3))  # no overlap
+    assert wins[0][0] == 0 and any(a <= 9_990 < b for a, b in wins)
+    assert spread_windows(1500, 1000, 4) == [(0, 1000)]  # fewer windows when they do not fit
+
+
+def test_a_stretch_basis_takes_each_windows_history_from_the_signal() -> None:
+    z = _z(3000, 1)
+    st = Stretch(z, [(100, 900), (2000, 2600)], guard=8)
+    phi = st.basis(CFG)
+    d = CFG.depth
+    np.testing.assert_allclose(phi[:800], features(z[100:900], CFG, z[100 - d : 100]))
+    np.testing.assert_allclose(phi[800:], features(z[2000:2600], CFG, z[2000 - d : 2000]))
+    np.testing.assert_array_equal(st.u, np.concatenate([z[100:900], z[2000:2600]]))
+    assert (~st.valid).sum() == 16 and not st.valid[800:808].any() and st.valid[808]
+    assert st.longest() == slice(8, 800)
+
+
+def test_lift_keeps_the_map_in_a_richer_basis() -> None:
+    rng = np.random.default_rng(3)
+    small = GMP(CFG, rng.normal(size=len(CFG.terms())) + 1j * rng.normal(size=len(CFG.terms())))
+    big = small.lift(GMPConfig(order=7, memory=5, cross_order=4, cross_memory=3, lag=3))
+    z = _z(400, 4)
+    np.testing.assert_allclose(big(z), small(z), atol=1e-12)
+    with pytest.raises(UsageError):
+        big.lift(CFG)
+
+
+def test_damped_step_is_gauss_newton_when_the_problem_is_well_posed() -> None:
+    rng = np.random.default_rng(5)
+    amp = GMP(CFG, 0.05 * (rng.normal(size=len(CFG.terms())) + 1j * rng.normal(size=len(CFG.terms()))))
+    amp.coeffs[0] = 1.0
+    pd = GMPConfig(order=3, memory=2, cross_order=1)
+    u = _z(4000, 6)
+    phi = features(u, pd)
+    alpha, beta = gmp_jacobian(amp, u)
+    dx = 0.01 * (phi @ (rng.normal(size=phi.shape[1]) + 1j * rng.normal(size=phi.shape[1])))
+    e = jacobian_times(alpha, beta, dx)  # a residual the step can explain exactly
+    fit_rows, hold_rows = row_split(len(u), (4, 1))
+    lm, rf = damped_step(phi, alpha, beta, e, fit_rows, hold_rows)
+    gn = gauss_newton_step(phi, alpha, beta, e)
+    assert rf.ridge <= 1e-6
+    np.testing.assert_allclose(lm, gn, rtol=1e-3, atol=1e-8)
+
+
+def test_drive_gain_ignores_targets_near_zero() -> None:
+    u = np.array([1.0, 0.5, 1e-4, 0.2], complex)
+    x = np.array([0.5, 0.3, 0.1, 0.4], complex)  # the 1e-4 target is below the floor
+    assert drive_gain(x, u) == pytest.approx(2.0)
+
+
+def test_direct_learning_keeps_inside_its_gain_bound_and_judges_unseen_rows() -> None:
+    u = 2.0 * ofdm(OFDMSpec(n=8000, papr=8, seed=0))
+    _, q, _ = wh_query(seed=0)
+    warm = indirect_learning(q, u, iterations=2, gain=1.0, start_gain=float(np.abs(cplx(u)).max()))
+    assert all("ridge" in r and "holdout_nmse_db" in r for r in warm.rounds)  # ridge chosen per fit
+    res = direct_learning(q, u, warm.inverse, measurements=3, pairs=warm.pairs, keep="best")
+    assert res.gain_bound > 0 and all(r["drive_gain"] <= res.gain_bound + 1e-9 for r in res.rounds)
+    assert len(res.damping) == 2 and all(d > 0 for d in res.damping)
+    assert res.surrogate_ridge is not None
+    judged = [r["judge_nmse_db"] for r in res.rounds]
+    assert res.kept_round in res.tied_with_best or res.kept_round == 0
+    assert judged[res.kept_round] <= min(judged) + 3 * max(r["judge_se_db"] for r in res.rounds)
+
+
+def test_signal_rate_comes_from_the_signals_own_metadata(tmp_path: Path) -> None:
+    x = ofdm(OFDMSpec(n=512))
+    np.savez(tmp_path / "with.npz", x=x, fs=983.04e6)
+    np.savez(tmp_path / "without.npz", x=x)
+    (tmp_path / "d").mkdir()
+    np.savetxt(tmp_path / "d" / "train_input.csv", x, delimiter=",", header="I,Q", comments="")
+    (tmp_path / "d" / "spec.json").write_text(json.dumps({"input_signal_fs": 983.04e6}))
+    assert signal_rate(tmp_path / "with.npz") == 983.04e6
+    assert signal_rate(tmp_path / "without.npz") is None
+    assert signal_rate(tmp_path / "d" / "train_input.csv") == 983.04e6
+    assert signal_rate("ofdm:fs=640e6,bw=160e6") == 640e6
+    assert signal_rate("dpa200:train") == 800e6
+    assert resolve_fs(None, str(tmp_path / "with.npz")) == 983.04e6
+    assert resolve_fs(700e6, str(tmp_path / "with.npz")) == 700e6  # --fs wins
+    assert resolve_fs(None, str(tmp_path / "without.npz")) == 800e6
+    (tmp_path / "d" / "spec.json").write_text(json.dumps({"input_signal_fs": -1}))
+    with pytest.raises(UsageError):
+        signal_rate(tmp_path / "d" / "train_input.csv")
+
+
+def test_holdout_split_keeps_the_end_for_scoring() -> None:
+    t = iq(np.arange(2000) + 0j)
+    train, held = holdout_split(t, 0.2)
+    assert len(train) == 1600 and held is not None and len(held) == 400 and held[0, 0] == 1600
+    assert holdout_split(t, 0.0)[1] is None
+    with pytest.raises(UsageError):
+        holdout_split(t, 0.9)
+
+
+def test_aclr_uses_a_square_filter_of_the_transmission_bandwidth() -> None:
+    u = ofdm(OFDMSpec(n=16384, papr=8))
+    z = cplx(u)
+    rms = np.sqrt(np.mean(np.abs(z) ** 2))
+    clipped = np.where(np.abs(z) > 1.5 * rms, z * 1.5 * rms / np.abs(z), z)
+    assert aclr_db(u) > 60
+    assert 20 < aclr_db(clipped) < 60
+    assert aclr_db(clipped) == pytest.approx(-acpr_db(clipped), abs=3)  # about -ACPR on a narrower filter
+    with pytest.raises(UsageError):
+        aclr_db(u, occupied=1.5)
