@@ -1,33 +1,30 @@
-"""Digital predistortion: textbook GMP indirect learning against direct learning, same budget.
+"""Digital predistortion on the fitted amplifier simulators: every method out of sample, one shared gain.
 
 For each simulator (sim:pa_gmp, sim:pa_wh, sim:pa_wh?thermal=0.03; noise
-1e-3, seed 0) and each signal, `hwloop.strategies.dpd.fit_predistorter`
-gets 50,000 queries (each round one sequence sent after a reset) and a
-training signal, twice:
+1e-3, seed 0) and each signal, every method gets the same targets, t =
+GAIN x the training signal (one shared target gain, so no method picks an
+easier gain of its own), and a query budget:
 
-- indirect learning, the textbook baseline (what ``--strategy ila`` runs):
-  3 rounds of 16,000 samples, 48,000 queries;
-- direct learning (what ``auto`` runs): 11 rounds of 4,545 samples, two of
-  indirect learning, then nine measured rounds with Gauss-Newton steps
-  through a GMP surrogate, the best measured round kept; 49,995 queries.
+- ``textbook``: `dpd_textbook.TextbookILA`, the textbook GMP (K7 M4 L2, 76
+  terms, ridge) by indirect learning, three rounds; the reference;
+- ``ila``: what ``--strategy ila`` runs (`hwloop.strategies.dpd.fit_predistorter`);
+- ``auto`` / ``surrogate``: what those strategies run (indirect warm start,
+  then direct learning through a GMP surrogate).
 
-Each predistorter is then scored on a held-out signal the fit never saw:
+Each predistorter is scored on a held-out signal the fit never saw, sent
+to the same amplifier model with another noise seed (5):
 
-- ``dpa``: train on the first 16,000 samples of DPA_200MHz's train input,
-  score on its test input (7,680 samples);
+- ``dpa``: train on DPA_200MHz's train input, score on its test input;
 - ``ofdm``: train on ``ofdm:n=16000,papr=8,seed=0``, score on
   ``ofdm:n=16384,papr=8,seed=1`` (200 MHz channel at 800 MS/s).
 
-Scoring sends the held-out signal without and with predistortion (counted
-apart as ``eval_queries``). ACPR of the measured (noisy) output; EVM and
-NMSE against the least-squares linear gain (so no-DPD figures are not
-penalised for a gain offset), and NMSE against the gain G the predistorter
-was trained to (``nmse_target_db``). Also the noise-free output's ACPR.
-GMP predistorter: `hwloop.dpd.gmp.GMPConfig` defaults (92 terms), peak |x| <= 1,
-G from the peak gain of the first, undistorted round.
+Figures: ACPR (Welch, worse side) of the measured output and of the
+noise-free one, ACLR (TS 38.104 square filter), in-band EVM and NMSE
+against the targets (gain 1), the peak drive, the coefficient count and
+the training queries. ``none``: the bare signal as the drive, EVM and NMSE
+against the least-squares gain.
 
-    python benchmarks/dpd.py [--sims pa_gmp,pa_wh,...] [--signals dpa,ofdm] [--force]
-    python benchmarks/dpd.py --sweep   # direct learning: rounds against stretch length, GMP size
+    python benchmarks/dpd.py [--sims pa_gmp,pa_wh,...] [--signals dpa,ofdm] [--methods ...] [--force]
 """
 
 from __future__ import annotations
@@ -42,142 +39,138 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load, machine, save, today
+from common import load, machine, save
+from dpd_common import safe
+from dpd_textbook import TextbookILA
+from provenance import stamp
 
+ROOTS = [
+    "hwloop.strategies.dpd",
+    "hwloop.simulators.pa",
+    "hwloop.dpd.metrics",
+]  # the code a cell measures, for its stamp
 NAME = "dpd"
 NOISE = 1e-3
+GAIN = 2.0  # the one target gain every method is trained to (target peak 2.0; the PA's output peaks near 2.5)
 N_TRAIN = 16_000
-BUDGET = 50_000
-SWEEP = (3, 5, 7, 9, 11)
+METHODS = (
+    "none",
+    "textbook/50000",
+    "ila/50000",
+    "auto/50000",
+    "textbook/20000",
+    "ila/20000",
+    "surrogate/20000",
+)
 
 
 def _signals(name: str) -> tuple[np.ndarray, np.ndarray]:
     from hwloop.dpd.signals import dpa200, load_signal
 
     if name == "dpa":
-        return dpa200("train")[0][:N_TRAIN], dpa200("test")[0]
+        return dpa200("train")[0], dpa200("test")[0]
     if name == "ofdm":
         return load_signal(f"ofdm:n={N_TRAIN},papr=8,seed=0"), load_signal("ofdm:n=16384,papr=8,seed=1")
     raise SystemExit(f"unknown signal {name!r} (dpa, ofdm)")
 
 
-def _score(dev, query_sequence, held: np.ndarray, x: np.ndarray, gain: complex) -> dict:
-    from hwloop.dpd.metrics import acpr_db, dpd_report, nmse_db
+def _device(sim: str, seed: int):
+    import hwloop
 
-    y = query_sequence(x)
-    r = dpd_report(y, held)
-    r["nmse_target_db"] = round(nmse_db(y, held, gain), 3)
+    return hwloop.open_device(f"sim:{sim}{'&' if '?' in sim else '?'}noise={NOISE}&seed={seed}")
+
+
+def score(sim: str, x: np.ndarray, t: np.ndarray, gain: float | None = 1.0) -> dict:
+    """Figures of the drive x for targets t on the amplifier with noise seed 5 (``gain`` None:
+    EVM and NMSE against the least-squares gain, as for no predistortion)."""
+    from hwloop.dpd.metrics import aclr_db, acpr_db, dpd_report
+
+    dev = _device(sim, 5)
+    x = safe(x)
+    dev.reset()
+    y = dev.query(x)
+    r = dpd_report(y, t, gain=gain)
+    r["aclr_db"] = round(aclr_db(y), 2)
     r["acpr_clean_dbc"] = round(acpr_db(dev.clean_sequence(x)), 3)
+    r["drive_peak"] = round(float(np.hypot(x[:, 0], x[:, 1]).max()), 4)
     return r
 
 
-def run_method(
-    sim: str, signal: str, direct: bool, rounds: int | None = None, textbook_gmp: bool = False
-) -> dict:
-    """One predistorter fit (``hwloop.strategies.dpd.fit_predistorter``) and its held-out score."""
-    import hwloop
-    from hwloop.dpd.gmp import GMPConfig
+def run_method(sim: str, signal: str, method: str) -> dict:
+    """One method's fit on GAIN x the training signal and its held-out score."""
     from hwloop.strategies.dpd import fit_predistorter
 
     train, held = _signals(signal)
-    dev = hwloop.open_device(f"sim:{sim}{'&' if '?' in sim else '?'}noise={NOISE}&seed=0")
-
+    t_train, t_held = GAIN * train, GAIN * held
+    if method == "none":
+        return {**score(sim, held, t_held, gain=None), "terms": 0, "queries_used": 0}
+    name, budget = method.split("/")
+    dev = _device(sim, 0)
     sent = [0]
 
     def query_sequence(x: np.ndarray) -> np.ndarray:
         sent[0] += len(x)
         dev.reset()
-        return dev.query(x.astype(np.float32))
+        return dev.query(safe(np.asarray(x)))
 
     t0 = time.perf_counter()
-    inv, details = fit_predistorter(
-        query_sequence,
-        train,
-        BUDGET,
-        direct=direct,
-        gain="peak",
-        rounds=rounds,
-        cfg=GMPConfig() if textbook_gmp else None,
-    )
+    details: dict = {}
+    if name == "textbook":
+        pd = TextbookILA()
+        pd.fit(query_sequence, t_train, int(budget))
+        apply, terms = pd.apply, pd.terms
+    else:
+        inv, details = fit_predistorter(
+            query_sequence,
+            t_train,
+            int(budget),
+            direct=name != "ila",
+            keep="best" if name == "auto" else "last",
+        )
+        apply, terms = inv.apply, len(inv.model.cfg.terms())
     wall = time.perf_counter() - t0
-    queries = sent[0]
-    x = inv.apply(held)
-    out = _score(dev, query_sequence, held, x, inv.gain)
+    out = score(sim, apply(t_held), t_held)
+    keep = ("dpd_kept_round", "dpd_damping", "dpd_gain_bound", "dpd_surrogate_nmse_db", "dpd_steps_shrunk")
     out.update(
-        queries_used=queries,
-        eval_queries=2 * len(held),
+        terms=terms,
+        queries_used=sent[0],
+        eval_queries=len(held),
         wall_s=round(wall, 2),
-        gain=[round(abs(inv.gain), 4), round(float(np.degrees(np.angle(inv.gain))), 3)],
-        drive_peak=round(float(np.abs(x[:, 0] + 1j * x[:, 1]).max()), 4),
-        details=details,
+        details={k: details[k] for k in keep if k in details},
     )
     return out
-
-
-def run_cell(sim: str, signal: str) -> dict:
-    """No predistortion, textbook indirect learning and auto's direct learning, on one amplifier/signal."""
-    import hwloop
-    from hwloop.dpd.metrics import acpr_db, dpd_report
-
-    _, held = _signals(signal)
-    dev = hwloop.open_device(f"sim:{sim}{'&' if '?' in sim else '?'}noise={NOISE}&seed=0")
-    dev.reset()
-    none = dpd_report(dev.query(held.astype(np.float32)), held)
-    none["acpr_clean_dbc"] = round(acpr_db(dev.clean_sequence(held)), 3)
-    ila, direct = run_method(sim, signal, False), run_method(sim, signal, True)
-    return {
-        "no_dpd": none,
-        "gmp_ila": ila,
-        "gmp_direct": direct,
-        "acpr_improvement_db": round(none["acpr_dbc"] - direct["acpr_dbc"], 2),
-        "direct_minus_ila_acpr_db": round(direct["acpr_dbc"] - ila["acpr_dbc"], 2),
-        "input_acpr_dbc": round(acpr_db(held), 3),
-        "n_eval": len(held),
-        "date": today(),
-    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sims", default="pa_gmp,pa_wh,pa_wh?thermal=0.03")
-    ap.add_argument("--signals", default="dpa,ofdm")
+    ap.add_argument("--signals", default="ofdm,dpa")
+    ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--force", action="store_true", help="re-run cells already in the results file")
-    ap.add_argument(
-        "--sweep",
-        action="store_true",
-        help="direct learning's rounds (3, 5, 7, 9, 11), and 11 rounds with the textbook 92-term GMP",
-    )
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data = load(NAME)
-    data.setdefault("cells", {})
+    if data.get("schema") != 2:  # the figures before one shared gain and held-out scoring are not kept
+        data = {"schema": 2, "cells": {}}
     data.update(
-        machine=machine(),
-        date=today(),
         noise=NOISE,
+        gain=GAIN,
         seed=0,
-        method="GMP: indirect learning (3 rounds) and auto's direct learning (2 + 9 rounds)",
         command="python benchmarks/dpd.py",
+        method="every method at one target gain, scored on a held-out signal",
     )
-    if args.sweep:
-        sweep = data.setdefault("rounds_sweep", {})
-        for sim in args.sims.split(","):
-            for rounds, textbook in [(r, False) for r in SWEEP] + [(11, True)]:
-                cell = run_method(sim, "ofdm", True, rounds, textbook)
-                cell["gmp_terms"] = 92 if textbook else 256
-                cell.pop("details")
-                sweep[f"{sim}/{rounds}{'/gmp92' if textbook else ''}"] = cell
-                save(NAME, data)
-                print(sim, rounds, cell, flush=True)
-        return
     for sim in args.sims.split(","):
         for signal in args.signals.split(","):
-            key = f"{sim}/{signal}"
-            if key in data["cells"] and not args.force:
-                continue
-            data["cells"][key] = run_cell(sim, signal)
-            save(NAME, data)
-            print(key, data["cells"][key], flush=True)
+            cell = data["cells"].setdefault(f"{sim}/{signal}", {})
+            for method in args.methods.split(","):
+                if method in cell and not args.force:
+                    continue
+                cell[method] = {**run_method(sim, signal, method), **stamp(ROOTS)}
+                data.update(
+                    machine=machine(), measured_at=cell[method]["measured_at"], commit=cell[method]["commit"]
+                )
+                save(NAME, data)
+                print(sim, signal, method, cell[method], flush=True)
 
 
 if __name__ == "__main__":

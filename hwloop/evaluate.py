@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -278,6 +279,7 @@ def evaluate_signal(
     limit: int | None = None,
     reference: str = "measure",
     prior: dict | None = None,
+    origin: tuple[Any, int] | None = None,
 ) -> Evaluation:
     """DPD figures on a stretch of the target signal: the drive M(t) after a reset, and,
     for comparison, the signal sent without predistortion at the same average drive power.
@@ -292,6 +294,10 @@ def evaluate_signal(
     everything together stays within it: the no-DPD reference is then measured
     only if both stretches fit, else taken from ``prior`` (figures measured
     during training) when given; ``reference="skip"`` never measures it.
+    ``origin`` (an `OFDMSpec` and the sample of that generated signal the
+    targets start at) adds EVM by demodulation (`hwloop.dpd.demod`):
+    ``evm_demod_db`` of the output against the targets' subcarriers, and
+    ``signal_evm_demod_db``, the targets' own against the QAM data.
     """
     from hwloop.dpd.metrics import aclr_db, dpd_report
     from hwloop.dpd.signals import cplx
@@ -334,6 +340,17 @@ def evaluate_signal(
         "drive_peak": round(float(np.abs(xc).max()), 4),
         "drive_gain_max": round(float(np.max(np.abs(xc[big]) / np.abs(tc[big]))), 4),
     }
+    if origin is not None:
+        from hwloop.dpd.demod import demod_evm_db
+
+        spec, at = origin[0], origin[1] + start
+        for key, got in (
+            ("evm_demod_db", demod_evm_db(y, spec, at, t)),
+            ("signal_evm_demod_db", demod_evm_db(t, spec, at)),
+            ("evm_demod_db_no_dpd", None if y_none is None else demod_evm_db(y_none, spec, at, t)),
+        ):
+            if got is not None:
+                scores[key] = round(got[0], 3)
     if y_none is not None:
         without = dpd_report(y_none, t, fs=fs, bw=bw)
         scores.update({f"{key}_no_dpd": v for key, v in without.items()})

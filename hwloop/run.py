@@ -190,7 +190,8 @@ def _run(
 
     opts = plan.options
     t_start = time.perf_counter()
-    signal, held = (None, None) if signal is None else _held_out(opts, signal)
+    path = None if signal is None else _signal_path(opts, signal)
+    signal, held = (None, None) if path is None else (path.train, path.held)
     name = choose(
         plan.strategy,
         stateful=info.stateful,
@@ -272,8 +273,9 @@ def _run(
                     limit=signal_eval_limit(plan.queries, opts.eval_queries),
                     reference="skip" if opts.skip_reference else "measure",
                     prior=outcome.details.get("dpd_no_dpd"),
+                    origin=path.origin,
                 )
-                ev.details["eval_held_out"] = held is not None
+                ev.details.update(path.info)
                 no_dpd = ev.details.pop("outputs_no_dpd")
             else:
                 sur = outcome.surrogate if not info.stateful else None
@@ -357,10 +359,11 @@ def _load_signal(opts: TrainOptions) -> Any:
     return opts.gain * load_signal(opts.signal)
 
 
-def _held_out(opts: TrainOptions, signal: Any) -> tuple[Any, Any]:
-    """(training targets, scored targets): --eval-signal, else the end of --signal (--holdout)."""
-    from hwloop.dpd.signals import holdout_split, load_signal
+def _signal_path(opts: TrainOptions, signal: Any) -> Any:
+    """Training and scored targets: --cfr, then --eval-signal or the end of --signal (--holdout)."""
+    from hwloop.dpd.path import signal_path
+    from hwloop.dpd.signals import resolve_fs
 
-    if opts.eval_signal is not None:
-        return signal, opts.gain * load_signal(opts.eval_signal)
-    return holdout_split(signal, opts.holdout)
+    fs = resolve_fs(opts.fs, opts.signal)
+    keys = ("signal", "gain", "holdout", "eval_signal", "cfr", "cfr_papr")
+    return signal_path(signal, **{k: getattr(opts, k) for k in keys}, fs=fs, bw=opts.bw)

@@ -121,6 +121,13 @@ class TrainOptions:
     skip_reference: bool = _opt(
         False, "Do not measure the signal without predistortion (the no-DPD reference).", flag=True
     )
+    cfr: str = _opt(
+        "none",
+        "Crest factor reduction of the signal before predistortion: clip (clipping and filtering) or "
+        "window (peak windowing), to --cfr-papr; its EVM cost goes to metrics.json.",
+        choices=("none", "clip", "window"),
+    )
+    cfr_papr: float = _opt(8.0, "Target peak-to-average power ratio of --cfr, dB.", min_open=0.0)
 
     def __post_init__(self) -> None:
         if self.eval_targets is not None and self.eval_queries is not None:

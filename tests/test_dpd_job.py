@@ -76,12 +76,17 @@ def test_the_reference_can_be_skipped_and_the_eval_signal_given(tmp_path: Path) 
     other = "ofdm:bw=200e6,fs=800e6,n=8192,papr=8,seed=11"
     args = ["train", "--device", "sim:pa_wh?seed=1", "--signal", SIGNAL, "--gain", "2", "--queries", "6000"]
     extra = ["--strategy", "ila", "--eval-signal", other, "--skip-reference", "--fs", "700e6"]
+    extra += ["--eval-queries", "4096", "--cfr", "clip", "--cfr-papr", "7"]
     res = CliRunner().invoke(cli, [*args, *extra, "--out", str(tmp_path / "r"), "--json"])
     assert res.exit_code == 0, res.output
     m = json.loads(res.stdout)
     assert m["queries_used"] == 3 * 3 * 666 and m["eval_held_out"] is True and m["fs"] == 700e6
     assert m["no_dpd_reference"] == "skipped" and "acpr_dbc_no_dpd" not in m
-    assert m["eval_queries"] <= 1024
+    assert m["eval_queries"] <= 4096 and m["eval_samples"] > 3000  # asked for more than a tenth
+    # CFR before the predistorter, its cost recorded; the generated signal demodulated on its symbols.
+    assert m["cfr"] == "clip" and m["cfr_papr_after_db"] < 7.3 < m["cfr_papr_before_db"]
+    assert -40 < m["cfr_evm_db"] < -20
+    assert m["evm_demod_db"] < -30 and m["signal_evm_demod_db"] > m["evm_demod_db"]
     bad = CliRunner().invoke(cli, [*args, "--holdout", "1.5", "--out", str(tmp_path / "b")])
     assert bad.exit_code == 2 and "--holdout" in bad.output
 

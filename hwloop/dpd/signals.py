@@ -88,10 +88,10 @@ def _band_mask(n: int, fs: float, bw: float) -> np.ndarray:
     return np.abs(np.fft.fftfreq(n, d=1.0 / fs)) <= bw / 2.0
 
 
-def ofdm(spec: OFDMSpec | None = None) -> np.ndarray:
-    """A seeded, band-limited OFDM-like signal of ``spec.n`` samples, peak |x| = ``spec.peak``."""
-    spec = (spec or OFDMSpec()).check()
-    rng = np.random.default_rng(spec.seed)
+def qam_grid(spec: OFDMSpec, rng: np.random.Generator | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """The QAM symbols `ofdm` puts on its subcarriers: grid (symbols, nfft) and the carrier mask
+    (what a receiver that knows the transmitted data demodulates against, `hwloop.dpd.demod`)."""
+    rng = rng if rng is not None else np.random.default_rng(spec.seed)
     side = round(np.sqrt(spec.qam))
     levels = np.arange(side) * 2.0 - (side - 1)
     carriers = _band_mask(spec.nfft, spec.fs, spec.bw * spec.occ)
@@ -100,6 +100,14 @@ def ofdm(spec: OFDMSpec | None = None) -> np.ndarray:
     grid = np.zeros((n_sym, spec.nfft), complex)
     n_car = int(carriers.sum())
     grid[:, carriers] = rng.choice(levels, (n_sym, n_car)) + 1j * rng.choice(levels, (n_sym, n_car))
+    return grid, carriers
+
+
+def ofdm(spec: OFDMSpec | None = None) -> np.ndarray:
+    """A seeded, band-limited OFDM-like signal of ``spec.n`` samples, peak |x| = ``spec.peak``."""
+    spec = (spec or OFDMSpec()).check()
+    rng = np.random.default_rng(spec.seed)
+    grid, _ = qam_grid(spec, rng)
     z = np.fft.ifft(grid, axis=1).ravel()[: spec.n]
     band = _band_mask(spec.n, spec.fs, spec.bw * spec.occ)
     z = np.fft.ifft(np.fft.fft(z) * band)  # symbol edges spread power out of band: remove it
