@@ -122,7 +122,9 @@ def test_at_most_15_modules_directly_in_hwloop() -> None:
     assert len(top) <= MAX_TOP_MODULES, top
 
 
-@pytest.mark.parametrize("package", ["cli", "device", "inverses", "dpd", "farm", "report", "strategies"])
+@pytest.mark.parametrize(
+    "package", ["cli", "device", "dpd", "export", "farm", "inverses", "report", "strategies"]
+)
 def test_every_subpackage_says_what_it_owns_and_may_import(package: str) -> None:
     doc = ast.get_docstring(ast.parse((ROOT / "hwloop" / package / "__init__.py").read_text())) or ""
     assert "May import" in doc or "may import" in doc, package

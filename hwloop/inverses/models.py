@@ -66,7 +66,9 @@ def build_regressor(
         z_out = _masked_paths(z, mask, in_dim, out_dim, hidden, seed)
         out = Destandardize(y_mean, y_std, name="destandardize")(z_out)
         return keras.Model(inp, out, name=name)
-    skip = keras.layers.Dense(out_dim, name="linear_skip")(z)
+    # Every initializer seeded: a model's start never depends on what was built before it.
+    skip_init = keras.initializers.GlorotUniform(seed=seed + 50)
+    skip = keras.layers.Dense(out_dim, kernel_initializer=skip_init, name="linear_skip")(z)
     h = z
     for i, width in enumerate(hidden):
         first = i == 0
