@@ -111,6 +111,12 @@ def device_option(required: bool = True) -> Callable:
     )
 
 
+def run_option(holding: str = "") -> Callable:
+    """``--run DIR``: the run directory a command reads (``holding``: the file it needs there)."""
+    text = f"Run directory holding {holding}." if holding else "Run directory."
+    return click.option("--run", "run_dir", required=True, type=click.Path(), help=text)
+
+
 def emit_json(obj: dict) -> None:
     click.echo(json.dumps(obj, default=str))
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import click
 
-from hwloop.cli.common import config_option, emit_json, json_option, needs_tensorflow
+from hwloop.cli.common import config_option, emit_json, json_option, needs_tensorflow, run_option
 
 FORMATS = ("c", "tflite", "coeffs")
 
 
 @click.command("export")
 @config_option
-@click.option(
-    "--run", "run_dir", required=True, type=click.Path(), help="Run directory holding inverse.keras."
-)
+@run_option("inverse.keras")
 @click.option(
     "--format",
     "fmt",

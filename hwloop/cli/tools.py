@@ -14,6 +14,7 @@ from hwloop.cli.common import (
     json_option,
     load_npy,
     needs_tensorflow,
+    run_option,
 )
 from hwloop.errors import UsageError
 
@@ -118,9 +119,7 @@ TRAIN_PLAN_OPTIONS = (
 
 @click.command()
 @config_option
-@click.option(
-    "--run", "run_dir", required=True, type=click.Path(), help="Run directory holding inverse.keras."
-)
+@run_option("inverse.keras")
 @click.option(
     "--in",
     "in_path",
@@ -151,9 +150,7 @@ def apply(run_dir: str, in_path: str, out_path: str) -> None:
 
 @click.command("log")
 @config_option
-@click.option(
-    "--run", "run_dir", required=True, type=click.Path(), help="Run directory holding queries.sqlite."
-)
+@run_option("queries.sqlite")
 @click.option(
     "--export",
     "export",
@@ -182,7 +179,7 @@ def log_cmd(run_dir: str, export: str, kind: str) -> None:
 
 @click.command()
 @config_option
-@click.option("--run", "run_dir", required=True, type=click.Path(), help="Run directory.")
+@run_option()
 @click.option(
     "--out", type=click.Path(dir_okay=False), default=None, help="PNG path [default: RUN/report.png]."
 )

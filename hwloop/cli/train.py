@@ -26,6 +26,7 @@ from hwloop.cli.common import (
     json_option,
     load_npy,
     needs_tensorflow,
+    run_option,
 )
 from hwloop.errors import UsageError
 from hwloop.rundir import DEFAULT_QUERIES, TrainOptions, option_fields
@@ -252,9 +253,7 @@ class _Progress:
 
 @click.command("eval")
 @config_option
-@click.option(
-    "--run", "run_dir", required=True, type=click.Path(), help="Run directory holding inverse.keras."
-)
+@run_option("inverse.keras")
 @device_option()
 @eval_options
 @click.option("--seed", default=1, show_default=True, type=int)
