@@ -15,8 +15,8 @@ queries on ``ofdm:n=16000,papr=8,seed=0``) runs twice:
 Both predistorters are scored on the held-out ``ofdm:n=16384,papr=8,seed=1``
 through the path they were trained on (ACPR of the measured output, worse
 adjacent channel), and the bench's predistorter also on the amplifier
-directly. Writes ``benchmarks/results/bench_dpd.json`` (self-describing:
-``measured_at``, ``commit``, ``machine``, ``command``). Target: the bench's
+directly. Writes ``benchmarks/results/bench_dpd.json``, stamped with the date,
+commit and code it measured (benchmarks/provenance.py). Target: the bench's
 ACPR within 1 dB of the direct one.
 
     python benchmarks/bench_dpd.py [--pas pa_wh,pa_gmp] [--queries 20000]
@@ -28,42 +28,28 @@ The bench is armed inside this process (HWLOOP_ALLOW_RF=1, operator
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-RESULTS = Path(__file__).resolve().parent / "results" / "bench_dpd.json"
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine, save, stamp
+
+NAME = "bench_dpd"
+ROOTS = [
+    "hwloop.drivers.bench.device",
+    "hwloop.simulators.fake_bench.bench",
+    "hwloop.strategies.dpd",
+    "hwloop.run",
+]
 NOISE = 1e-3
 TRAIN = "ofdm:n=16000,papr=8,seed=0"
 HELD = "ofdm:n=16384,papr=8,seed=1"
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        cpu = next(
-            (ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name:")), cpu
-        )
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
-
-
-def commit() -> str:
-    try:
-        root = Path(__file__).resolve().parents[1]
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=root, timeout=10
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return ""
 
 
 def fit_and_score(dev, budget: int) -> dict:
@@ -156,9 +142,8 @@ def main() -> None:
     args = ap.parse_args()
     cells = {pa: run_pa(pa, args.queries, args.seed) for pa in args.pas.split(",")}
     data = {
-        "name": "bench_dpd",
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "commit": commit(),
+        "name": NAME,
+        **stamp(ROOTS),
         "machine": machine(),
         "command": f"python benchmarks/bench_dpd.py --pas {args.pas} --queries {args.queries} "
         f"--seed {args.seed}",
@@ -168,8 +153,7 @@ def main() -> None:
         "cells": cells,
         "within_1db": all(c["acpr_bench_minus_direct_db"] <= 1.0 for c in cells.values()),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(data, indent=1, sort_keys=True))
+    save(NAME, data)
     for pa, c in cells.items():
         print(
             f"{pa}: direct {c['direct']['acpr_dbc']} dBc, bench {c['bench']['acpr_dbc']} dBc "

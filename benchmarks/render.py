@@ -17,6 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import load
+from render_bench import section_bench
 from render_calibration import section_calibration
 from render_common import (
     AUTO_LOSS_DB,
@@ -314,6 +315,7 @@ def render() -> str:
     lines += section_farm(load("farm"))
     lines += section_calibration(load("calibrate_units"))
     lines += section_export(load("export"))
+    lines += section_bench(load("bench_dpd"))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -321,8 +323,9 @@ def main() -> None:
     page = render()
     if STALE:
         sys.exit(
-            f"not writing {DOC.name}: {len(set(STALE))} table(s) show figures of code that has changed since they were "
-            "measured (re-measure: python benchmarks/run_all.py):\n  " + "\n  ".join(sorted(set(STALE)))
+            f"not writing {DOC.name}: {len(set(STALE))} table(s) show figures of code that has changed since "
+            "they were measured (re-measure: python benchmarks/run_all.py):\n  "
+            + "\n  ".join(sorted(set(STALE)))
         )
     DOC.write_text(page)
     print(f"wrote {DOC}")

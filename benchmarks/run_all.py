@@ -90,6 +90,8 @@ BENCHES = (
     ),
     Bench("dpd_families", "dpd_families.py", (), lambda d: len(d.get("cells", {})) >= 21),
     Bench("calibrate_units", "calibrate_units.py", (), _all_cells_fresh),
+    Bench("export", "export.py", (), _whole("gmp"), force_flag=False),
+    Bench("bench_dpd", "bench_dpd.py", (), _whole("cells"), force_flag=False),
 )
 
 
