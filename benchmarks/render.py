@@ -323,9 +323,8 @@ def main() -> None:
     page = render()
     if STALE:
         sys.exit(
-            f"not writing {DOC.name}: {len(set(STALE))} table(s) show figures of code that has changed since "
-            "they were measured (re-measure: python benchmarks/run_all.py):\n  "
-            + "\n  ".join(sorted(set(STALE)))
+            f"not writing {DOC.name}: {len(set(STALE))} table(s) show figures of code changed since they "
+            "were measured (re-measure: python benchmarks/run_all.py):\n  " + "\n  ".join(sorted(set(STALE)))
         )
     DOC.write_text(page)
     print(f"wrote {DOC}")
