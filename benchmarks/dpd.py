@@ -25,6 +25,7 @@ the training queries. ``none``: the bare signal as the drive, EVM and NMSE
 against the least-squares gain.
 
     python benchmarks/dpd.py [--sims pa_gmp,pa_wh,...] [--signals dpa,ofdm] [--methods ...] [--force]
+    python benchmarks/dpd.py --sweep   # auto at 50,000: direct rounds 2, 3, 5; the 92-term GMP throughout
 """
 
 from __future__ import annotations
@@ -96,7 +97,12 @@ def score(sim: str, x: np.ndarray, t: np.ndarray, gain: float | None = 1.0) -> d
     return r
 
 
-def run_method(sim: str, signal: str, method: str) -> dict:
+SWEEP = (2, 3, 5)
+
+
+def run_method(
+    sim: str, signal: str, method: str, rounds: int | None = None, textbook_gmp: bool = False
+) -> dict:
     """One method's fit on GAIN x the training signal and its held-out score."""
     from hwloop.strategies.dpd import fit_predistorter
 
@@ -120,12 +126,16 @@ def run_method(sim: str, signal: str, method: str) -> dict:
         pd.fit(query_sequence, t_train, int(budget))
         apply, terms = pd.apply, pd.terms
     else:
+        from hwloop.dpd.gmp import GMPConfig
+
         inv, details = fit_predistorter(
             query_sequence,
             t_train,
             int(budget),
             direct=name != "ila",
             keep="best" if name == "auto" else "last",
+            rounds=rounds,
+            cfg=GMPConfig() if textbook_gmp else None,
         )
         apply, terms = inv.apply, len(inv.model.cfg.terms())
     wall = time.perf_counter() - t0
@@ -147,6 +157,7 @@ def main() -> None:
     ap.add_argument("--signals", default="ofdm,dpa")
     ap.add_argument("--methods", default=",".join(METHODS))
     ap.add_argument("--force", action="store_true", help="re-run cells already in the results file")
+    ap.add_argument("--sweep", action="store_true", help="auto's direct rounds (2, 3, 5) and the 92-term GMP")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
     data = load(NAME)
@@ -159,6 +170,17 @@ def main() -> None:
         command="python benchmarks/dpd.py",
         method="every method at one target gain, scored on a held-out signal",
     )
+    if args.sweep:
+        sweep = data.setdefault("rounds_sweep", {})
+        for sim in args.sims.split(","):
+            for rounds, textbook in [(r, False) for r in SWEEP] + [(None, True)]:
+                key = f"{sim}/{rounds or 'default'}{'/gmp92' if textbook else ''}"
+                if key in sweep and not args.force:
+                    continue
+                sweep[key] = {**run_method(sim, "ofdm", "auto/50000", rounds, textbook), **stamp(ROOTS)}
+                save(NAME, data)
+                print(key, sweep[key], flush=True)
+        return
     for sim in args.sims.split(","):
         for signal in args.signals.split(","):
             cell = data["cells"].setdefault(f"{sim}/{signal}", {})

@@ -33,8 +33,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load, machine, save, today
+from common import load, machine, save
+from provenance import stamp
 
+ROOTS = ["hwloop.cli.app", "hwloop.run", "hwloop.strategies.dpd", "hwloop.strategies.sequence"]
 NAME = "dpd_families"
 QUERIES = 50_000
 GAIN = 2.0
@@ -86,9 +88,17 @@ def run_cell(amp: str, cell: str) -> dict:
         "strategy_run": train["strategy_run"],
         "inverse_kind": train.get("inverse_kind"),
         "dpd_kept_round": train.get("dpd_kept_round"),
+        "terms": _terms(train),
         "wall_s": round(wall, 1),
-        "date": today(),
+        **stamp(ROOTS),
     }
+
+
+def _terms(train: dict) -> int | None:
+    """The GMP predistorter's coefficient count (complex); None for the neural inverses."""
+    from hwloop.dpd.gmp import GMPConfig
+
+    return len(GMPConfig(**train["gmp"]).terms()) if train.get("gmp") else None
 
 
 def main() -> None:
@@ -101,7 +111,6 @@ def main() -> None:
     data.setdefault("cells", {})
     data.update(
         machine=machine(),
-        date=today(),
         queries=QUERIES,
         gain=GAIN,
         train_signal=TRAIN_SIGNAL,

@@ -50,7 +50,7 @@ CELLS = (
 
 def score(pa: str, x: np.ndarray, t: np.ndarray) -> dict:
     """Figures of the drive x for targets t on a fresh held-out amplifier (seed 5)."""
-    from hwloop.dpd.metrics import acpr_db, evm_db, nmse_db
+    from hwloop.dpd.metrics import aclr_db, acpr_db, evm_db, nmse_db
 
     meta = spec(pa)
     dev = HeldOutPA(pa, NOISE, seed=5)
@@ -64,12 +64,7 @@ def score(pa: str, x: np.ndarray, t: np.ndarray) -> dict:
         "nmse_db": round(nmse_db(z, tz, 1.0), 2),
         "drive_peak": round(float(np.abs(x[:, 0] + 1j * x[:, 1]).max()), 4),
     }
-    try:
-        from hwloop.dpd.aclr import aclr_db
-
-        out["aclr_db"] = round(aclr_db(z, meta["fs"], meta["bw"]), 2)
-    except ImportError:
-        pass
+    out["aclr_db"] = round(aclr_db(z, meta["fs"], meta["bw"]), 2)
     small = np.abs(tz) < 0.4 * np.abs(tz).max()
     out["nmse_small_db"] = round(nmse_db(z[small], tz[small], 1.0), 2)
     out["nmse_large_db"] = round(nmse_db(z[~small], tz[~small], 1.0), 2)
