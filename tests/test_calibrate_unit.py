@@ -63,6 +63,7 @@ def clean_nmse(dev: SimDevice, inverse, n: int = 2000) -> float:
     x = dev.info.uniform(np.random.default_rng(9), n)
     t = dev.clean(x)
     proposal = np.clip(np.asarray(inverse(t)), dev.info.low_array, dev.info.high_array)
+    proposal, _ = dev.info.envelope.clip(proposal)  # what the meter would send: inside the I/Q circle
     return nmse_db(dev.clean(proposal), t)
 
 

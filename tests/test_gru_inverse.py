@@ -174,7 +174,7 @@ def test_a_finished_gru_run_resumed_is_answered_from_its_log(tmp_path: Path) -> 
 
     opts = TrainOptions(inverse="gru", fit_steps=100, eval_targets=200, noise_repeats=16)
     first = hwloop.train("sim:wh", strategy="auto", queries=1200, seed=1, run_dir=tmp_path, options=opts)
-    dev = make_sim("wh", seed=9)
+    dev = make_sim("wh")  # the same device (a run is bound to it), opened anew
     again = hwloop.train(dev, run_dir=tmp_path, resume=True)
     assert dev.stats.queries == 0
     assert again.metrics["replayed_rows"] == first.metrics["queries_used"] + first.metrics["eval_queries"]

@@ -70,9 +70,9 @@ def test_from_log_offline_then_refine_on_the_device(tmp_path: Path) -> None:
 
 
 def test_from_data_csv_like_a_published_measurement(tmp_path: Path) -> None:
-    rng = np.random.default_rng(0)
-    x = rng.uniform(-0.5, 0.5, (1500, 2))
-    y = hwloop.open_device("sim:saleh_iq?noise=0").clean(x.astype(np.float32))
+    dev = hwloop.open_device("sim:saleh_iq?noise=0")
+    x = dev.info.uniform(np.random.default_rng(0), 1500)  # inside the amplifier's I/Q envelope
+    y = dev.clean(x)
     lines = ["x0,x1,y0,y1"] + [f"{a},{b},{c},{d}" for (a, b), (c, d) in zip(x, y, strict=True)]
     (tmp_path / "pa.csv").write_text("\n".join(lines) + "\n")
     res = CliRunner().invoke(

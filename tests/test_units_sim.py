@@ -12,7 +12,10 @@ from hwloop.simulators.units import NOMINAL, unit_params
 
 
 def grid(n: int = 2000, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(-0.5, 0.5, (n, 2)).astype(np.float32)
+    """Inputs uniform over the units' I/Q envelope, the disc |x| <= 0.5."""
+    r = 0.5 * np.sqrt(np.random.default_rng(seed).uniform(0, 1, n))
+    phi = np.random.default_rng(seed + 1).uniform(-np.pi, np.pi, n)
+    return np.stack([r * np.cos(phi), r * np.sin(phi)], axis=1).astype(np.float32) * np.float32(1 - 1e-6)
 
 
 def saleh_iq_with(x: np.ndarray, p) -> np.ndarray:

@@ -88,6 +88,7 @@ def train(ctx: Context) -> Outcome:
     if best is not None and best.round == 0 and dev.remaining >= 16:
         details["ila_refit_queries"] = int(dev.remaining)
         curve += _ila_refit(ctx, trainer, x_all, y_all)
+    details["unspent"] = int(dev.remaining)  # the reserve, when nothing was left to re-select
     return Outcome(warm.model, warm.curve + sur_curve + curve, sur, details)
 
 

@@ -183,7 +183,8 @@ def reselect(
 ) -> RoundScore | None:
     """Load the checkpoint to keep into the inverse, free of the winner's curse.
 
-    The best of several noisy scores is biased low. The finalists (up to
+    The best of several noisy scores is biased low. With a single finalist
+    the reserve is not spent (the strategy reports it as ``unspent``). The finalists (up to
     ``most`` checkpoints tied with the best, `hwloop.metrics.tied`) are
     measured again, each on the same fresh targets, ``reserve`` queries
     shared among them, and `hwloop.metrics.keep_index` picks among the fresh

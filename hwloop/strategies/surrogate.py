@@ -60,4 +60,5 @@ def train(ctx: Context) -> Outcome:
         on_step=ctx.on_step,
     )
     best = reselect(dev, trainer, scores, reserve)
-    return Outcome(inverse, curve + more, surrogate, round_details(scores, best))
+    details = {**round_details(scores, best), "unspent": int(dev.remaining)}  # reserve not re-selected on
+    return Outcome(inverse, curve + more, surrogate, details)
