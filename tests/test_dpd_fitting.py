@@ -87,6 +87,9 @@ def test_a_stretch_basis_takes_each_windows_history_from_the_signal() -> None:
     np.testing.assert_array_equal(st.u, np.concatenate([z[100:900], z[2000:2600]]))
     assert (~st.valid).sum() == 16 and not st.valid[800:808].any() and st.valid[808]
     assert st.longest() == slice(8, 800)
+    cold = Stretch(z, [(0, 800), (2000, 2600)], guard=8)  # starts where the signal does: a cold start
+    assert (~cold.valid).sum() == 16 and (~cold.rows(cold=True)).sum() == 8 and cold.rows(cold=True)[0]
+    assert (~st.rows(cold=True)).sum() == 16  # a window inside the signal is never a cold start
 
 
 def test_lift_keeps_the_map_in_a_richer_basis() -> None:

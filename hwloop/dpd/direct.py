@@ -236,7 +236,7 @@ def direct_learning(
     uc = stretch.u
     g, peak, cfg = complex(start.gain), start.peak, start.model.cfg
     phi = stretch.basis(cfg)
-    fit_rows, hold_rows, judge = row_split(len(uc), SPLIT, valid=stretch.valid)
+    fit_rows, hold_rows, judge = row_split(len(uc), SPLIT, valid=stretch.rows(cold=True))
     oob = OOB_WEIGHT if oob_weight is None else oob_weight
     weight = None if oob == 1 else band_weight(len(uc), fs, bw, oob)
     normal = Normal.empty(len(surrogate_cfg.terms()))  # the surrogate's normal equations, per sequence
