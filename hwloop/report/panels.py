@@ -175,7 +175,7 @@ def signal_kept_round(metrics: dict) -> int | None:
     return None
 
 
-def _round_scores(data: RunData) -> list[float | None]:
+def round_scores(data: RunData) -> list[float | None]:
     rounds = data.metrics.get("round_nmse_db")
     if isinstance(rounds, list):
         return [finite(v) for v in rounds]
@@ -203,7 +203,7 @@ def _floor_line(ax: Axes, data: RunData) -> None:
 
 def rounds_panel(ax: Axes, data: RunData) -> None:
     ax.set_title("closed-loop NMSE per training round (measured on the device)", fontsize=10)
-    scores = _round_scores(data)
+    scores = round_scores(data)
     if not scores:
         strategy = data.metrics.get("strategy", "this strategy")
         _note(ax, f"round_nmse_db not recorded\n({strategy} has no device-in-the-loop rounds)")
@@ -225,7 +225,7 @@ def rounds_panel(ax: Axes, data: RunData) -> None:
 def queries_panel(ax: Axes, data: RunData) -> None:
     ax.set_title("closed-loop NMSE vs training queries spent", fontsize=10)
     m = data.metrics
-    scores = _round_scores(data)
+    scores = round_scores(data)
     drew = False
     xs = _round_queries(data, len(scores))
     if scores and xs is not None:
