@@ -113,7 +113,7 @@ class TrainOptions:
     holdout: float = _opt(
         0.2,
         "Fraction of --signal (its end) held out of training and scored after it; 0: score on the "
-        "training signal. Ignored with --eval-signal.",
+        "training signal (not with --eval-signal).",
     )
     eval_signal: str | None = _opt(
         None, "Score the predistorter on this signal (then all of --signal trains), same forms as --signal."

@@ -159,7 +159,8 @@ def choose(
     return requested
 
 
-SIGNAL_ONLY = ("gain", "fs", "bw")  # act only on a signal's targets and its ACPR/EVM
+# act only on a signal's targets, its scoring and its ACPR/EVM
+SIGNAL_ONLY = ("gain", "fs", "bw", "holdout", "eval_signal", "skip_reference", "cfr", "cfr_papr")
 OFFLINE_UNUSED = ("strict_bounds", "max_rate", "eval_queries", "noise_repeats", "eval_targets")
 GMP_UNUSED = ("fit_steps", "memory_depth")  # the GMP predistorter is fitted by least squares, K/M fixed
 
@@ -182,8 +183,13 @@ def check_options(
             raise UsageError(f"{flags} would not act: {why}")
 
     if not signal:
-        refuse(SIGNAL_ONLY, "they set the target signal's gain and band, and there is no --signal")
-    elif inverse in ("auto", "gmp"):
+        refuse(SIGNAL_ONLY, "they shape and score the target signal, and there is no --signal")
+    else:
+        if "eval_signal" in given:
+            refuse(("holdout",), "--eval-signal scores the predistorter, all of --signal trains")
+        if "cfr" not in given:
+            refuse(("cfr_papr",), "it is the target of --cfr clip|window, and there is none")
+    if signal and inverse in ("auto", "gmp"):
         refuse(
             GMP_UNUSED,
             "a signal's GMP predistorter has no optimizer steps or memory depth (or choose "
