@@ -2,7 +2,7 @@
 
 One module per job, transport apart from instrument (PyMeasure style):
 ``config`` (the bench file), ``session`` (PyVISA resource, timeouts, recovery,
-blocks), ``personalities`` (command spellings: BENCH.md's generic set and
+blocks), ``personalities`` (command spellings: the generic set (docs/scpi.md) and
 R&S SMW/FSW), ``instruments`` (settings written and read back), ``alignment``
 (delay and averaging of a looped capture), ``interlock`` (arming, limits,
 RF off on every abnormal path, the log), ``device`` (`BenchDevice`,

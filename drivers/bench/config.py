@@ -1,6 +1,6 @@
 """The bench file (``bench:lab.toml``): instruments, signal, level mapping, limits.
 
-BENCH.md fixes the CONTRACT keys (``[generator]``/``[analyser]`` resource and
+docs/scpi.md fixes the CONTRACT keys (``[generator]``/``[analyser]`` resource and
 personality, ``[signal]`` fs and full_scale_dbm, ``[limits]`` peak_dbm,
 rms_dbm, papr_db, max_samples); the rest are this driver's, with defaults:
 

@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
 INSTALL_HINT = "pip install 'hwloop[bench]'"
-MEMORY = 1 << 24  # samples: BENCH.md's waveform and record-length ceiling
+MEMORY = 1 << 24  # samples: the generic set's waveform and record-length ceiling
 CAL_SEED = 20240623
 DRIFT_SAMPLES = 0.1  # a capture's own delay estimate this far from the session's is flagged
 

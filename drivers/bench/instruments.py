@@ -1,7 +1,7 @@
 """The two instruments as hwloop drives them: each setting written, then read back and compared.
 
 `Generator` and `Analyser` sequence a personality's commands over a
-`ScpiSession` the way BENCH.md asks: upload only with ARB and output off;
+`ScpiSession` the way docs/scpi.md and real benches ask: upload only with ARB and output off;
 every setting read back (a mismatch is a `ReadbackError`, which trips the
 interlock); a configuration ends with ``*OPC?`` and a drained ``SYST:ERR?``
 (any queued error is an `InstrumentError`). Nothing here decides whether a

@@ -3,7 +3,7 @@
 A personality only spells commands and decodes replies; sessions carry
 them and `instruments` sequences them. Two generators and two analysers:
 
-``generic`` (both): BENCH.md's generic SCPI set, byte for byte (CONTRACT:
+``generic`` (both): the generic SCPI set (docs/scpi.md), byte for byte (CONTRACT:
 independent fake benches implement it). Waveforms are int16 big-endian
 interleaved I,Q under ``MMEM:DATA:UNPR "NVWFM:<name>",<block>``; captures are
 float32 I,Q in sqrt(mW), ``FORM:BORD SWAP`` (little-endian); overload is
@@ -57,7 +57,7 @@ def num(v: float) -> str:
 
 @dataclass(frozen=True)
 class Generator:
-    """Spelling of a vector signal generator's commands (generic = BENCH.md)."""
+    """Spelling of a vector signal generator's commands (generic = docs/scpi.md)."""
 
     name: str = "generic"
     src: str = "SOUR"
@@ -85,7 +85,7 @@ class Generator:
         return f"NVWFM:{WAVEFORM}"
 
     def select(self, query: bool = False) -> str:
-        """BENCH.md stores under ``"NVWFM:<name>"`` and selects ``"<name>"``."""
+        """The generic set stores under ``"NVWFM:<name>"`` and selects ``"<name>"``."""
         return f"{self.src}:BB:ARB:WAV:SEL" + ("?" if query else f' "{WAVEFORM}"')
 
     def upload(self, iq: np.ndarray, fs: float) -> tuple[str, bytes]:
@@ -139,7 +139,7 @@ class RSGenerator(Generator):
 
 @dataclass(frozen=True)
 class Analyser:
-    """Spelling of an I/Q analyser's commands (generic = BENCH.md)."""
+    """Spelling of an I/Q analyser's commands (generic = docs/scpi.md)."""
 
     name: str = "generic"
     to_sqrt_mw: float = 1.0  # factor from the instrument's sample units to sqrt(mW)

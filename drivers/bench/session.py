@@ -1,6 +1,6 @@
 """One instrument's SCPI session over PyVISA (pyvisa-py): the transport, kept apart from the instrument.
 
-What a session guarantees, because real benches taught it (BENCH.md):
+What a session guarantees, because real benches taught it (docs/bench.md):
 
 - every reply is read as the answer to the command just written, with a
   timeout; a timeout or a malformed reply marks the session out of step, and

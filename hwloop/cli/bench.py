@@ -19,7 +19,7 @@ from hwloop.errors import UsageError
     type=click.Choice(["generic", "rs"]),
     default="generic",
     show_default=True,
-    help="generic: BENCH.md's SCPI set; rs: R&S SMW + FSW forms.",
+    help="generic: the generic SCPI set (docs/scpi.md); rs: R&S SMW + FSW forms.",
 )
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--generator-port", default=5025, show_default=True, type=click.IntRange(0, 65535))
