@@ -1,7 +1,7 @@
 """A fake RF bench for CI and for users without hardware: two TCP SCPI servers behind one PA simulator.
 
 ``scpi`` (the transport: framing, blocks, error queue, faults), ``generator``
-and ``analyser`` (BENCH.md's generic set, and the R&S SMW/FSW dialect),
+and ``analyser`` (the generic set of docs/scpi.md, and the R&S SMW/FSW dialect),
 ``path`` (PA, delay, gain, phase, noise, free-running capture start),
 ``bench`` (`FakeBench`: both servers and the bench file). ``hwloop
 serve-bench`` runs one.

@@ -1,4 +1,4 @@
-"""The fake signal analyser in I/Q mode: BENCH.md's generic set, or the R&S FSW/FSV dialect.
+"""The fake signal analyser in I/Q mode: the generic set of docs/scpi.md, or the R&S FSW/FSV dialect.
 
 ``INIT:IMM`` captures ``RLEN`` samples of whatever the generator plays, through
 the `PathModel`, starting at an arbitrary sample of the looped waveform; a

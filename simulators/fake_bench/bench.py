@@ -7,7 +7,7 @@
         fb.late_reply("analyser", 2.0)   # faults: late reply, lost link, overload
 
 `hwloop serve-bench` runs one from the command line. The bench file it
-writes is the CONTRACT of BENCH.md plus this driver's own keys (timeouts,
+writes is the CONTRACT of docs/scpi.md plus this driver's own keys (timeouts,
 guard, periods). Delay, path gain and phase are drawn from ``seed`` unless
 given; they are fixed for the bench's life, while every capture starts at a
 new random sample (free-running).
@@ -27,7 +27,7 @@ PERSONALITIES = {"generic": ("generic", "generic"), "rs": ("rs_smw", "rs_fsw")}
 
 @dataclass(frozen=True)
 class BenchLimits:
-    """The limits written into the bench file (BENCH.md's example values by default)."""
+    """The limits written into the bench file (docs/scpi.md's example values by default)."""
 
     full_scale_dbm: float = -8.0
     peak_dbm: float = -8.0
@@ -79,7 +79,7 @@ class FakeBench:
     def toml(
         self, *, timeout_s: float = 0.5, log: str | None = None, guard: int = 256, periods: int = 4
     ) -> str:
-        """A bench file for this bench: BENCH.md's keys, then the driver's own."""
+        """A bench file for this bench: docs/scpi.md's keys, then the driver's own."""
         gen_p, ana_p = PERSONALITIES[self.dialect]
         lim = self.limits
         lines = [

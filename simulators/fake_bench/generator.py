@@ -1,4 +1,4 @@
-"""The fake vector signal generator: BENCH.md's generic set, or the R&S SMW/SMBV dialect.
+"""The fake vector signal generator: the generic set of docs/scpi.md, or the R&S SMW/SMBV dialect.
 
 State: RF output, ARB on/off, ARB clock, level, the generator's own level
 limit, stored waveforms (complex, in units of digital full scale) and the
@@ -7,10 +7,10 @@ played signal changes while it plays, the envelope reaching the amplifier is
 recorded (`Played`: peak, RMS and PAPR in dBm/dB), so a test can check that
 nothing above a limit ever left the generator, and when RF went on and off.
 
-Envelope at the output (BENCH.md): ``a_k = (I_k + jQ_k) / 32767 * A``, A such
+Envelope at the output (docs/scpi.md): ``a_k = (I_k + jQ_k) / 32767 * A``, A such
 that mean |a|^2 over the waveform is the level in mW.
 
-Dialects: ``generic`` (BENCH.md exactly: int16 big-endian I,Q blocks under
+Dialects: ``generic`` (docs/scpi.md exactly: int16 big-endian I,Q blocks under
 ``MMEM:DATA:UNPR "NVWFM:<name>"``) and ``rs`` (R&S SMW200A/SMBV100B remote
 forms: numbered ``SOURce1``/``OUTPut1`` nodes, waveform files written with
 ``MMEMory:DATA '<file>',<block>`` in the R&S tag format
