@@ -26,8 +26,8 @@ variables). Score them against the noise-free answer (`SimDevice.clean`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
 import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 import numpy as np

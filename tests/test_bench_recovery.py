@@ -1,7 +1,7 @@
 """Recovery: after a timeout the session is cleared and re-identified, so no late reply is ever misattributed.
 
 A careless host reads a late reply as the answer to its next query, and
-every answer after it is off by one (BENCH.md). Here the fake instrument
+every answer after it is off by one (docs/scpi.md). Here the fake instrument
 holds a reply back past the host's timeout and then sends it; every later
 query must still get its own answer.
 """

@@ -2,7 +2,7 @@
 
 Real PyVISA (pyvisa-py, SOCKET resources) talks to the fake bench's TCP
 servers; the servers record every command's raw bytes. The expected lines
-are written out literally, from BENCH.md (generic) and the R&S manuals
+are written out literally, from docs/scpi.md (generic) and the R&S manuals
 (rs_smw / rs_fsw), so a change of spelling fails here.
 """
 
@@ -160,7 +160,7 @@ def test_rs_and_generic_measure_the_same_bench() -> None:
 
 
 def test_a_block_reply_is_header_payload_newline() -> None:
-    """The fake analyser's block reply, read raw: #<d><len><float32 LE pairs>\\n (BENCH.md)."""
+    """The fake analyser's block reply, read raw: #<d><len><float32 LE pairs>\\n (docs/scpi.md)."""
     import socket
 
     with (
