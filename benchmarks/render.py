@@ -41,6 +41,7 @@ from render_common import (
 from render_dpd import section_dpd, section_dpd_families
 from render_export import section_export
 from render_farm import section_farm
+from render_input_noise import section_input_noise
 from render_sections import section_default_run, section_memory, section_overhead, section_serial
 
 from hwloop.simulators.catalog import SIMULATORS
@@ -307,6 +308,7 @@ def render() -> str:
         if strategies
         else missing("strategies", "python benchmarks/strategies.py")
     )
+    lines += section_input_noise(load("input_noise"))
     lines += section_memory(load("memory"))
     lines += section_overhead(load("overhead"))
     lines += section_serial(load("serial"))

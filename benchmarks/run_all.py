@@ -73,6 +73,7 @@ def _all_cells_fresh(data: dict) -> bool:
 
 BENCHES = (
     Bench("strategies", "strategies.py", ("--budgets", STRATEGY_BUDGETS), _strategies_complete),
+    Bench("input_noise", "input_noise.py", (), _all_cells_fresh),
     Bench("memory", "memory.py", (), _memory_complete),
     Bench("overhead", "overhead.py", ("--profile",), _whole("runs"), force_flag=False),
     Bench("serial", "serial_throughput.py", (), _whole("results"), force_flag=False),
