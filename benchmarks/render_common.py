@@ -53,9 +53,12 @@ def provenance(data: dict, records: Iterable[dict] | None = None, *, table: str 
             STALE.append(f"{where}: {reason}")
     dates = sorted({r.get("date", "?") for r in recs}) or ["?"]
     when = dates[0] if len(dates) == 1 else f"{dates[0]} to {dates[-1]}"
-    commits = sorted({str(r.get("commit", "?")) for r in recs}) or ["?"]
-    at = f"commit {commits[0]}" if len(commits) == 1 else f"commits {', '.join(commits)}"
-    return f"Machine: {data.get('machine', 'unknown')}; measured {when} at {at}."
+    ordered = sorted(recs, key=lambda r: str(r.get("measured_at", r.get("date", ""))))
+    commits = list(dict.fromkeys(str(r.get("commit", "?")) for r in ordered)) or ["?"]
+    at = f"commit {commits[0]}" if len(commits) == 1 else f"commits {commits[0]} to {commits[-1]}"
+    codes = sorted({str(r["code"]) for r in recs if r.get("code")})
+    code = f", code {', '.join(codes)}" if codes else ""
+    return f"Machine: {data.get('machine', 'unknown')}; measured {when} at {at}{code}."
 
 
 def table(header: list[str], rows: list[list[str]], align: str = "") -> list[str]:
