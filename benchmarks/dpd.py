@@ -40,7 +40,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load, machine, save
+from common import fresh, load, machine, save
 from dpd_common import safe
 from dpd_textbook import TextbookILA
 from provenance import stamp
@@ -175,7 +175,7 @@ def main() -> None:
         for sim in args.sims.split(","):
             for rounds, textbook in [(r, False) for r in SWEEP] + [(None, True)]:
                 key = f"{sim}/{rounds or 'default'}{'/gmp92' if textbook else ''}"
-                if key in sweep and not args.force:
+                if fresh(sweep, key) and not args.force:
                     continue
                 sweep[key] = {**run_method(sim, "ofdm", "auto/50000", rounds, textbook), **stamp(ROOTS)}
                 save(NAME, data)
@@ -185,7 +185,7 @@ def main() -> None:
         for signal in args.signals.split(","):
             cell = data["cells"].setdefault(f"{sim}/{signal}", {})
             for method in args.methods.split(","):
-                if method in cell and not args.force:
+                if fresh(cell, method) and not args.force:
                     continue
                 cell[method] = {**run_method(sim, signal, method), **stamp(ROOTS)}
                 data.update(

@@ -33,7 +33,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load, machine, save
+from common import fresh, load, machine, save
 from provenance import stamp
 
 ROOTS = ["hwloop.cli.app", "hwloop.run", "hwloop.strategies.dpd", "hwloop.strategies.sequence"]
@@ -120,7 +120,7 @@ def main() -> None:
     for amp in args.amps.split(","):
         for cell in args.cells.split(","):
             key = f"{amp}/{cell}"
-            if key in data["cells"] and not args.force:
+            if fresh(data["cells"], key) and not args.force:
                 continue
             data["cells"][key] = run_cell(amp, cell)
             save(NAME, data)

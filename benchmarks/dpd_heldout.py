@@ -27,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from common import load, machine, save
+from common import fresh, load, machine, save
 from dpd_common import safe
 from dpd_textbook import TextbookILA
 from heldout_pa import HeldOutPA, signals, spec
@@ -134,7 +134,7 @@ def main() -> None:
     key = args.pa + (f"@{args.tag}" if args.tag else "")
     block = data.setdefault(key, {"cells": {}})
     for cell in args.cells.split(","):
-        if cell in block["cells"] and not args.force:
+        if fresh(block["cells"], cell) and not args.force:
             continue
         block["cells"][cell] = {**run_cell(args.pa, cell), **stamp(ROOTS)}
         block.update(

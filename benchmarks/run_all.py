@@ -71,6 +71,12 @@ def _all_cells_fresh(data: dict) -> bool:
     return bool(cells) and all(stale(c) is None for c in cells.values())
 
 
+def _nested_fresh(cells: dict, depth: int = 2) -> bool:
+    """Every stamped figure in ``cells`` (cells of cells at depth 2) describes today's code."""
+    records = list(cells.values()) if depth == 1 else [c for cell in cells.values() for c in cell.values()]
+    return bool(records) and all(stale(r) is None for r in records)
+
+
 BENCHES = (
     Bench("strategies", "strategies.py", ("--budgets", STRATEGY_BUDGETS), _strategies_complete),
     Bench("input_noise", "input_noise.py", (), _all_cells_fresh),
@@ -80,16 +86,24 @@ BENCHES = (
     Bench("farm", "farm.py", (), _whole("farms"), force_flag=False),
     Bench("default_run", "default_run.py", (), _whole("runs"), force_flag=False),
     Bench("pa_fit", "fit_pa.py", (), _whole("gmp"), force_flag=False),
-    Bench("dpd", "dpd.py", (), lambda d: bool(d.get("cells"))),
+    Bench("dpd", "dpd.py", (), lambda d: _nested_fresh(d.get("cells", {}))),
     Bench(
         "dpd_sweep",
         "dpd.py",
         ("--sweep", "--sims", "pa_gmp,pa_wh"),
-        lambda d: bool(d.get("rounds_sweep")),
+        lambda d: _nested_fresh(d.get("rounds_sweep", {}), depth=1),
         force_flag=False,
         results="dpd",
     ),
-    Bench("dpd_families", "dpd_families.py", (), lambda d: len(d.get("cells", {})) >= 21),
+    Bench(
+        "dpd_families", "dpd_families.py", (), lambda d: len(d.get("cells", {})) >= 21 and _all_cells_fresh(d)
+    ),
+    Bench(
+        "dpd_heldout",
+        "dpd_heldout.py",
+        (),
+        lambda d: _nested_fresh(d.get("apa", {}).get("cells", {}), depth=1),
+    ),
     Bench("calibrate_units", "calibrate_units.py", (), _all_cells_fresh),
     Bench("export", "export.py", (), _whole("gmp"), force_flag=False),
     Bench("bench_dpd", "bench_dpd.py", (), _whole("cells"), force_flag=False),
