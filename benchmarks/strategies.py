@@ -28,11 +28,7 @@ from hwloop.simulators.catalog import SIMULATORS
 from hwloop.strategies.registry import USER_CHOICES as STRATEGIES
 
 NAME = "strategies"
-ROOTS = [
-    "hwloop.run",
-    "hwloop.simulators.catalog",
-    *(f"hwloop.strategies.{s}" for s in STRATEGIES),
-]  # the code a cell measures
+ROOTS = ["hwloop.run", "hwloop.simulators.catalog"]  # with the cell's strategy: the code a cell measures
 
 
 def run_cell(sim: str, strategy: str, budget: int) -> dict:
@@ -53,7 +49,11 @@ def run_cell(sim: str, strategy: str, budget: int) -> dict:
         "refinement_stopped",
         "best_round",
     ]
-    return {**{k: m.get(k) for k in keep}, "wall_s": round(wall, 1), **stamp(ROOTS)}
+    return {
+        **{k: m.get(k) for k in keep},
+        "wall_s": round(wall, 1),
+        **stamp([*ROOTS, f"hwloop.strategies.{strategy}"]),
+    }
 
 
 def main() -> None:

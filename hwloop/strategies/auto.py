@@ -54,7 +54,12 @@ def train(ctx: Context) -> Outcome:
     spend = int(dev.remaining * WARM_FRACTION)
     ila_cfg = ila_config(ctx, 3)
     rng = np.random.default_rng(ctx.settings.seed)  # the draws `ila` makes, in the same order
-    first, split, first_sur = _uniform_stage(ctx, max(16, int(spend * ila_cfg.first_fraction)), rng)
+    n_first = max(16, int(spend * ila_cfg.first_fraction))
+    batch = dev.info.max_batch  # whole chunks: the device is asked in the chunks `ila`'s one call makes
+    n_first = (
+        max(batch, round(n_first / batch) * batch) if n_first >= batch and spend >= 2 * batch else n_first
+    )
+    first, split, first_sur = _uniform_stage(ctx, n_first, rng)
     if split.input_referred:
         return _as_ila(ctx, first, split, first_sur, rng)
     warm = train_ila(
