@@ -77,4 +77,5 @@ def section_calibration(data: dict) -> list[str]:
             + (" (goal met)." if worst <= GOAL_DB else "."),
             "",
         ]
-    return [*out, provenance(data), ""]
+    stamped = [*cells.values(), *([parent] if parent else [])]
+    return [*out, provenance(data, stamped, table="calibrate_units"), ""]

@@ -10,7 +10,8 @@ input on, using the run's own targets as calibration data:
    float model's standardised output, skip path and MLP together). Errors of
    earlier layers are compensated instead of accumulated.
 2. Rounding with error feedback (GPTQ, Frantar et al., 2023): weights are
-   rounded one input at a time, and the rounding error of each is pushed
+   rounded one input at a time (largest activation energy first), and the
+   rounding error of each is pushed
    onto the inputs not yet rounded, weighted by the inverse Hessian of the
    layer's least-squares loss, so the errors cancel in the layer's output
    rather than add up.
@@ -61,16 +62,8 @@ def refit(a: np.ndarray, target: np.ndarray, w0: np.ndarray, b0: np.ndarray) -> 
 
 def gptq(w: np.ndarray, a: np.ndarray, wfrac: np.ndarray, bits: int) -> np.ndarray:
     """Weight words for ``w`` (in, units), rounded input by input with error feedback over inputs ``a``."""
-    h = _gram(a)
-    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper Cholesky factor of H^-1
-    w = np.array(w, np.float64)
-    scale = np.exp2(wfrac.astype(np.float64))
-    words = np.zeros(w.shape, np.int64)
-    for i in range(w.shape[0]):
-        words[i] = round_weights(w[i : i + 1], wfrac, bits)[0]
-        err = (w[i] - words[i] / scale) / u[i, i]
-        w[i + 1 :] -= np.outer(u[i, i + 1 :], err)
-    return words
+    scale = np.tile(np.exp2(wfrac.astype(np.float64)), (w.shape[0], 1))
+    return _gptq_mixed(w, a, scale, bits)
 
 
 def _quantise_layer(a_q: np.ndarray, target: np.ndarray, w: np.ndarray, b: np.ndarray, bits: int):
@@ -126,14 +119,25 @@ def reconstruct(mlp: FloatMLP, feats: np.ndarray, bits: int, io_bits: int) -> Qu
 
 
 def _gptq_mixed(w: np.ndarray, a: np.ndarray, scale: np.ndarray, bits: int) -> np.ndarray:
-    """`gptq` where each weight has its own scale (skip and MLP rows share one output map)."""
-    h = _gram(a)
-    u = np.linalg.cholesky(np.linalg.inv(h)).T
-    w = np.array(w, np.float64)
+    """`gptq` where each weight has its own scale (skip and MLP rows share one output map).
+
+    Inputs are rounded in order of falling activation energy (GPTQ's "act
+    order"): the inputs that matter most are rounded first, while every other
+    input is still free to absorb their error. Measured at 8 bits on sim:rapp
+    and sim:saleh: closed-loop loss against float 3.04/3.11 dB in input order,
+    2.40/2.88 dB in this one.
+    """
+    order = np.argsort(-np.diag(a.T @ a), kind="stable")
+    h = _gram(a[:, order])
+    u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper Cholesky factor of H^-1
+    w = np.array(w, np.float64)[order]
+    scale = np.asarray(scale, np.float64)[order]
     lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
     words = np.zeros(w.shape, np.int64)
     for i in range(w.shape[0]):
         words[i] = np.clip(np.floor(w[i] * scale[i] + 0.5), lo, hi)
         err = (w[i] - words[i] / scale[i]) / u[i, i]
         w[i + 1 :] -= np.outer(u[i, i + 1 :], err)
-    return words
+    out = np.empty_like(words)
+    out[order] = words
+    return out
