@@ -293,7 +293,7 @@ def eval_cmd(
     if exported is not None:
         from hwloop.export.loaded import evaluate_exported, load_exported
 
-        exp_inv = load_exported(exported, inverse)
+        exp_inv = load_exported(exported, inverse, run=run_dir)  # before any query: provenance
     recorded = RunDir(run_dir).read_metrics() or {}
     budget = EvalBudget.for_run(
         int(recorded.get("queries_used") or 4000), eval_queries, noise_repeats, eval_targets

@@ -3,9 +3,13 @@
 Each writes its files into the output directory, then the manifest with
 their hashes. Which family each format takes:
 
-- ``c``: mlp, tapped, gmp (fixed point, golden vectors, a check program);
-- ``tflite``: mlp, tapped (float16 and full-integer int8);
+- ``c``: mlp, tapped, gru, gmp (fixed point, golden vectors, a check program);
+- ``tflite``: mlp, tapped (float16, int8 weights with int16 activations, full int8);
 - ``coeffs``: gmp (CSV and the basis definition).
+
+Word widths (`Widths`): ``weight`` for weights (GMP: its gain tables),
+``act`` for hidden activations (GRU: its state and gates; a GMP has none),
+``io`` for the target and drive words. ``--bits N`` sets weight and act.
 """
 
 from __future__ import annotations
@@ -13,13 +17,15 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hwloop.errors import UsageError
-from hwloop.export import cgen_gmp, cgen_mlp
+from hwloop.export import cgen_gmp, cgen_gru, cgen_mlp
 from hwloop.export.fixed import check_bits
 from hwloop.export.gmp import QuantGMP, quantize_gmp
 from hwloop.export.golden import (
@@ -33,17 +39,62 @@ from hwloop.export.golden import (
     write_csv,
     write_manifest,
 )
-from hwloop.export.mlp import QuantMLP, extract, quantize, tap_words
+from hwloop.export.gru import QuantGRU, extract_gru, quantize_gru
+from hwloop.export.mlp import QuantMLP, quantize, tap_words
+from hwloop.export.mlp_float import extract
 from hwloop.export.ptq import reconstruct
 from hwloop.export.source import RunSource, read_run
 
 log = logging.getLogger(__name__)
 
 FORMATS = ("c", "tflite", "coeffs")
-SUPPORTS = {"c": ("mlp", "tapped", "gmp"), "tflite": ("mlp", "tapped"), "coeffs": ("gmp",)}
+SUPPORTS = {"c": ("mlp", "tapped", "gru", "gmp"), "tflite": ("mlp", "tapped"), "coeffs": ("gmp",)}
 GOLDEN_ROWS = 256  # memoryless: representative rows (plus edge rows)
 GOLDEN_STREAM = 512  # stateful: samples of one stream from a reset (plus edge samples)
 PTQ_ABOVE = 16  # MLP weights at fewer bits than this are chosen by `hwloop.export.ptq`
+Quant = QuantMLP | QuantGMP | QuantGRU
+
+
+@dataclass(frozen=True)
+class Widths:
+    """Word widths of a C export: weights, activations, target and drive words."""
+
+    weight: int = 16
+    act: int = 16
+    io: int = 16
+
+    @classmethod
+    def of(
+        cls,
+        family: str,
+        bits: int | None = None,
+        weight_bits: int | None = None,
+        act_bits: int | None = None,
+        io_bits: int | None = None,
+    ) -> Widths:
+        """``--weight-bits``/``--act-bits`` where given, else ``--bits``, else 16; checked for the family."""
+        if family == "gmp" and act_bits is not None:
+            raise UsageError(
+                "--act-bits does not apply to a GMP: its words are the gain tables (--weight-bits, --bits) "
+                "and the I/Q samples (--io-bits)"
+            )
+        w = check_bits(weight_bits if weight_bits is not None else bits or 16, "--weight-bits")
+        a = check_bits(act_bits if act_bits is not None else bits or 16, "--act-bits")
+        return cls(w, w if family == "gmp" else a, check_bits(io_bits or 16, "--io-bits"))
+
+    def to_dict(self) -> dict:
+        return {"weight_bits": self.weight, "act_bits": self.act, "io_bits": self.io}
+
+
+@dataclass
+class QAT:
+    """Quantisation-aware fine-tuning asked for: ``queries`` on ``device`` (a URI or a Device)."""
+
+    queries: int
+    device: Any
+    seed: int = 0
+    on_step: Callable[[int, float], None] | None = None
+    on_query: Callable[[str, int, int], None] | None = None
 
 
 def check_supported(fmt: str, family: str) -> None:
@@ -55,57 +106,115 @@ def check_supported(fmt: str, family: str) -> None:
         )
 
 
-def _quantized(src: RunSource, bits: int, io_bits: int) -> QuantMLP | QuantGMP:
+def _quantized(src: RunSource, w: Widths, qat: QAT | None) -> tuple[Quant, dict]:
+    """The run's inverse in words, and what was done to choose them (for the manifest)."""
     inv = src.inverse
     if src.family == "gmp":
-        return quantize_gmp(inv, src.targets(), bits, io_bits)
+        q = quantize_gmp(inv, src.targets(), w.weight, w.io, src.calls)
+        return q, {"rounding": "nearest" if w.weight >= 16 else "error feedback (gptq) on the logged signal"}
+    if src.family == "gru":
+        f = extract_gru(inv, src.stretch(GOLDEN_STREAM))
+        return quantize_gru(f, src.targets(), w.weight, w.act, w.io), {"rounding": "nearest"}
     feats = src.features()
     mlp = extract(inv.model, inv.low, inv.high, feats[:256])
+    low_bits = min(w.weight, w.act) < PTQ_ABOVE
     # Nearest rounding is as good as anything at 16 bits; below, layer-wise reconstruction wins dB.
-    q = quantize(mlp, feats, bits, io_bits) if bits >= PTQ_ABOVE else reconstruct(mlp, feats, bits, io_bits)
-    q.extra = {
-        "depth": src.depth,
-        "lookahead": src.lookahead,
-        "dim": int(src.info["out_dim"]),
-        "rounding": "nearest" if bits >= PTQ_ABOVE else "refit+gptq",
-    }
-    return q
+    q = (
+        reconstruct(mlp, feats, w.weight, w.act, w.io)
+        if low_bits
+        else quantize(mlp, feats, w.weight, w.act, w.io)
+    )
+    q.extra = {"depth": src.depth, "lookahead": src.lookahead, "dim": int(src.info["out_dim"])}
+    done: dict[str, Any] = {"rounding": "refit+gptq" if low_bits else "nearest"}
+    if qat is not None:
+        from hwloop.export.qat import finetune
+        from hwloop.registry import open_device
+
+        if src.family != "mlp":
+            raise UsageError(f"--qat tunes a memoryless MLP inverse; this run holds a {src.family} inverse")
+        dev = open_device(qat.device)
+        try:
+            masks = [None if not np.any(wf == 0.0) else (wf != 0.0) for wf, _ in mlp.hidden]
+            masks += [None if not np.any(mlp.skip[0] == 0.0) else (mlp.skip[0] != 0.0)]
+            masks += (
+                [None]
+                if mlp.out is None
+                else [None if not np.any(mlp.out[0] == 0.0) else (mlp.out[0] != 0.0)]
+            )
+            tuned, record = finetune(
+                src.run,
+                q,
+                inv.model,
+                dev,
+                qat.queries,
+                masks=masks,
+                seed=qat.seed,
+                on_step=qat.on_step,
+                on_query=qat.on_query,
+            )
+        finally:
+            dev.close()
+        tuned.extra = q.extra
+        q = tuned
+        done = {"rounding": "refit+gptq, then quantisation-aware fine-tuning", "qat": record.to_dict()}
+    return q, done
 
 
-def golden_words(src: RunSource, q: QuantMLP | QuantGMP) -> tuple[np.ndarray, np.ndarray]:
-    """Golden input words and the reference's output words for them."""
+def golden_words(src: RunSource, q: Quant) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Golden input words, the reference's output words for them, and the states (a GRU's)."""
     rng = np.random.default_rng(0)
     if isinstance(q, QuantGMP):
         t = np.concatenate(
             [q.fmt_z.quantize(src.stretch(GOLDEN_STREAM)), edge_rows(q.fmt_z.lo, q.fmt_z.hi, 2)]
         )
-        return t, q.run(t)
-    dim, depth, look = q.extra["dim"], q.extra["depth"], q.extra["lookahead"]
-    edges = edge_rows(q.fmt_t.lo, q.fmt_t.hi, dim)
+        return t, q.run(t), None
+    edges = edge_rows(q.fmt_t.lo, q.fmt_t.hi, q.in_dim if isinstance(q, QuantGRU) else q.extra["dim"])
+    if isinstance(q, QuantGRU):
+        t = np.concatenate([q.fmt_t.quantize(src.stretch(GOLDEN_STREAM)), edges])
+        x, h = q.run(t)
+        return t, x, h
+    depth, look = q.extra["depth"], q.extra["lookahead"]
     if src.family == "tapped":
         t = np.concatenate([q.fmt_t.quantize(src.stretch(GOLDEN_STREAM)), edges])
-        return t, q.run(tap_words(t, depth, look))
+        return t, q.run(tap_words(t, depth, look)), None
     targets = src.targets()
     pick = rng.choice(len(targets), size=min(GOLDEN_ROWS, len(targets)), replace=False)
     t = np.concatenate([q.fmt_t.quantize(targets[np.sort(pick)]), edges])
-    return t, q.run(t)
+    return t, q.run(t), None
 
 
-def _comment(src: RunSource, q: QuantMLP | QuantGMP, prefix: str) -> list[str]:
+def _comment(src: RunSource, w: Widths, prefix: str) -> list[str]:
     return [
         f"{prefix}: a {src.family} inverse in fixed point, generated by `hwloop export --format c`.",
         f"From run {src.run.resolve()} (device {src.metrics.get('device', src.info.get('name'))}).",
-        f"Words: {q.bits}-bit weights/activations, {q.io_bits}-bit inputs and outputs; round half up,",
-        "saturate, never wrap (docs/deploy.md). Generated: do not edit.",
+        f"Words: {w.weight}-bit weights, {w.act}-bit activations, {w.io}-bit inputs and outputs;",
+        "round half up, saturate, never wrap (docs/deploy.md). Generated: do not edit.",
     ]
 
 
-def export_c(src: RunSource, out: Path, bits: int, io_bits: int, prefix: str) -> dict:
+def _interface(src: RunSource, q: Quant) -> dict:
+    if isinstance(q, QuantGMP):
+        return {"in_dim": 2, "out_dim": 2, "stateful": True, "depth": q.depth, "lookahead": 0}
+    if isinstance(q, QuantGRU):
+        return {"in_dim": q.in_dim, "out_dim": q.out_dim, "stateful": True, "depth": 0, "lookahead": 0}
+    ex = q.extra
+    return {
+        "in_dim": ex["dim"],
+        "out_dim": q.out_dim,
+        "stateful": src.family == "tapped",
+        "depth": ex["depth"],
+        "lookahead": ex["lookahead"],
+    }
+
+
+def export_c(src: RunSource, out: Path, w: Widths, prefix: str, qat: QAT | None = None) -> dict:
     """The C export: PREFIX.c/.h, golden vectors, the check program, params.json, manifest.json."""
-    q = _quantized(src, bits, io_bits)
-    comment = _comment(src, q, prefix)
+    q, done = _quantized(src, w, qat)
+    comment = _comment(src, w, prefix)
     if isinstance(q, QuantGMP):
         c_text = cgen_gmp.source(q, prefix, f"{prefix}.h", comment)
+    elif isinstance(q, QuantGRU):
+        c_text = cgen_gru.source(q, prefix, f"{prefix}.h", comment)
     else:
         taps = q.extra["depth"] + 1 + q.extra["lookahead"]
         c_text = cgen_mlp.source(q, prefix, f"{prefix}.h", taps, q.extra["dim"], comment)
@@ -113,48 +222,30 @@ def export_c(src: RunSource, out: Path, bits: int, io_bits: int, prefix: str) ->
     hash8 = sha256(out / f"{prefix}.c")[:8]
     if isinstance(q, QuantGMP):
         h_text = cgen_gmp.header(q, prefix, hash8, comment)
-        interface = {
-            "in_dim": 2,
-            "out_dim": 2,
-            "stateful": True,
-            "depth": q.depth,
-            "lookahead": 0,
-            "t_frac": q.fmt_z.frac,
-            "x_frac": q.fmt_x.frac,
-        }
+    elif isinstance(q, QuantGRU):
+        h_text = cgen_gru.header(q, prefix, hash8, comment)
     else:
         ex = q.extra
-        h_text = cgen_mlp.header(
-            q,
-            prefix,
-            src.family,
-            ex["depth"] + 1 + ex["lookahead"],
-            ex["dim"],
-            ex["lookahead"],
-            hash8,
-            comment,
-        )
-        interface = {
-            "in_dim": ex["dim"],
-            "out_dim": q.out_dim,
-            "stateful": src.family == "tapped",
-            "depth": ex["depth"],
-            "lookahead": ex["lookahead"],
-            "t_frac": q.fmt_t.frac,
-            "x_frac": q.fmt_x.frac,
-        }
+        taps = ex["depth"] + 1 + ex["lookahead"]
+        h_text = cgen_mlp.header(q, prefix, src.family, taps, ex["dim"], ex["lookahead"], hash8, comment)
     (out / f"{prefix}.h").write_text(h_text)
-    t, x = golden_words(src, q)
-    write_csv(out / GOLDEN_CSV, t, x)
-    (out / f"{prefix}_golden.h").write_text(c_golden(prefix, t, x))
+    interface = _interface(src, q)
+    fmt_in = q.fmt_z if isinstance(q, QuantGMP) else q.fmt_t
+    interface |= {"t_frac": fmt_in.frac, "x_frac": q.fmt_x.frac}
+    t, x, h = golden_words(src, q)
+    write_csv(out / GOLDEN_CSV, t, x, h)
+    (out / f"{prefix}_golden.h").write_text(c_golden(prefix, t, x, h))
     (out / f"{prefix}_check.c").write_text(c_check(prefix))
     (out / PARAMS).write_text(json.dumps({"family": src.family, "quant": q.to_dict()}))
+    golden = {"file": GOLDEN_CSV, "rows": len(t), "stream": interface["stateful"]}
+    golden |= {"state_words": int(h.shape[1])} if h is not None else {}
     return {
         "hash8": hash8,
-        "io_bits": io_bits,
+        **w.to_dict(),
+        **done,
         "q_formats": q.formats(),
         "interface": interface,
-        "golden": {"file": GOLDEN_CSV, "rows": len(t), "stream": interface["stateful"]},
+        "golden": golden,
         "files_of": {
             "source": f"{prefix}.c",
             "header": f"{prefix}.h",
@@ -171,20 +262,35 @@ def export_run(
     out_dir: str | Path,
     *,
     bits: int | None = None,
+    weight_bits: int | None = None,
+    act_bits: int | None = None,
     io_bits: int | None = None,
     prefix: str = "hwl_inv",
     force: bool = False,
+    qat: QAT | None = None,
 ) -> dict[str, Any]:
-    """Export the inverse of ``run_dir`` as ``fmt`` into ``out_dir``; returns the manifest."""
+    """Export the inverse of ``run_dir`` as ``fmt`` into ``out_dir``; returns the manifest.
+
+    ``qat`` fine-tunes the words with the run's device in the loop first (`hwloop.export.qat`):
+    its queries go into the run's query log, and its record into the manifest and the run's
+    metrics.json (key ``qat``, one entry per export).
+    """
     if fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose from {', '.join(FORMATS)}")
     if not re.fullmatch(r"[a-z_][a-z0-9_]{0,30}", prefix):
         raise UsageError(f"--prefix must be a lower-case C identifier, got {prefix!r}")
     src = read_run(run_dir)
     check_supported(fmt, src.family)
+    if fmt != "c" and io_bits is not None:
+        raise UsageError("--io-bits applies to --format c only")
+    if qat is not None and fmt == "coeffs":
+        raise UsageError("--qat tunes fixed-point words; --format coeffs writes the float coefficients")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
         raise UsageError(f"{out} exists and is not an empty directory (--force replaces an export)")
+    widths = None
+    if fmt == "c":
+        widths = Widths.of(src.family, bits, weight_bits, act_bits, io_bits)  # refused before anything runs
     out.mkdir(parents=True, exist_ok=True)
     for old in out.iterdir():
         if old.is_file():
@@ -196,22 +302,30 @@ def export_run(
         "source": source_record(src.run, src.metrics),
     }
     if fmt == "c":
-        b = check_bits(16 if bits is None else bits)
-        record |= {
-            "bits": b,
-            "prefix": prefix,
-            **export_c(src, out, b, check_bits(io_bits or 16, "--io-bits"), prefix),
-        }
+        record |= {"bits": widths.weight, "prefix": prefix, **export_c(src, out, widths, prefix, qat)}
     elif fmt == "tflite":
         from hwloop.export.tflite import export_tflite
 
-        record |= export_tflite(src, out, bits)
+        record |= export_tflite(src, out, bits, weight_bits, act_bits, qat)
     else:
         from hwloop.export.coeffs import export_coeffs
 
-        if bits is not None:
-            raise UsageError("--format coeffs writes the float coefficients; --bits does not apply")
+        if any(b is not None for b in (bits, weight_bits, act_bits)):
+            raise UsageError("--format coeffs writes the float coefficients; no word width applies")
         record |= export_coeffs(src, out)
     manifest = write_manifest(out, record)
+    if "qat" in record:
+        note_qat(src.run, out, manifest)
     log.info("exported %s as %s into %s", src.run, fmt, out)
     return manifest
+
+
+def note_qat(run: Path, out: Path, manifest: dict) -> None:
+    """Append the fine-tuning's record to the run's metrics.json (key ``qat``): it spent its queries."""
+    from hwloop.rundir import RunDir
+
+    rd = RunDir(run)
+    metrics = rd.read_metrics() or {}
+    entry = {"out": str(out.resolve()), "hash8": manifest.get("hash8"), "created": manifest["created"]}
+    metrics["qat"] = [*metrics.get("qat", []), {**entry, **manifest["qat"]}]
+    rd.write_metrics(metrics)

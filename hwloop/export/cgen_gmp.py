@@ -1,48 +1,34 @@
-"""C99 source for the GMP predistorter in fixed point (`hwloop.export.gmp.QuantGMP`).
+"""C99 source for the GMP predistorter as gain tables in fixed point (`hwloop.export.gmp.QuantGMP`).
 
 A streaming predistorter: ``PREFIX_step`` takes one target I/Q sample and
 returns one drive sample, keeping the last ``depth`` samples and their
-envelope powers in a state struct. The terms are a table of (k, m, l) with
-a complex coefficient and a shift each, walked by one loop: the basis as
-`hwloop.dpd.gmp` defines it, the arithmetic as `QuantGMP.run` does it.
+envelopes in a state struct. Each group (m, l) of the GMP's terms is a
+complex gain table over the envelope, interpolated exactly and multiplied
+into the sample m steps back: the model of `hwloop.dpd.gmp`, the arithmetic
+of `QuantGMP.run`.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
-from hwloop.export.cgen_common import ISQRT_C, PREAMBLE, banner, ctype, reader, table
+from hwloop.export.cgen_common import ISQRT_C, PREAMBLE, banner, reader, table
 from hwloop.export.gmp import Y_CLAMP, QuantGMP
 
 
 def source(q: QuantGMP, prefix: str, header: str, comment: list[str]) -> str:
     """``PREFIX.c`` for ``q``."""
-    d, nt = q.depth, len(q.terms)
-    powers = len(q.env_frac) - 1
-    nf = q.nfmt
-    et = ctype(q.bits)
-    phi_shift = [0] + [
-        q.fmt_z.frac - int(q.phi_frac[1])
-        if k == 1
-        else q.fmt_z.frac + int(q.env_frac[k - 1]) - int(q.phi_frac[k])
-        for k in range(1, len(q.phi_frac))
-    ]
-    env_shift = [0, q.fmt_z.frac - int(q.env_frac[1])] + [
-        int(q.env_frac[p - 1] + q.env_frac[1] - q.env_frac[p]) for p in range(2, powers + 1)
-    ]
+    d, ng = q.depth, len(q.groups)
+    nodes = q.tab_re.shape[1]
     parts = [banner(comment), f'#include "{header}"\n', PREAMBLE, ISQRT_C, "\n"]
     parts += [
-        table("TERM_K", q.terms[:, 0], 8),
-        table("TERM_M", q.terms[:, 1], 8),
-        table("TERM_L", q.terms[:, 2], 8),
-        table("COEF_RE", q.cr, q.bits),
-        table("COEF_IM", q.ci, q.bits),
-        table("TERM_SHIFT", q.term_shift, 8),
-        table("PHI_SHIFT", np.array(phi_shift), 8),
-        table("ENV_SHIFT", np.array(env_shift), 8),
+        table("GROUP_M", q.groups[:, 0], 8),
+        table("GROUP_L", q.groups[:, 1], 8),
+        table("GROUP_SHIFT", q.group_shift, 8),
+        table("TAB_RE", q.tab_re, q.wbits, (ng, nodes)),
+        table("TAB_IM", q.tab_im, q.wbits, (ng, nodes)),
     ]
     out_s = q.acc_frac - q.fmt_x.frac
-    rd = reader(q.bits)
+    rd = reader(q.wbits)
+    s = q.step
     parts.append(
         f"""
 void {prefix}_reset({prefix}_state *s) {{ memset(s, 0, sizeof *s); }}
@@ -50,25 +36,23 @@ void {prefix}_reset({prefix}_state *s) {{ memset(s, 0, sizeof *s); }}
 void {prefix}_step({prefix}_state *s, const int16_t t[2], int16_t x[2]) {{
     memmove(s->zi + 1, s->zi, sizeof(int16_t) * {d});
     memmove(s->zq + 1, s->zq, sizeof(int16_t) * {d});
-    for (int p = 0; p < {powers}; p++) memmove(s->env[p] + 1, s->env[p], sizeof({et}) * {d});
+    memmove(s->env + 1, s->env, sizeof(uint32_t) * {d});
     s->zi[0] = t[0];
     s->zq[0] = t[1];
-    int64_t mag = (int64_t)hwl_isqrt((uint64_t)((int64_t)t[0] * t[0] + (int64_t)t[1] * t[1]));
-    s->env[0][0] = ({et})hwl_requant(mag, HWL_R8(ENV_SHIFT[1]), {nf.lo}, {nf.hi});
-    for (int p = 2; p <= {powers}; p++)
-        s->env[p - 1][0] = ({et})hwl_requant((int64_t)s->env[p - 2][0] * s->env[0][0], HWL_R8(ENV_SHIFT[p]),
-                                             {nf.lo}, {nf.hi});
+    s->env[0] = (uint32_t)hwl_isqrt((uint64_t)((int64_t)t[0] * t[0] + (int64_t)t[1] * t[1]));
     int64_t acc_r = 0, acc_i = 0;
-    for (int i = 0; i < {nt}; i++) {{
-        int k = HWL_R8(TERM_K[i]), m = HWL_R8(TERM_M[i]), l = HWL_R8(TERM_L[i]);
-        int sh = HWL_R8(PHI_SHIFT[k]);
-        int64_t e = k == 1 ? 1 : s->env[k - 2][m + l];
-        int64_t pr = hwl_requant(s->zi[m] * e, sh, {nf.lo}, {nf.hi});
-        int64_t pi = hwl_requant(s->zq[m] * e, sh, {nf.lo}, {nf.hi});
-        int64_t cr = {rd}(COEF_RE[i]), ci = {rd}(COEF_IM[i]);
-        int ts = HWL_R8(TERM_SHIFT[i]);
-        acc_r += hwl_rshift(cr * pr - ci * pi, ts);
-        acc_i += hwl_rshift(cr * pi + ci * pr, ts);
+    for (int g = 0; g < {ng}; g++) {{
+        int m = HWL_R8(GROUP_M[g]), l = HWL_R8(GROUP_L[g]);
+        uint32_t e = s->env[m + l];
+        int i = (int)(e >> {s});
+        int64_t f = (int64_t)(e & {(1 << s) - 1}u);
+        int64_t r0 = {rd}(TAB_RE[g][i]), r1 = {rd}(TAB_RE[g][i + 1]);
+        int64_t i0 = {rd}(TAB_IM[g][i]), i1 = {rd}(TAB_IM[g][i + 1]);
+        int64_t gr = r0 * {1 << s} + (r1 - r0) * f, gi = i0 * {1 << s} + (i1 - i0) * f;
+        int64_t xr = s->zi[m], xi = s->zq[m];
+        int sh = HWL_R8(GROUP_SHIFT[g]);
+        acc_r += hwl_rshift(xr * gr - xi * gi, sh);
+        acc_i += hwl_rshift(xr * gi + xi * gr, sh);
     }}
     int64_t yr = hwl_sat(hwl_rshift(acc_r, {out_s}), -{Y_CLAMP}L, {Y_CLAMP}L);
     int64_t yi = hwl_sat(hwl_rshift(acc_i, {out_s}), -{Y_CLAMP}L, {Y_CLAMP}L);
@@ -90,21 +74,22 @@ void {prefix}_step({prefix}_state *s, const int16_t t[2], int16_t x[2]) {{
 def header(q: QuantGMP, prefix: str, hash8: str, comment: list[str]) -> str:
     """``PREFIX.h``: the streaming interface, the state, the Q formats of the I/Q words."""
     up = prefix.upper()
-    d, powers = q.depth, len(q.env_frac) - 1
+    d = q.depth
     return "".join(
         [
             banner(comment),
             f"#ifndef {up}_H\n#define {up}_H\n\n#include <stdint.h>\n\n",
             f'#define {up}_FAMILY "gmp"\n',
             f'#define {up}_HASH8 "{hash8}"  /* first 8 hex digits of the SHA-256 of {prefix}.c */\n',
-            f"#define {up}_BITS {q.bits}  /* envelopes, basis terms, coefficients */\n",
+            f"#define {up}_WEIGHT_BITS {q.wbits}  /* gain-table words */\n",
             f"#define {up}_IO_BITS {q.io_bits}  /* I/Q words in and out (held in int16_t) */\n",
             f"#define {up}_IN_DIM 2\n#define {up}_OUT_DIM 2\n#define {up}_STATEFUL 1\n",
             f"#define {up}_T_FRAC {q.fmt_z.frac}  /* target = word / 2^{q.fmt_z.frac} ({q.fmt_z.name}) */\n",
             f"#define {up}_X_FRAC {q.fmt_x.frac}  /* drive = word / 2^{q.fmt_x.frac} ({q.fmt_x.name}) */\n",
-            f"#define {up}_DEPTH {d}\n#define {up}_TERMS {len(q.terms)}\n\n",
-            f"typedef struct {{\n    int16_t zi[{d + 1}], zq[{d + 1}];  /* newest first */\n"
-            f"    {ctype(q.bits)} env[{powers}][{d + 1}];  /* |z|^p, p = 1..{powers} */\n",
+            f"#define {up}_DEPTH {d}\n#define {up}_GROUPS {len(q.groups)}\n",
+            f"#define {up}_TABLE_NODES {q.tab_re.shape[1]}  /* one every 2^{q.step} envelope words */\n\n",
+            f"typedef struct {{\n    int16_t zi[{d + 1}], zq[{d + 1}];  /* newest first */\n",
+            f"    uint32_t env[{d + 1}];  /* their envelopes isqrt(I^2 + Q^2) */\n",
             f"}} {prefix}_state;\n\n",
             f"void {prefix}_reset({prefix}_state *s);  /* zeros: an amplifier reset to idle */\n",
             "/* One I/Q sample in, one out. */\n",

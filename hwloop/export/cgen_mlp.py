@@ -40,18 +40,18 @@ def _mac(name: str, ly: QLayer, src: str, bits: int, acc: str = "acc") -> str:
 
 def source(q: QuantMLP, prefix: str, header: str, taps: int, dim: int, comment: list[str]) -> str:
     """``PREFIX.c`` for ``q``; ``taps`` > 1 makes it a tapped inverse over ``dim``-wide samples."""
-    hb = q.bits
+    wb = q.wbits
     nf = q.in_dim
     parts = [banner(comment), f'#include "{header}"\n', PREAMBLE, tanh_c(), "\n"]
     parts += [table("MEAN_T", q.mean_t, 16), table("INV_STD", q.inv_std, 16)]
     for i, ly in enumerate(q.hidden):
-        parts.append(_layer_tables(f"L{i}", ly, hb))
-    parts.append(_layer_tables("SKIP", q.skip, hb))
+        parts.append(_layer_tables(f"L{i}", ly, wb))
+    parts.append(_layer_tables("SKIP", q.skip, wb))
     if q.out is not None:
-        parts.append(_layer_tables("OUT", q.out, hb))
+        parts.append(_layer_tables("OUT", q.out, wb))
     parts += [table(n, v, 16) for n, v in (("STD_X", q.std_x), ("MEAN_X", q.mean_x))]
     parts += [table(n, v, 16) for n, v in (("LOW_X", q.low_q), ("HIGH_X", q.high_q))]
-    hty = ctype(hb)
+    hty = ctype(q.abits)
     body = [f"\nstatic void {prefix}_core(const int16_t *f, int16_t *x) {{\n", f"    int16_t z[{nf}];\n"]
     body.append(
         f"    for (int i = 0; i < {nf}; i++) {{\n"
@@ -64,17 +64,17 @@ def source(q: QuantMLP, prefix: str, header: str, taps: int, dim: int, comment: 
     for i, ly in enumerate(q.hidden):
         units = ly.w.shape[1]
         body.append(f"    {hty} h{i}[{units}];\n    for (int j = 0; j < {units}; j++) {{\n")
-        body.append(_mac(f"L{i}", ly, src, hb))
+        body.append(_mac(f"L{i}", ly, src, wb))
         body.append(
             f"        h{i}[j] = ({hty})hwl_tanh(acc, HWL_R8(L{i}_S[j]), {q.fmt_h.frac}, {q.fmt_h.hi});\n"
             "    }\n"
         )
         src = f"h{i}"
     body.append(f"    for (int j = 0; j < {q.out_dim}; j++) {{\n")
-    body.append(_mac("SKIP", q.skip, "z", hb))
+    body.append(_mac("SKIP", q.skip, "z", wb))
     body.append(f"        int64_t zo = hwl_requant(acc, HWL_R8(SKIP_S[j]), {WIDE.lo}L, {WIDE.hi}L);\n")
     if q.out is not None:
-        body.append(_mac("OUT", q.out, src, hb, "acc_o"))
+        body.append(_mac("OUT", q.out, src, wb, "acc_o"))
         body.append(f"        zo += hwl_requant(acc_o, HWL_R8(OUT_S[j]), {WIDE.lo}L, {WIDE.hi}L);\n")
     body.append(
         f"        zo = hwl_sat(zo, {q.fmt_zo.lo}, {q.fmt_zo.hi});\n"
@@ -111,7 +111,8 @@ def header(
         f"#ifndef {guard}\n#define {guard}\n\n#include <stdint.h>\n\n",
         f'#define {up}_FAMILY "{family}"\n',
         f'#define {up}_HASH8 "{hash8}"  /* first 8 hex digits of the SHA-256 of {prefix}.c */\n',
-        f"#define {up}_BITS {q.bits}  /* weights and hidden activations */\n",
+        f"#define {up}_WEIGHT_BITS {q.wbits}  /* weights */\n",
+        f"#define {up}_ACT_BITS {q.abits}  /* hidden activations */\n",
         f"#define {up}_IO_BITS {q.io_bits}  /* target and drive words (held in int16_t) */\n",
         f"#define {up}_IN_DIM {dim}  /* target words per sample */\n",
         f"#define {up}_OUT_DIM {q.out_dim}  /* drive words per sample */\n",

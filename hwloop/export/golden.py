@@ -45,40 +45,56 @@ def edge_rows(lo: int, hi: int, dim: int) -> np.ndarray:
     return np.asarray(rows, np.int64)
 
 
-def write_csv(path: Path, t: np.ndarray, x: np.ndarray) -> None:
+def write_csv(path: Path, t: np.ndarray, x: np.ndarray, h: np.ndarray | None = None) -> None:
+    """Columns t0.., x0.. and, for an inverse with a state, h0.. (the state after the row's step)."""
+    h = np.zeros((len(t), 0), np.int64) if h is None else h
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow([f"t{i}" for i in range(t.shape[1])] + [f"x{j}" for j in range(x.shape[1])])
-        for a, b in zip(t, x, strict=True):
-            w.writerow([int(v) for v in a] + [int(v) for v in b])
+        head = [f"t{i}" for i in range(t.shape[1])] + [f"x{j}" for j in range(x.shape[1])]
+        w.writerow(head + [f"h{k}" for k in range(h.shape[1])])
+        for a, b, c in zip(t, x, h, strict=True):
+            w.writerow([int(v) for v in a] + [int(v) for v in b] + [int(v) for v in c])
 
 
-def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(t, x) integer arrays of a golden.csv."""
+def read_golden(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(t, x, h) integer arrays of a golden.csv; h has no columns for an inverse without a state."""
     try:
         with open(path, newline="") as fh:
             rows = list(csv.reader(fh))
         head = rows[0]
         n_t = sum(1 for h in head if h.startswith("t"))
+        n_x = sum(1 for h in head if h.startswith("x"))
         data = np.asarray([[int(v) for v in r] for r in rows[1:]], np.int64).reshape(-1, len(head))
     except (OSError, ValueError, IndexError) as exc:
         raise RunDirError(f"{path}: not a golden-vector file ({type(exc).__name__}: {exc})") from None
-    return data[:, :n_t], data[:, n_t:]
+    return data[:, :n_t], data[:, n_t : n_t + n_x], data[:, n_t + n_x :]
 
 
-def c_golden(prefix: str, t: np.ndarray, x: np.ndarray) -> str:
-    """``PREFIX_golden.h``: the golden words as C arrays."""
+def read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(t, x) integer arrays of a golden.csv."""
+    t, x, _ = read_golden(path)
+    return t, x
+
+
+def c_golden(prefix: str, t: np.ndarray, x: np.ndarray, h: np.ndarray | None = None) -> str:
+    """``PREFIX_golden.h``: the golden words as C arrays (and the state after each step, if any)."""
     up = prefix.upper()
 
     def rows(a: np.ndarray) -> str:
         return ",\n".join("    {" + ", ".join(str(int(v)) for v in r) + "}" for r in a)
 
-    return (
+    text = (
         banner([f"Golden vectors of {prefix}.c: inputs and the outputs the numpy reference computes."])
         + f"#define {up}_GOLDEN_N {len(t)}\n"
         + f"static const int16_t {up}_GOLDEN_T[{len(t)}][{t.shape[1]}] = {{\n{rows(t)}\n}};\n"
         + f"static const int16_t {up}_GOLDEN_X[{len(x)}][{x.shape[1]}] = {{\n{rows(x)}\n}};\n"
     )
+    if h is not None and h.shape[1]:
+        text += (
+            f"#define {up}_GOLDEN_STATE {h.shape[1]}  /* state words after each step */\n"
+            + f"static const int16_t {up}_GOLDEN_H[{len(h)}][{h.shape[1]}] = {{\n{rows(h)}\n}};\n"
+        )
+    return text
 
 
 def c_check(prefix: str) -> str:
@@ -92,7 +108,7 @@ def c_check(prefix: str) -> str:
             ]
         )
         + f'#include <stdio.h>\n#include "{prefix}.h"\n#include "{prefix}_golden.h"\n\n'
-        + "int main(void) {\n    long bad = 0;\n"
+        + "int main(void) {\n    long bad = 0, bad_state = 0;\n"
         + f"#if {up}_STATEFUL\n    {prefix}_state s;\n    {prefix}_reset(&s);\n#endif\n"
         + f"    for (int n = 0; n < {up}_GOLDEN_N; n++) {{\n        int16_t x[{up}_OUT_DIM];\n"
         + f"#if {up}_STATEFUL\n        {prefix}_step(&s, {up}_GOLDEN_T[n], x);\n"
@@ -102,9 +118,20 @@ def c_check(prefix: str) -> str:
         + "                if (bad < 5)\n"
         + '                    fprintf(stderr, "row %d output %d: got %d, golden %d\\n", n, j, x[j],\n'
         + f"                            {up}_GOLDEN_X[n][j]);\n"
-        + "                bad++;\n            }\n        }\n    }\n"
+        + "                bad++;\n            }\n        }\n"
+        + f"#ifdef {up}_GOLDEN_STATE\n"
+        + f"        for (int k = 0; k < {up}_GOLDEN_STATE; k++) {{\n"
+        + f"            if (s.h[k] != {up}_GOLDEN_H[n][k]) {{\n"
+        + "                if (bad_state < 5)\n"
+        + '                    fprintf(stderr, "row %d state %d: got %d, golden %d\\n", n, k, s.h[k],\n'
+        + f"                            {up}_GOLDEN_H[n][k]);\n"
+        + "                bad_state++;\n            }\n        }\n#endif\n    }\n"
         + f'    printf("%ld of %d golden outputs differ\\n", bad, {up}_GOLDEN_N * {up}_OUT_DIM);\n'
-        + "    return bad != 0;\n}\n"
+        + f"#ifdef {up}_GOLDEN_STATE\n"
+        + '    printf("%ld of %d golden state words differ\\n", bad_state,\n'
+        + f"           {up}_GOLDEN_N * {up}_GOLDEN_STATE);\n"
+        + "#endif\n"
+        + "    return bad != 0 || bad_state != 0;\n}\n"
     )
 
 

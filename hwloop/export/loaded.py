@@ -27,7 +27,8 @@ import numpy as np
 
 from hwloop.errors import RunDirError, ShapeError
 from hwloop.export.gmp import QuantGMP
-from hwloop.export.golden import GOLDEN_CSV, PARAMS, find_manifest, read_csv, verify
+from hwloop.export.golden import GOLDEN_CSV, PARAMS, find_manifest, read_golden, sha256, verify
+from hwloop.export.gru import QuantGRU
 from hwloop.export.mlp import QuantMLP, tap_words
 from hwloop.inverses.tapped import tapped
 
@@ -64,13 +65,24 @@ def _c(manifest: dict, root: Path) -> Callable[[np.ndarray], np.ndarray]:
     try:
         params = json.loads((root / PARAMS).read_text())
         family = params["family"]
-        q = QuantGMP.from_dict(params["quant"]) if family == "gmp" else QuantMLP.from_dict(params["quant"])
+        kind = {"gmp": QuantGMP, "gru": QuantGRU}.get(family, QuantMLP)
+        q = kind.from_dict(params["quant"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise RunDirError(
-            f"{root / PARAMS}: not the parameters of a C export ({type(exc).__name__})"
+            f"{root / PARAMS}: not the parameters of a C export ({type(exc).__name__}: {exc})"
         ) from None
-    t_words, x_golden = read_csv(root / GOLDEN_CSV)
-    if family == "gmp":
+    t_words, x_golden, h_golden = read_golden(root / GOLDEN_CSV)
+    if family == "gru":
+        h_got = q.run(t_words)[1]
+        if h_got.shape != h_golden.shape or not np.array_equal(h_got, h_golden):
+            raise RunDirError(f"{root}: the reference in {PARAMS} misses golden state words")
+
+        def words(t: np.ndarray) -> np.ndarray:
+            return q.run(t)[0]
+
+        def run(t: np.ndarray) -> np.ndarray:
+            return q.fmt_x.value(q.run(q.fmt_t.quantize(t))[0])
+    elif family == "gmp":
 
         def words(t: np.ndarray) -> np.ndarray:
             return q.run(t)
@@ -138,17 +150,53 @@ def _coeffs(manifest: dict, root: Path) -> Callable:
     return inv.apply
 
 
-def load_exported(path: str | Path, expect: Any | None = None) -> ExportedInverse:
-    """The export holding ``path``; ``expect`` (the float inverse) must invert the same shape of device."""
+def check_source(manifest: dict, run_dir: str | Path, where: Path) -> None:
+    """Refuse an export that did not come from ``run_dir``'s inverse as it is now.
+
+    The manifest names the run (its resolved path) and the SHA-256 of its
+    inverse.keras; an export of another run, or of this run before its
+    inverse changed, is a one-line `RunDirError` naming both, raised before
+    anything is measured.
+    """
+    run = Path(run_dir)
+    src = manifest.get("source") or {}
+    named, digest = src.get("run"), src.get("inverse_sha256")
+    here = str(run.resolve())
+    inv = run / "inverse.keras"
+    actual = sha256(inv) if inv.is_file() else None
+    if named != here:
+        raise RunDirError(f"{where} is an export of run {named}, not of {here}: export this run instead")
+    if digest != actual:
+        raise RunDirError(
+            f"{where} was exported from inverse.keras SHA-256 {str(digest)[:16]}..., "
+            f"{here} now holds {str(actual)[:16]}...: export the run again"
+        )
+
+
+def width_label(manifest: dict) -> str:
+    """``16-bit``, or ``w8a16`` where weights and activations differ; ``/io8`` where the words are not 16."""
+    w = int(manifest.get("weight_bits", manifest.get("bits", 16)))
+    a = int(manifest.get("act_bits", w))
+    io = int(manifest.get("io_bits", 16))
+    return (f"{w}-bit" if w == a else f"w{w}a{a}") + ("" if io == 16 else f"/io{io}")
+
+
+def load_exported(
+    path: str | Path, expect: Any | None = None, run: str | Path | None = None
+) -> ExportedInverse:
+    """The export holding ``path``; ``expect`` (the float inverse) must invert the same shape of device,
+    and with ``run`` the export must come from that run's inverse (`check_source`)."""
     mpath = find_manifest(path)
     manifest = verify(mpath)
     root = mpath.parent
+    if run is not None:
+        check_source(manifest, run, root)
     fmt, family = manifest.get("format"), manifest.get("family")
     p = Path(path)
     label = f"{fmt}/{family}"
     if fmt == "c":
         run = _c(manifest, root)
-        label += f"/{manifest['bits']}-bit"
+        label += "/" + width_label(manifest)
     elif fmt == "tflite":
         run, kind = _tflite(manifest, root, p if p.is_file() else None)
         label += f"/{kind}"

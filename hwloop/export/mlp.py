@@ -1,21 +1,18 @@
 """The MLP and tapped-delay inverses in fixed point, and their numpy bit-exact reference.
 
-`extract` reads the Keras graph that `hwloop.inverses.models.build_regressor`
-builds (Standardize, tanh Dense layers, a linear skip beside them, the MLP's
-output layer, their sum, Destandardize, and the clip to the safe range) into
-float64 arrays, and checks that they reproduce the Keras model. `quantize`
-turns it into words (`QuantMLP`); `QuantMLP.run` is the reference the
-generated C must match exactly.
+`quantize` turns the float MLP (`hwloop.export.mlp_float`) into words
+(`QuantMLP`); `QuantMLP.run` is the reference the generated C must match
+exactly.
 
-The datapath, with ``bits`` the width of weights and hidden activations and
-``io_bits`` the width of the input, the standardised input, the output sum
-and the drive (the converter's words; ``io_bits = bits`` gives a pure
-``bits``-bit datapath):
+The datapath, with ``wbits`` the width of the weights, ``abits`` the width
+of the hidden activations and ``io_bits`` the width of the input, the
+standardised input, the output sum and the drive (the converter's words;
+all three equal give a pure datapath of that width):
 
     d  = sat(t - mean_t)                       t, mean_t, d   in Qt  (io_bits)
     z  = sat(d * inv_std >> s)                 z              in Qz  (io_bits)
-    h1 = tanh(z @ W1 + b1)                     W: per-unit Q formats, int32 accumulators
-    hk = tanh(h(k-1) @ Wk + bk)                h              in Q0.(bits-1)
+    h1 = tanh(z @ W1 + b1)                     W: wbits, per-unit Q formats, int32 accumulators
+    hk = tanh(h(k-1) @ Wk + bk)                h              in Q0.(abits-1)
     zo = sat(sk(z @ Ws + bs) + sk(h @ Wo + bo))  each part rounded to Qzo first
     x  = clip(sat((zo * std_x >> s) + mean_x), low, high)       x in Qx (io_bits)
 
@@ -42,101 +39,13 @@ from hwloop.export.fixed import (
     tanh_q,
     worst_sum,
 )
+from hwloop.export.mlp_float import FloatMLP
 
 log = logging.getLogger(__name__)
 
 WIDE = QFormat(31, 0)  # an intermediate sum two of which still fit in int32
 MAX_WEIGHT_FRAC = 24
 TARGET_MARGIN = 1.1  # targets up to 10 % beyond the logged ones keep their value
-
-
-@dataclass
-class FloatMLP:
-    """The inverse as float64 arrays: what `quantize` quantises and what Keras computes."""
-
-    in_mean: np.ndarray
-    in_std: np.ndarray
-    hidden: list[tuple[np.ndarray, np.ndarray]]
-    skip: tuple[np.ndarray, np.ndarray]
-    out: tuple[np.ndarray, np.ndarray] | None
-    out_mean: np.ndarray
-    out_std: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-
-    def parts(self, feats: np.ndarray) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray]:
-        """z, hidden activations, skip part and MLP part of the standardised output."""
-        z = (np.asarray(feats, np.float64) - self.in_mean) / self.in_std
-        h, acts = z, []
-        for w, b in self.hidden:
-            h = np.tanh(h @ w + b)
-            acts.append(h)
-        s = z @ self.skip[0] + self.skip[1]
-        o = h @ self.out[0] + self.out[1] if self.out is not None else np.zeros_like(s)
-        return z, acts, s, o
-
-    def forward(self, feats: np.ndarray) -> np.ndarray:
-        _, _, s, o = self.parts(feats)
-        return np.clip((s + o) * self.out_std + self.out_mean, self.low, self.high)
-
-
-def _layers(model) -> dict:
-    """Every layer of the model and of models nested in it, by name."""
-    found = {}
-    for layer in model.layers:
-        if hasattr(layer, "layers") and layer.layers:
-            found.update(_layers(layer))
-        found[layer.name] = layer
-    return found
-
-
-def _dense(layer, activation: str) -> tuple[np.ndarray, np.ndarray]:
-    act = getattr(getattr(layer, "activation", None), "__name__", "linear")
-    if act != activation:
-        raise UsageError(
-            f"layer {layer.name} has activation {act}; the fixed-point export needs {activation}"
-        )
-    if hasattr(layer, "masked_kernel"):  # MaskedDense: the effective kernel, masked zeros included
-        kernel = np.asarray(layer.masked_kernel(), np.float64)
-    else:
-        kernel = np.asarray(layer.kernel.numpy(), np.float64)
-    bias = np.asarray(layer.bias.numpy(), np.float64) if layer.bias is not None else np.zeros(kernel.shape[1])
-    return kernel, bias
-
-
-def extract(model, low: np.ndarray, high: np.ndarray, check: np.ndarray) -> FloatMLP:
-    """The float arrays of a `build_regressor` model, verified against Keras on the rows ``check``."""
-    layers = _layers(model)
-    needed = ("standardize", "linear_skip", "destandardize")
-    if any(n not in layers for n in needed):
-        raise UsageError(
-            f"this inverse is not the MLP the exports know (layers {sorted(layers)}); "
-            "they read Standardize, hidden_i, linear_skip, mlp_out, Destandardize"
-        )
-    hidden = []
-    while f"hidden_{len(hidden)}" in layers:
-        hidden.append(_dense(layers[f"hidden_{len(hidden)}"], "tanh"))
-    st, de = layers["standardize"], layers["destandardize"]
-    mlp = FloatMLP(
-        np.asarray(st.mean, np.float64),
-        np.asarray(st.std, np.float64),
-        hidden,
-        _dense(layers["linear_skip"], "linear"),
-        _dense(layers["mlp_out"], "linear") if "mlp_out" in layers else None,
-        np.asarray(de.mean, np.float64),
-        np.asarray(de.std, np.float64),
-        np.asarray(low, np.float64),
-        np.asarray(high, np.float64),
-    )
-    if (mlp.out is None) != (not hidden):
-        raise UsageError("this inverse has hidden layers without an output layer (or the reverse)")
-    rows = np.asarray(check, np.float32)
-    keras_x = np.clip(np.asarray(model.predict_on_batch(rows), np.float64), mlp.low, mlp.high)
-    err = float(np.max(np.abs(keras_x - mlp.forward(rows))))
-    scale = float(np.max(mlp.high - mlp.low))
-    if not err <= 1e-4 * scale:
-        raise UsageError(f"the exporter's reading of this inverse differs from Keras by {err:.3g}")
-    return mlp
 
 
 @dataclass
@@ -200,9 +109,14 @@ def _qlayer(w: np.ndarray, b: np.ndarray, bits: int, in_fmt: QFormat, out_frac: 
 
 @dataclass
 class QuantMLP:
-    """An MLP inverse in words; ``run`` is the bit-exact reference of the generated C."""
+    """An MLP inverse in words; ``run`` is the bit-exact reference of the generated C.
 
-    bits: int
+    ``wbits``: weights; ``abits``: hidden activations; ``io_bits``: input, output and their
+    standardised forms.
+    """
+
+    wbits: int
+    abits: int
     io_bits: int
     fmt_t: QFormat
     mean_t: np.ndarray
@@ -223,7 +137,7 @@ class QuantMLP:
 
     @property
     def fmt_h(self) -> QFormat:
-        return QFormat(self.bits, self.bits - 1)
+        return QFormat(self.abits, self.abits - 1)
 
     @property
     def in_dim(self) -> int:
@@ -280,13 +194,14 @@ class QuantMLP:
         layers = [*self.hidden, self.skip] + ([self.out] if self.out is not None else [])
         names += ["mlp_out"] if self.out is not None else []
         out["weights"] = {
-            n: {"bits": self.bits, "frac_min": int(ly.wfrac.min()), "frac_max": int(ly.wfrac.max())}
+            n: {"bits": self.wbits, "frac_min": int(ly.wfrac.min()), "frac_max": int(ly.wfrac.max())}
             for n, ly in zip(names, layers, strict=True)
         }
         return out
 
     def to_dict(self) -> dict:
-        d: dict = {"bits": self.bits, "io_bits": self.io_bits, "extra": self.extra}
+        d: dict = {"weight_bits": self.wbits, "act_bits": self.abits, "io_bits": self.io_bits}
+        d |= {"bits": self.wbits, "extra": self.extra}  # "bits": what exports before act_bits wrote
         for k in ("fmt_t", "fmt_is", "fmt_z", "fmt_zo", "fmt_so", "fmt_x"):
             d[k] = getattr(self, k).frac
         for k in ("mean_t", "inv_std", "std_x", "mean_x", "low_q", "high_q"):
@@ -304,7 +219,8 @@ class QuantMLP:
             k: np.asarray(d[k], np.int64) for k in ("mean_t", "inv_std", "std_x", "mean_x", "low_q", "high_q")
         }
         return cls(
-            bits=int(d["bits"]),
+            wbits=int(d.get("weight_bits", d["bits"])),
+            abits=int(d.get("act_bits", d["bits"])),
             io_bits=io,
             hidden=[QLayer.from_dict(x) for x in d["hidden"]],
             skip=QLayer.from_dict(d["skip"]),
@@ -315,29 +231,30 @@ class QuantMLP:
         )
 
 
-def quantize(mlp: FloatMLP, targets: np.ndarray, bits: int, io_bits: int) -> QuantMLP:
-    """Words for ``mlp``; ``targets`` (rows of the inverse's input) set the input range."""
+def quantize(mlp: FloatMLP, targets: np.ndarray, wbits: int, abits: int, io_bits: int) -> QuantMLP:
+    """Words for ``mlp`` (weights rounded to nearest); ``targets`` (rows of its input) set the input range."""
     feats = np.asarray(targets, np.float64)
     fmt_t = q_for_range(TARGET_MARGIN * float(np.max(np.abs(feats))), io_bits, 20)
     full_t = -fmt_t.lo / 2.0**fmt_t.frac  # |d| after saturation
     inv_std = 1.0 / mlp.in_std
     fmt_is = q_for_range(float(np.max(inv_std)), io_bits, 30)
     fmt_z = q_for_range(full_t * float(np.max(inv_std)), io_bits, 20)
-    fmt_h = QFormat(bits, bits - 1)
+    fmt_h = QFormat(abits, abits - 1)
     hidden, in_fmt = [], fmt_z
     for w, b in mlp.hidden:
-        hidden.append(_qlayer(w, b, bits, in_fmt, TANH_IN_FRAC))
+        hidden.append(_qlayer(w, b, wbits, in_fmt, TANH_IN_FRAC))
         in_fmt = fmt_h
     # Where zo maps beyond [low, high] the clip decides; 25 % headroom past that.
     reach = np.maximum(np.abs(mlp.low - mlp.out_mean), np.abs(mlp.high - mlp.out_mean)) / mlp.out_std
     fmt_zo = q_for_range(1.25 * float(np.max(reach)), io_bits, 20)
-    skip = _qlayer(*mlp.skip, bits, fmt_z, fmt_zo.frac)
-    out = None if mlp.out is None else _qlayer(*mlp.out, bits, fmt_h, fmt_zo.frac)
+    skip = _qlayer(*mlp.skip, wbits, fmt_z, fmt_zo.frac)
+    out = None if mlp.out is None else _qlayer(*mlp.out, wbits, fmt_h, fmt_zo.frac)
     fmt_x = q_for_range(float(np.max(np.maximum(np.abs(mlp.low), np.abs(mlp.high)))), io_bits, 20)
     fmt_so = q_for_range(float(np.max(mlp.out_std)), io_bits, 30)
     fmt_so = QFormat(io_bits, max(fmt_so.frac, fmt_x.frac - fmt_zo.frac))  # keeps the x shift >= 0
     q = QuantMLP(
-        bits=bits,
+        wbits=wbits,
+        abits=abits,
         io_bits=io_bits,
         fmt_t=fmt_t,
         mean_t=fmt_t.quantize(mlp.in_mean),
@@ -355,7 +272,7 @@ def quantize(mlp: FloatMLP, targets: np.ndarray, bits: int, io_bits: int) -> Qua
         low_q=fmt_x.quantize(mlp.low),
         high_q=fmt_x.quantize(mlp.high),
     )
-    log.info("MLP in %d-bit words (io %d): %s", bits, io_bits, q.formats())
+    log.info("MLP, %d-bit weights, %d-bit activations (io %d): %s", wbits, abits, io_bits, q.formats())
     return q
 
 

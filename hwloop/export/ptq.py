@@ -31,13 +31,13 @@ import numpy as np
 
 from hwloop.export.fixed import TANH_IN_FRAC
 from hwloop.export.mlp import (
-    FloatMLP,
     QuantMLP,
     layer_words,
     natural_frac,
     quantize,
     round_weights,
 )
+from hwloop.export.mlp_float import FloatMLP
 
 log = logging.getLogger(__name__)
 
@@ -78,9 +78,10 @@ def _quantise_layer(a_q: np.ndarray, target: np.ndarray, w: np.ndarray, b: np.nd
     return words, wfrac, bias
 
 
-def reconstruct(mlp: FloatMLP, feats: np.ndarray, bits: int, io_bits: int) -> QuantMLP:
+def reconstruct(mlp: FloatMLP, feats: np.ndarray, wbits: int, abits: int, io_bits: int) -> QuantMLP:
     """`quantize`'s formats, with every layer's words chosen by refit and error-feedback rounding."""
-    q = quantize(mlp, feats, bits, io_bits)
+    q = quantize(mlp, feats, wbits, abits, io_bits)
+    bits = wbits
     rng = np.random.default_rng(0)
     rows = feats[rng.choice(len(feats), size=min(CALIBRATION_ROWS, len(feats)), replace=False)]
     z_f, acts_f, s_f, o_f = mlp.parts(rows)
@@ -114,7 +115,7 @@ def reconstruct(mlp: FloatMLP, feats: np.ndarray, bits: int, io_bits: int) -> Qu
     bias = np.mean(target - a_q @ (words / scale), axis=0)
     q.skip = layer_words(words[:nz], fr_s, bias, q.fmt_z, q.fmt_zo.frac)
     q.out = layer_words(words[nz:], fr_o, np.zeros_like(bias), a_fmt, q.fmt_zo.frac)
-    log.info("MLP reconstructed at %d bits from %d calibration rows", bits, len(rows))
+    log.info("MLP reconstructed with %d-bit weights from %d calibration rows", bits, len(rows))
     return q
 
 
@@ -127,8 +128,15 @@ def _gptq_mixed(w: np.ndarray, a: np.ndarray, scale: np.ndarray, bits: int) -> n
     and sim:saleh: closed-loop loss against float 3.04/3.11 dB in input order,
     2.35/2.66 dB in this one (benchmarks/export.py).
     """
-    order = np.argsort(-np.diag(a.T @ a), kind="stable")
-    h = _gram(a[:, order])
+    return gptq_gram(w, a.T @ a / len(a), scale, bits)
+
+
+def gptq_gram(w: np.ndarray, gram: np.ndarray, scale: np.ndarray, bits: int) -> np.ndarray:
+    """Words for ``w`` (inputs, outputs) at per-weight ``scale``, rounded input by input in act order
+    with error feedback, for the least-squares loss whose Gram matrix over the inputs is ``gram``."""
+    order = np.argsort(-np.diag(gram), kind="stable")
+    h = gram[np.ix_(order, order)]
+    h = h + RIDGE * float(np.mean(np.diag(h)) or 1.0) * np.eye(len(h))
     u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper Cholesky factor of H^-1
     w = np.array(w, np.float64)[order]
     scale = np.asarray(scale, np.float64)[order]

@@ -1,11 +1,16 @@
-"""The Keras inverses through TensorFlow's TFLite converter: float16 and full-integer int8.
+"""The Keras inverses through TensorFlow's TFLite converter: float16, 16x8 and full-integer int8.
 
-- float16: weights stored as float16 (``Optimize.DEFAULT`` with
-  ``supported_types = [float16]``); the model computes in float32.
-- int8: full-integer post-training quantisation: ``TFLITE_BUILTINS_INT8``
-  only, int8 input and output tensors, calibrated on a representative
-  dataset drawn from the run's query log (the targets the inverse was
-  trained on; tapped rows for a tapped inverse).
+- float16 (``--bits 16``): weights stored as float16 (``Optimize.DEFAULT``
+  with ``supported_types = [float16]``); the model computes in float32.
+- int16x8 (``--weight-bits 8 --act-bits 16``): the converter's 16x8 mode
+  (``EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8``): int8
+  weights per channel, int16 activations, int16 input and output tensors.
+- int8 (``--bits 8``): full-integer post-training quantisation:
+  ``TFLITE_BUILTINS_INT8`` only, int8 input and output tensors.
+
+The integer models are calibrated on a representative dataset drawn from
+the run's query log (the targets the inverse was trained on; tapped rows
+for a tapped inverse).
 
 Both are run back through the TFLite interpreter with its reference
 kernels (no XNNPACK delegate, so outputs are reproducible), which is what
@@ -31,7 +36,23 @@ log = logging.getLogger(__name__)
 
 REPRESENTATIVE_ROWS = 500
 GOLDEN_ROWS = 256
-KINDS = {16: "float16", 8: "int8"}
+KINDS = {(16, 16): "float16", (8, 16): "int16x8", (8, 8): "int8"}
+ALL_KINDS = ("float16", "int16x8", "int8")
+
+
+def kinds_for(bits: int | None, weight_bits: int | None, act_bits: int | None) -> list[str]:
+    """The TFLite models the width options ask for (all three when none is given)."""
+    if bits is None and weight_bits is None and act_bits is None:
+        return list(ALL_KINDS)
+    w = weight_bits if weight_bits is not None else bits
+    a = act_bits if act_bits is not None else bits
+    if (w, a) not in KINDS:
+        raise UsageError(
+            "--format tflite writes float16 (--bits 16), int8 weights with int16 activations "
+            "(--weight-bits 8 --act-bits 16) or full int8 (--bits 8); "
+            f"got {w}-bit weights and {a}-bit activations"
+        )
+    return [KINDS[(w, a)]]
 
 
 def _convert(model, kind: str, representative: np.ndarray) -> bytes:
@@ -49,9 +70,13 @@ def _convert(model, kind: str, representative: np.ndarray) -> bytes:
                 yield [r[None, :]]
 
         conv.representative_dataset = gen
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
+        if kind == "int8":
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = conv.inference_output_type = tf.int8
+        else:
+            ops16x8 = tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8
+            conv.target_spec.supported_ops = [ops16x8]
+            conv.inference_input_type = conv.inference_output_type = tf.int16
     # Keras prints "Saved artifact at ..." while converting: keep it off stdout (the CLI's JSON).
     chatter = io.StringIO()
     with contextlib.redirect_stdout(chatter), warnings.catch_warnings():
@@ -76,7 +101,7 @@ class TFLiteModel:
 
     @property
     def integer(self) -> bool:
-        return self.inp["dtype"] == np.int8
+        return self.inp["dtype"] in (np.int8, np.int16)
 
     def run(self, rows: np.ndarray) -> np.ndarray:
         x = np.asarray(rows, np.float32)
@@ -84,13 +109,14 @@ class TFLiteModel:
             return np.zeros((0, int(self.out["shape"][-1])), np.float32)
         if self.integer:
             s, z = self.inp["quantization"]
-            x = np.clip(np.round(x / s + z), -128, 127).astype(np.int8)
+            info = np.iinfo(self.inp["dtype"])
+            x = np.clip(np.round(x / s + z), info.min, info.max).astype(self.inp["dtype"])
         self.interp.resize_tensor_input(self.inp["index"], list(x.shape))
         self.interp.allocate_tensors()
         self.interp.set_tensor(self.inp["index"], x)
         self.interp.invoke()
         y = self.interp.get_tensor(self.out["index"])
-        if self.out["dtype"] == np.int8:
+        if self.out["dtype"] in (np.int8, np.int16):
             s, z = self.out["quantization"]
             return ((y.astype(np.float32) - z) * s).astype(np.float32)
         return np.asarray(y, np.float32)
@@ -116,11 +142,18 @@ def _interpreter(content: bytes):
     return interp
 
 
-def export_tflite(src: RunSource, out: Path, bits: int | None) -> dict:
-    """``PREFIX_float16.tflite`` and/or ``PREFIX_int8.tflite`` with golden rows; the manifest's record."""
-    if bits is not None and bits not in KINDS:
-        raise UsageError(f"--format tflite takes --bits 16 (float16) or 8 (int8), got {bits}")
-    kinds = [KINDS[bits]] if bits is not None else ["float16", "int8"]
+def export_tflite(
+    src: RunSource,
+    out: Path,
+    bits: int | None,
+    weight_bits: int | None = None,
+    act_bits: int | None = None,
+    qat=None,
+) -> dict:
+    """``inverse_KIND.tflite`` for each kind asked for, with golden rows; the manifest's record."""
+    kinds = kinds_for(bits, weight_bits, act_bits)
+    if qat is not None:
+        raise UsageError("--qat with --format tflite is not available yet")
     feats = src.features()
     rng = np.random.default_rng(0)
     rep = feats[rng.choice(len(feats), size=min(REPRESENTATIVE_ROWS, len(feats)), replace=False)]

@@ -1,0 +1,179 @@
+"""The C export's arithmetic as a trainable Keras model: what quantisation-aware fine-tuning trains.
+
+`FixedPointMLP` holds float shadow weights and computes, in its forward pass,
+exactly the words `hwloop.export.mlp.QuantMLP.run` computes from those
+weights rounded to their formats: targets rounded to the input words,
+standardised and saturated, every weight rounded half up to its per-unit
+format and saturated to its width, int32/int64 sums (exact in float64),
+every shift rounded half up, the tanh table with its interpolation, each
+activation saturated to its width, the skip and MLP parts rounded to the
+output sum's format, the drive saturated and clipped. The drive it returns
+is the export's drive, bit for bit (tests/test_export_qat.py).
+
+The backward pass is straight-through: a rounding passes its gradient on
+unchanged, a saturation passes it only inside its range, and the tanh table
+passes tanh's own derivative (zero where the table is clamped at +-8). The
+Q formats are those of the export being tuned and stay fixed; only the
+weights and biases move, and `to_quant` rounds them into a `QuantMLP` with
+the same formats.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from hwloop.export.fixed import TANH_IN_FRAC, TANH_LIMIT, TANH_OUT_FRAC, TANH_STEP_BITS, QFormat, tanh_table
+from hwloop.export.mlp import WIDE, QLayer, QuantMLP, layer_words
+
+F64 = tf.float64
+_LIMIT = float(TANH_LIMIT << TANH_IN_FRAC)
+_STEP = float(1 << (TANH_IN_FRAC - TANH_STEP_BITS))
+
+
+def _c(v) -> tf.Tensor:
+    return tf.constant(np.asarray(v, np.float64), F64)
+
+
+@tf.custom_gradient
+def round_sat(v: tf.Tensor, lo: tf.Tensor, hi: tf.Tensor):
+    """clip(floor(v + 1/2), lo, hi); gradient 1 inside [lo, hi], 0 where it saturates."""
+    out = tf.clip_by_value(tf.floor(v + 0.5), lo, hi)
+
+    def grad(up: tf.Tensor):
+        inside = tf.cast((v >= lo - 0.5) & (v <= hi + 0.5), F64)
+        return up * inside, None, None
+
+    return out, grad
+
+
+def requant(v: tf.Tensor, shift: np.ndarray | int, fmt: QFormat) -> tf.Tensor:
+    """`hwloop.export.fixed.requant` on words held in float64 (exact below 2^52)."""
+    return round_sat(v * _c(np.exp2(-np.asarray(shift, np.float64))), _c(fmt.lo), _c(fmt.hi))
+
+
+def _tanh_words(acc: tf.Tensor, shift: np.ndarray, fmt: QFormat) -> tf.Tensor:
+    """`tanh_q(tanh_input(acc, shift), fmt)` on float64 words (forward only)."""
+    table = _c(tanh_table())
+    u = tf.floor(acc * _c(np.exp2(-np.asarray(shift, np.float64))) + 0.5)
+    a = tf.minimum(tf.abs(u), _LIMIT)
+    i = tf.floor(a / _STEP)
+    r = a - i * _STEP
+    idx = tf.cast(i, tf.int32)
+    t0, t1 = tf.gather(table, idx), tf.gather(table, idx + 1)
+    y = t0 + tf.floor(((t1 - t0) * r + _STEP / 2) / _STEP)
+    down = TANH_OUT_FRAC - fmt.frac
+    if down > 0:
+        y = tf.floor((y + float(1 << (down - 1))) / float(1 << down))
+    y = tf.minimum(y, float(fmt.hi))
+    return tf.where(u < 0, -y, y)
+
+
+def tanh_fixed(acc: tf.Tensor, shift: np.ndarray, fmt: QFormat) -> tf.Tensor:
+    """The export's tanh words of an accumulator; backward, tanh' (0 beyond the table's +-8)."""
+
+    @tf.custom_gradient
+    def op(a: tf.Tensor):
+        out = _tanh_words(a, shift, fmt)
+
+        def grad(up: tf.Tensor):
+            scale = _c(np.exp2(-np.asarray(shift, np.float64) - TANH_IN_FRAC))  # d u_value / d acc
+            u = a * scale
+            d = (1.0 - tf.square(tf.tanh(u))) * scale * float(1 << fmt.frac)
+            return up * tf.where(tf.abs(u) < TANH_LIMIT, d, tf.zeros_like(d))
+
+        return out, grad
+
+    return op(acc)
+
+
+class FixedPointMLP(keras.Model):
+    """A `QuantMLP`'s datapath with trainable float weights: targets (n, in) -> the export's drive."""
+
+    def __init__(self, q: QuantMLP, masks: list[np.ndarray | None] | None = None, **kwargs: object) -> None:
+        """``masks``: per layer (hidden..., skip, out), 0/1 where a connection exists (a masked model's
+        structural zeros stay zero); None: every connection."""
+        super().__init__(**kwargs)
+        self.q = copy.deepcopy(q)
+        layers = [*q.hidden, q.skip] + ([q.out] if q.out is not None else [])
+        names = [f"hidden_{i}" for i in range(len(q.hidden))] + ["skip"] + (["out"] if q.out else [])
+        in_fracs = [q.fmt_z.frac] + [q.fmt_h.frac] * (len(q.hidden) - 1) + [q.fmt_z.frac, q.fmt_h.frac]
+        self.specs: list[tuple[str, np.ndarray, np.ndarray, np.ndarray]] = []
+        self.kernels, self.biases = [], []
+        masks = masks or [None] * len(layers)
+        for name, ly, in_frac, m in zip(names, layers, in_fracs, masks, strict=False):
+            wscale = np.exp2(ly.wfrac.astype(np.float64))
+            bscale = np.exp2((ly.wfrac + in_frac).astype(np.float64))
+            mask = np.ones(ly.w.shape) if m is None else np.asarray(m, np.float64)
+            self.specs.append((name, wscale, bscale, mask))
+            self.kernels.append(
+                self.add_weight(
+                    shape=ly.w.shape,
+                    initializer=keras.initializers.Constant(ly.w / wscale),
+                    name=f"{name}_kernel",
+                    dtype="float64",
+                )
+            )
+            self.biases.append(
+                self.add_weight(
+                    shape=ly.bias.shape,
+                    initializer=keras.initializers.Constant(ly.bias / bscale),
+                    name=f"{name}_bias",
+                    dtype="float64",
+                )
+            )
+
+    def _words(self, k: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """Layer k's weight and bias words (straight-through), masked zeros kept."""
+        _, wscale, bscale, mask = self.specs[k]
+        w_lo, w_hi = -(1 << (self.q.wbits - 1)), (1 << (self.q.wbits - 1)) - 1
+        w = round_sat(self.kernels[k] * _c(wscale), _c(w_lo), _c(w_hi)) * _c(mask)
+        b = round_sat(self.biases[k] * _c(bscale), _c(-(2.0**62)), _c(2.0**62))
+        return w, b
+
+    def _layer(self, k: int) -> QLayer:
+        return [*self.q.hidden, self.q.skip, self.q.out][k]
+
+    def call(self, t, training: bool = False):  # type: ignore[override]
+        q = self.q
+        tw = tf.cast(t, F64) * float(2.0**q.fmt_t.frac)
+        tw = tf.stop_gradient(tf.clip_by_value(tf.floor(tw + 0.5), q.fmt_t.lo, q.fmt_t.hi))
+        d = tf.clip_by_value(tw - _c(q.mean_t), q.fmt_t.lo, q.fmt_t.hi)
+        z = tf.stop_gradient(requant(d * _c(q.inv_std), q.z_shift, q.fmt_z))
+        h = z
+        for k in range(len(q.hidden)):
+            w, b = self._words(k)
+            h = tanh_fixed(tf.matmul(h, w) + b, self._layer(k).shift, q.fmt_h)
+        nh = len(q.hidden)
+        w, b = self._words(nh)
+        zo = requant(tf.matmul(z, w) + b, q.skip.shift, WIDE)
+        if q.out is not None:
+            w, b = self._words(nh + 1)
+            zo = zo + requant(tf.matmul(h, w) + b, q.out.shift, WIDE)
+        zo = round_sat(zo, _c(q.fmt_zo.lo), _c(q.fmt_zo.hi))
+        v = requant(zo * _c(q.std_x), q.x_shift, WIDE) + _c(q.mean_x)
+        x = round_sat(v, _c(q.fmt_x.lo), _c(q.fmt_x.hi))
+        x = round_sat(x, _c(q.low_q), _c(q.high_q))
+        return tf.cast(x * float(2.0**-q.fmt_x.frac), tf.float32)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        return (input_shape[0], self.q.out_dim)
+
+    def to_quant(self) -> QuantMLP:
+        """The words the weights round to, in the export's formats (accumulator widths re-checked)."""
+        q = copy.deepcopy(self.q)
+        fmts = [q.fmt_z] + [q.fmt_h] * (len(q.hidden) - 1) + [q.fmt_z, q.fmt_h]
+        outs = [TANH_IN_FRAC] * len(q.hidden) + [q.fmt_zo.frac, q.fmt_zo.frac]
+        built = []
+        for k in range(len(self.specs)):
+            w, b = (np.asarray(a, np.float64) for a in self._words(k))
+            ly = self._layer(k)
+            bias = b / np.exp2((ly.wfrac + fmts[k].frac).astype(np.float64))  # back to a float bias
+            built.append(layer_words(w.astype(np.int64), ly.wfrac, bias, fmts[k], outs[k]))
+        q.hidden = built[: len(q.hidden)]
+        q.skip = built[len(q.hidden)]
+        q.out = built[len(q.hidden) + 1] if q.out is not None else None
+        return q
