@@ -1,8 +1,10 @@
-"""Small but honest trained runs for the export tests, each trained once per session.
+"""Trained runs for the export tests at the quality of the benchmark's, each trained once per session.
 
 Test modules call ``trained(NAME, tmp_path_factory)``; a module-level cache shares the runs.
-Every run is a real `hwloop.train` on a simulator with a modest budget, so
-an export test exercises exactly what a user's run directory holds.
+Every run is a real `hwloop.train` with the budget benchmarks/export.py gives
+the same family (an export's loss grows with the inverse's quality: a weaker
+fixture would pass where the benchmark's inverse fails), so an export test
+exercises exactly what a user's run directory holds.
 """
 
 from __future__ import annotations
@@ -24,10 +26,18 @@ HELDOUT = "ofdm:bw=200e6,fs=800e6,n=16384,papr=8,seed=11"
 GAIN = 2.0
 
 RUNS: dict[str, dict[str, Any]] = {
-    "mlp": {"device": "sim:rapp?noise=1e-3&seed=0", "strategy": "ila", "queries": 3000, "fit_steps": 2000},
-    "tapped": {"device": "sim:wh?noise=1e-3&seed=0", "strategy": "ila", "queries": 6000, "fit_steps": 2000},
-    "gmp_pa_gmp": {"device": "sim:pa_gmp?seed=1", "strategy": "ila", "queries": 12000, "signal": SIGNAL},
-    "gmp_pa_wh": {"device": "sim:pa_wh?seed=1", "strategy": "ila", "queries": 12000, "signal": SIGNAL},
+    "mlp": {"device": "sim:rapp?noise=1e-3&seed=0", "strategy": "ila", "queries": 5000, "fit_steps": 4000},
+    "iq": {"device": "sim:saleh_iq?noise=1e-3&seed=0", "strategy": "ila", "queries": 5000, "fit_steps": 4000},
+    "tapped": {"device": "sim:wh?noise=1e-3&seed=0", "strategy": "ila", "queries": 10000, "fit_steps": 4000},
+    "gmp_pa_gmp": {"device": "sim:pa_gmp?seed=1", "strategy": "ila", "queries": 24000, "signal": SIGNAL},
+    "gmp_pa_wh": {"device": "sim:pa_wh?seed=1", "strategy": "ila", "queries": 24000, "signal": SIGNAL},
+    "gru": {
+        "device": "sim:pa_gmp?seed=1",
+        "strategy": "ila",
+        "queries": 24000,
+        "signal": SIGNAL,
+        "inverse": "gru",
+    },
 }
 _trained: dict[str, Path] = {}
 

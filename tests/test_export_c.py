@@ -1,11 +1,12 @@
 """The C export is bit-exact: gcc compiles it strictly, it reproduces its golden vectors, so does numpy.
 
-For each family (MLP, tapped MLP, GMP) and word width, a real trained run
-is exported through the CLI; the generated C99 is compiled with the host
-compiler (-std=c99 -pedantic -Werror) together with its check program,
-which must report no differing output; the numpy reference rebuilt from
-params.json must give the same words; and a golden vector changed by one
-LSB must make the check program fail (so the check can fail at all).
+For each family (MLP, tapped MLP, GRU, GMP) and word width, a real trained
+run is exported through the CLI; the generated C99 is compiled with the
+host compiler (-std=c99 -pedantic -Werror) together with its check program,
+which must report no differing output (and, for the GRU, no differing state
+word after any sample); the numpy reference rebuilt from params.json must
+give the same words; and a golden vector changed by one LSB must make the
+check program fail (so the check can fail at all).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ import pytest
 from export_fixtures import cli_json, compile_and_check, trained
 
 from hwloop.export.gmp import QuantGMP
-from hwloop.export.golden import read_csv, sha256, verify
+from hwloop.export.golden import read_csv, read_golden, sha256, verify
+from hwloop.export.gru import QuantGRU
 from hwloop.export.mlp import QuantMLP, tap_words
 
 CASES = [
@@ -27,6 +29,8 @@ CASES = [
     ("mlp", 8),
     ("tapped", 16),
     ("tapped", 8),
+    ("gru", 16),
+    ("gru", 8),
     ("gmp", 16),
     ("gmp", 12),
     ("gmp", 8),
@@ -34,7 +38,7 @@ CASES = [
 
 
 def _run(factory: pytest.TempPathFactory, family: str) -> Path:
-    return trained({"mlp": "mlp", "tapped": "tapped", "gmp": "gmp_pa_gmp"}[family], factory)
+    return trained({"mlp": "mlp", "tapped": "tapped", "gru": "gru", "gmp": "gmp_pa_gmp"}[family], factory)
 
 
 def _reference_words(export: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -42,6 +46,8 @@ def _reference_words(export: Path) -> tuple[np.ndarray, np.ndarray]:
     t, x = read_csv(export / "golden.csv")
     if params["family"] == "gmp":
         return QuantGMP.from_dict(params["quant"]).run(t), x
+    if params["family"] == "gru":
+        return QuantGRU.from_dict(params["quant"]).run(t)[0], x
     q = QuantMLP.from_dict(params["quant"])
     rows = tap_words(t, q.extra["depth"], q.extra["lookahead"]) if params["family"] == "tapped" else t
     return q.run(rows), x
@@ -56,9 +62,18 @@ def test_generated_c_and_numpy_reproduce_the_golden_vectors(
     m = cli_json("export", "--run", str(run), "--format", "c", "--bits", str(bits), "--out", str(out))
     assert m["family"] == family and m["bits"] == bits and len(m["hash8"]) == 8
     res = compile_and_check(out)
-    t, x = read_csv(out / "golden.csv")
+    t, x, h = read_golden(out / "golden.csv")
     assert res.returncode == 0, res.stdout + res.stderr
-    assert res.stdout.strip() == f"0 of {x.size} golden outputs differ"
+    lines = res.stdout.strip().splitlines()
+    assert lines[0] == f"0 of {x.size} golden outputs differ"
+    if family == "gru":  # the state after every sample is golden too
+        assert h.shape == (len(t), 32) and lines[1] == f"0 of {h.size} golden state words differ"
+        np.testing.assert_array_equal(
+            QuantGRU.from_dict(json.loads((out / "params.json").read_text())["quant"]).run(t)[1], h
+        )
+        assert len(np.unique(h)) > 100
+    else:
+        assert h.shape[1] == 0 and len(lines) == 1
     ref, golden = _reference_words(out)
     np.testing.assert_array_equal(ref, golden)
     # The golden set is not trivial: it spans the input words and reaches saturation and the clip.
@@ -67,7 +82,8 @@ def test_generated_c_and_numpy_reproduce_the_golden_vectors(
     assert len(np.unique(x)) > 50 and t.min() == -(1 << 15) and t.max() == (1 << 15) - 1
     assert t_frac == manifest["q_formats"]["t" if family != "gmp" else "z"]["frac"]
     # One golden word off by one LSB, and the compiled check says so.
-    rows = (out / "hwl_inv_golden.h").read_text().splitlines()
+    original = (out / "hwl_inv_golden.h").read_text()
+    rows = original.splitlines()
     x_start = next(i for i, ln in enumerate(rows) if "_GOLDEN_X" in ln)
     first = rows[x_start + 1]
     val = int(first.strip(" {},").split(",")[0])
@@ -75,6 +91,15 @@ def test_generated_c_and_numpy_reproduce_the_golden_vectors(
     (out / "hwl_inv_golden.h").write_text("\n".join(rows) + "\n")
     bad = compile_and_check(out)
     assert bad.returncode == 1 and bad.stdout.startswith("1 of"), bad.stdout
+    if family == "gru":  # and one state word off by one LSB
+        rows = original.splitlines()
+        h_start = next(i for i, ln in enumerate(rows) if "_GOLDEN_H[" in ln)
+        first = rows[h_start + 1]
+        hv = int(first.strip(" {},").split(",")[0])
+        rows[h_start + 1] = first.replace(str(hv), str(hv + 1), 1)
+        (out / "hwl_inv_golden.h").write_text("\n".join(rows) + "\n")
+        bad = compile_and_check(out)
+        assert bad.returncode == 1 and "0 of" in bad.stdout and "1 of" in bad.stdout, bad.stdout
 
 
 def test_manifest_names_the_run_and_hashes_every_file(

@@ -39,12 +39,41 @@ def test_unknown_format_missing_run_and_bad_bits(
     )
     one_line_error(
         ["export", "--run", run, "--format", "tflite", "--bits", "12", "--out", str(tmp_path / "d")],
-        "16 (float16) or 8 (int8)",
+        "float16 (--bits 16)",
+        "(--weight-bits 8 --act-bits 16)",
     )
     one_line_error(
         ["export", "--run", run, "--format", "tflite", "--io-bits", "8", "--out", str(tmp_path / "e")],
         "--io-bits",
     )
+
+
+def test_width_and_qat_options_that_would_not_act_are_refused(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    run, gmp = str(trained("mlp", tmp_path_factory)), str(trained("gmp_pa_gmp", tmp_path_factory))
+    base = ["export", "--run", run, "--format", "c", "--out"]
+    one_line_error(
+        [*base, str(tmp_path / "a"), "--weight-bits", "17"], "--weight-bits must be between 4 and 16"
+    )
+    one_line_error([*base, str(tmp_path / "b"), "--act-bits", "3"], "--act-bits must be between 4 and 16")
+    one_line_error([*base, str(tmp_path / "c"), "--qat", "500"], "--qat needs --device")
+    one_line_error([*base, str(tmp_path / "d"), "--device", "sim:rapp"], "--device needs --qat")
+    one_line_error([*base, str(tmp_path / "e"), "--qat", "50", "--device", "sim:rapp"], "at least 200")
+    one_line_error(
+        ["export", "--run", gmp, "--format", "c", "--act-bits", "12", "--out", str(tmp_path / "f")],
+        "--act-bits does not apply to a GMP",
+    )
+    qat_gmp = ["export", "--run", gmp, "--format", "c", "--qat", "500", "--device", "sim:pa_gmp?seed=1"]
+    one_line_error(
+        [*qat_gmp, "--out", str(tmp_path / "g")],
+        "--qat tunes a memoryless MLP",
+    )
+    one_line_error(
+        ["export", "--run", gmp, "--format", "coeffs", "--bits", "12", "--out", str(tmp_path / "h")],
+        "no word width applies",
+    )
+    assert not any((tmp_path / n).exists() and any((tmp_path / n).iterdir()) for n in "abcdefgh")
 
 
 def test_a_family_the_format_does_not_take(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -102,11 +131,47 @@ def test_eval_refuses_a_changed_a_foreign_or_an_ambiguous_export(
     one_line_error(
         ["eval", "--run", run, "--device", dev, "--exported", str(c_out)], "SHA-256", "params.json"
     )
-    one_line_error(["eval", "--run", run, "--device", dev, "--exported", str(g_out)], "2->2", "1->1")
-    one_line_error(["eval", "--run", run, "--device", dev, "--exported", str(t_out)], "2 TFLite models")
+    one_line_error(
+        ["eval", "--run", run, "--device", dev, "--exported", str(g_out)],
+        f"is an export of run {Path(gmp).resolve()}, not of {Path(run).resolve()}",
+    )
+    one_line_error(["eval", "--run", run, "--device", dev, "--exported", str(t_out)], "3 TFLite models")
     one_line_error(
         ["eval", "--run", run, "--device", dev, "--exported", str(tmp_path)], "not part of an hwloop export"
     )
+
+
+def test_an_export_of_another_run_or_inverse_is_refused_before_any_query(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Same dimensions, so only the manifest's provenance can tell: it names both runs, or both hashes;
+    the device (a port that does not exist) is never opened and nothing is written into the run."""
+    import shutil
+
+    import keras
+
+    run = trained("mlp", tmp_path_factory)
+    twin = tmp_path / "twin"
+    shutil.copytree(run, twin)  # the same inverse, another run
+    own, other = tmp_path / "own", tmp_path / "other"
+    cli_json("export", "--run", str(twin), "--format", "c", "--out", str(other))
+    cli_json("export", "--run", str(twin), "--format", "c", "--out", str(own))
+    nowhere = "serial:///dev/hwloop-no-such-port"
+    one_line_error(
+        ["eval", "--run", str(run), "--device", nowhere, "--exported", str(other)],
+        f"export of run {twin.resolve()}, not of {run.resolve()}",
+    )
+    assert not (run / "eval.json").exists()
+    model = keras.models.load_model(twin / "inverse.keras", compile=False)  # the twin's inverse changes
+    w = model.get_weights()
+    model.set_weights([w[0] + 1e-3, *w[1:]])
+    model.save(twin / "inverse.keras")
+    one_line_error(
+        ["eval", "--run", str(twin), "--device", nowhere, "--exported", str(own)],
+        "was exported from inverse.keras SHA-256",
+        "export the run again",
+    )
+    assert not (twin / "eval.json").exists()
 
 
 def test_the_installed_command_prints_one_line_too(tmp_path: Path) -> None:

@@ -130,8 +130,6 @@ def _quantized(src: RunSource, w: Widths, qat: QAT | None) -> tuple[Quant, dict]
         from hwloop.export.qat import finetune
         from hwloop.registry import open_device
 
-        if src.family != "mlp":
-            raise UsageError(f"--qat tunes a memoryless MLP inverse; this run holds a {src.family} inverse")
         dev = open_device(qat.device)
         try:
             masks = [None if not np.any(wf == 0.0) else (wf != 0.0) for wf, _ in mlp.hidden]
@@ -283,8 +281,15 @@ def export_run(
     check_supported(fmt, src.family)
     if fmt != "c" and io_bits is not None:
         raise UsageError("--io-bits applies to --format c only")
-    if qat is not None and fmt == "coeffs":
-        raise UsageError("--qat tunes fixed-point words; --format coeffs writes the float coefficients")
+    if qat is not None:
+        from hwloop.export.qat import MIN_QUERIES
+
+        if fmt != "c":
+            raise UsageError(f"--qat tunes the C export's words; --format {fmt} does not take it")
+        if src.family != "mlp":
+            raise UsageError(f"--qat tunes a memoryless MLP inverse; this run holds a {src.family} inverse")
+        if qat.queries < MIN_QUERIES:
+            raise UsageError(f"--qat needs at least {MIN_QUERIES} queries to score rounds, got {qat.queries}")
     out = Path(out_dir)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not force)):
         raise UsageError(f"{out} exists and is not an empty directory (--force replaces an export)")
@@ -306,7 +311,7 @@ def export_run(
     elif fmt == "tflite":
         from hwloop.export.tflite import export_tflite
 
-        record |= export_tflite(src, out, bits, weight_bits, act_bits, qat)
+        record |= export_tflite(src, out, bits, weight_bits, act_bits)
     else:
         from hwloop.export.coeffs import export_coeffs
 

@@ -13,6 +13,10 @@ post-training words:
    F_hat(M_q(t)) matches F_hat(M(t)) of the float inverse M on reachable
    targets t (F_hat's answers to inputs spread over the safe range): the
    closed-loop difference the float inverse would see, without a query.
+   The straight-through steps jump between neighbouring word sets (the
+   loss of words is piecewise constant), so the whole target set scores
+   the words every few steps and the best set seen is kept, the
+   post-training words among the candidates.
 3. Rounds with the device in the loop, exactly as training runs them
    (`hwloop.strategies.rounds.run_rounds`): each round asks the device at
    M_q(t), the export's own drive, for fresh reachable targets (the round's
@@ -55,19 +59,21 @@ from hwloop.strategies.rounds import reselect, round_details, run_rounds
 log = logging.getLogger(__name__)
 
 MIN_QUERIES = 200  # below this the rounds cannot score a checkpoint to better than its noise
+SCORE_EVERY = 25  # distillation steps between scores of the whole target set
+DISTILL_TARGETS = 16384
 
 
 @dataclass(frozen=True)
 class QATConfig:
     """Step counts and rates; defaults measured on held-out I/Q amplifiers (benchmarks/export.py)."""
 
-    surrogate_steps: int = 6000
+    surrogate_steps: int = 8000
     distill_steps: int = 3000
-    distill_lr: float = 1e-3
+    distill_lr: float = 1e-4
     rounds: int = 4
-    round_steps: int = 400
-    lr: float = 1e-4
-    batch: int = 256
+    round_steps: int = 200
+    lr: float = 2e-5
+    batch: int = 1024
     selection_share: float = 0.1  # of the budget, to re-measure the finalists
 
 
@@ -81,6 +87,10 @@ class QATRecord:
     log_rows: list[int]  # the run's training rows before and after (its query log)
     surrogate_fit_db: float  # F_hat's residual on the log, dB of the answers' power
     distill_steps: int
+    distill_before_db: (
+        float  # |F_hat(M_q(t)) - F_hat(M(t))|^2 over |t|^2 on its targets: the post-training words
+    )
+    distill_after_db: float  # the same for the words distillation kept
     rounds: dict = field(default_factory=dict)  # round_details: scores, weights, best round
     chosen_nmse_db: float | None = None
     first_nmse_db: float | None = None  # the distilled words' score, the first round's measurement
@@ -103,34 +113,57 @@ def distill(
     model: FixedPointMLP,
     float_model: keras.Model,
     surrogate: keras.Model,
-    sample: Callable[[int], tf.Tensor],
+    targets: np.ndarray,
     cfg: QATConfig,
     on_step: Callable[[int, float], None] | None = None,
-) -> list[float]:
-    """Train the words so that F_hat(M_q(t)) matches F_hat(M(t)); no device query."""
+) -> tuple[float, float]:
+    """Train the words so that F_hat(M_q(t)) matches F_hat(M(t)) on ``targets``; no device query.
+
+    The loss of quantised words is piecewise constant and its straight-through steps jump
+    between neighbouring word sets: the whole set is scored every `SCORE_EVERY` steps and the
+    best words seen are kept (the starting words among them). Returns that loss before and
+    after, in dB of the answers' power.
+    """
+    t_all = tf.constant(np.asarray(targets, np.float32))
+    y_ref = tf.constant(np.asarray(surrogate(float_model(t_all)), np.float32))
     y_std = tf.constant(np.asarray(surrogate.get_layer("destandardize").std, np.float32))
-    sched = keras.optimizers.schedules.CosineDecay(cfg.distill_lr, max(cfg.distill_steps, 1), alpha=0.02)
+    power = float(np.mean(np.sum(np.asarray(t_all) ** 2, axis=1)))
+    sched = keras.optimizers.schedules.CosineDecay(cfg.distill_lr, max(cfg.distill_steps, 1), alpha=0.0)
     opt = keras.optimizers.Adam(sched)
     variables = model.trainable_variables
+    gen = tf.random.Generator.from_seed(7)
+    n = int(t_all.shape[0])
 
     @tf.function(jit_compile=False, reduce_retracing=True)
     def step() -> tf.Tensor:
-        t = sample(cfg.batch)
-        y_ref = tf.stop_gradient(surrogate(float_model(t)))
+        idx = gen.uniform((cfg.batch,), 0, n, dtype=tf.int32)
         with tf.GradientTape() as tape:
-            err = (surrogate(model(t, training=True)) - y_ref) / y_std
+            err = (surrogate(model(tf.gather(t_all, idx), training=True)) - tf.gather(y_ref, idx)) / y_std
             loss = tf.reduce_mean(tf.square(err))
         opt.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))
         return loss
 
-    curve = []
+    @tf.function(jit_compile=False)
+    def score() -> tf.Tensor:
+        return tf.reduce_mean(tf.reduce_sum(tf.square(surrogate(model(t_all)) - y_ref), axis=1))
+
+    first = float(score())
+    best, kept = first, [v.numpy() for v in variables]
     for i in range(cfg.distill_steps):
         loss = step()
-        if i % 100 == 0 or i == cfg.distill_steps - 1:
-            curve.append(float(loss))
-            if on_step is not None:
-                on_step(i, curve[-1])
-    return curve
+        if (i + 1) % SCORE_EVERY == 0 or i == cfg.distill_steps - 1:
+            now = float(score())
+            if now < best:
+                best, kept = now, [v.numpy() for v in variables]
+        if on_step is not None and i % 100 == 0:
+            on_step(i, float(loss))
+    for v, w in zip(variables, kept, strict=True):
+        v.assign(w)
+    return _db(first / power), _db(best / power)
+
+
+def _db(ratio: float) -> float:
+    return round(float(10 * np.log10(max(ratio, 1e-30))), 3)
 
 
 def finetune(
@@ -164,9 +197,9 @@ def finetune(
         fit = np.asarray(surrogate.predict_on_batch(x_log.astype(np.float32)), np.float64) - y_log
         fit_db = float(10 * np.log10(np.mean(fit**2) / np.mean(y_log.astype(np.float64) ** 2)))
         model = FixedPointMLP(q, masks)
-        sample = _sampler(surrogate, info, seed + 5)
-        model(sample(4))  # build
-        distill(model, float_model, surrogate, sample, cfg, on_step)
+        targets = np.asarray(_sampler(surrogate, info, seed + 5)(DISTILL_TARGETS), np.float32)
+        model(targets[:4])  # build
+        d_before, d_after = distill(model, float_model, surrogate, targets, cfg, on_step)
         scfg = SurrogateConfig(
             rounds=cfg.rounds,
             pretrain_steps=0,
@@ -202,6 +235,8 @@ def finetune(
         log_rows=[int(before), int(after)],
         surrogate_fit_db=round(fit_db, 3),
         distill_steps=cfg.distill_steps,
+        distill_before_db=d_before,
+        distill_after_db=d_after,
         rounds=round_details(scores, best),
         chosen_nmse_db=None if best is None else round(float(best.nmse_db), 3),
         first_nmse_db=round(float(scores[0].nmse_db), 3) if scores else None,

@@ -148,12 +148,9 @@ def export_tflite(
     bits: int | None,
     weight_bits: int | None = None,
     act_bits: int | None = None,
-    qat=None,
 ) -> dict:
     """``inverse_KIND.tflite`` for each kind asked for, with golden rows; the manifest's record."""
     kinds = kinds_for(bits, weight_bits, act_bits)
-    if qat is not None:
-        raise UsageError("--qat with --format tflite is not available yet")
     feats = src.features()
     rng = np.random.default_rng(0)
     rep = feats[rng.choice(len(feats), size=min(REPRESENTATIVE_ROWS, len(feats)), replace=False)]
