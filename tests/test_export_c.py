@@ -27,6 +27,8 @@ CASES = [
     ("mlp", 16),
     ("mlp", 12),
     ("mlp", 8),
+    ("iq", 16),
+    ("iq", 8),
     ("tapped", 16),
     ("tapped", 8),
     ("gru", 16),
@@ -38,7 +40,8 @@ CASES = [
 
 
 def _run(factory: pytest.TempPathFactory, family: str) -> Path:
-    return trained({"mlp": "mlp", "tapped": "tapped", "gru": "gru", "gmp": "gmp_pa_gmp"}[family], factory)
+    runs = {"mlp": "mlp", "iq": "iq", "tapped": "tapped", "gru": "gru", "gmp": "gmp_pa_gmp"}
+    return trained(runs[family], factory)
 
 
 def _reference_words(export: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -60,7 +63,7 @@ def test_generated_c_and_numpy_reproduce_the_golden_vectors(
     run = _run(tmp_path_factory, family)
     out = tmp_path / "export"
     m = cli_json("export", "--run", str(run), "--format", "c", "--bits", str(bits), "--out", str(out))
-    assert m["family"] == family and m["bits"] == bits and len(m["hash8"]) == 8
+    assert m["family"] == ("mlp" if family == "iq" else family) and m["bits"] == bits and len(m["hash8"]) == 8
     res = compile_and_check(out)
     t, x, h = read_golden(out / "golden.csv")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -74,6 +77,10 @@ def test_generated_c_and_numpy_reproduce_the_golden_vectors(
         assert len(np.unique(h)) > 100
     else:
         assert h.shape[1] == 0 and len(lines) == 1
+    if family == "iq":  # an I/Q device's envelope holds for every golden drive, edges included
+        peak = json.loads((out / "params.json").read_text())["quant"]["peak_q"]
+        mag = np.hypot(x[:, 0], x[:, 1])
+        assert peak > 0 and mag.max() <= peak and np.sum(mag > 0.99 * peak) >= 2
     ref, golden = _reference_words(out)
     np.testing.assert_array_equal(ref, golden)
     # The golden set is not trivial: it spans the input words and reaches saturation and the clip.

@@ -103,7 +103,25 @@ static inline int64_t hwl_div_round(int64_t a, int64_t b) {
     int64_t q = ((a < 0 ? -a : a) + b / 2) / b;
     return a < 0 ? -q : q;
 }
+
+/* The I/Q pair x[i], x[q] scaled back onto the peak word where it lies beyond it, phase kept. */
+static inline void hwl_peak(int16_t *x, int i, int q, int64_t peak) {
+    int64_t m2 = (int64_t)x[i] * x[i] + (int64_t)x[q] * x[q];
+    if (m2 > peak * peak) {
+        int64_t mag = (int64_t)hwl_isqrt((uint64_t)m2);
+        int64_t a = hwl_div_round((int64_t)x[i] * peak, mag), b = hwl_div_round((int64_t)x[q] * peak, mag);
+        x[i] = (int16_t)a;
+        x[q] = (int16_t)b;
+    }
+}
 """
+
+
+def peak_c(pairs: list[tuple[int, int]] | list[list[int]], peak_q: int, var: str = "x") -> str:
+    """The calls of ``hwl_peak`` that keep each I/Q pair of ``var`` within the envelope (or nothing)."""
+    if not peak_q:
+        return ""
+    return "".join(f"    hwl_peak({var}, {int(i)}, {int(q)}, {int(peak_q)});\n" for i, q in pairs)
 
 
 def ctype(bits: int) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwloop.export.cgen_common import ISQRT_C, PREAMBLE, banner, ctype, table, tanh_c
+from hwloop.export.cgen_common import ISQRT_C, PREAMBLE, banner, ctype, peak_c, table, tanh_c
 from hwloop.export.cgen_mlp import _layer_tables, _mac
 from hwloop.export.gru import QuantGRU
 from hwloop.export.mlp import WIDE
@@ -30,17 +30,7 @@ def source(q: QuantGRU, prefix: str, header: str, comment: list[str]) -> str:
     parts += [table(n, v, 16) for n, v in (("STD_X", q.std_x), ("MEAN_X", q.mean_x))]
     parts += [table(n, v, 16) for n, v in (("LOW_X", q.low_q), ("HIGH_X", q.high_q))]
     wide = f"{WIDE.lo}L, {WIDE.hi}L"
-    peak = ""
-    if q.peak_q:
-        peak = (
-            f"    {{\n        const int64_t peak = {q.peak_q};\n"
-            "        int64_t m2 = (int64_t)x[0] * x[0] + (int64_t)x[1] * x[1];\n"
-            "        if (m2 > peak * peak) {\n"
-            "            int64_t mag = (int64_t)hwl_isqrt((uint64_t)m2);\n"
-            "            x[0] = (int16_t)hwl_div_round((int64_t)x[0] * peak, mag);\n"
-            "            x[1] = (int16_t)hwl_div_round((int64_t)x[1] * peak, mag);\n"
-            "        }\n    }\n"
-        )
+    peak = peak_c(q.pairs, q.peak_q)
     parts.append(
         f"""
 /* sigmoid of a Q.12 pre-activation: (1 + tanh(u / 2)) / 2 in Q1.{ga}, 0 .. {1 << ga}. */

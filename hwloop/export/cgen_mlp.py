@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from hwloop.export.cgen_common import PREAMBLE, banner, ctype, reader, table, tanh_c
+from hwloop.export.cgen_common import ISQRT_C, PREAMBLE, banner, ctype, peak_c, reader, table, tanh_c
 from hwloop.export.mlp import WIDE, QLayer, QuantMLP
 
 
@@ -42,7 +42,8 @@ def source(q: QuantMLP, prefix: str, header: str, taps: int, dim: int, comment: 
     """``PREFIX.c`` for ``q``; ``taps`` > 1 makes it a tapped inverse over ``dim``-wide samples."""
     wb = q.wbits
     nf = q.in_dim
-    parts = [banner(comment), f'#include "{header}"\n', PREAMBLE, tanh_c(), "\n"]
+    parts = [banner(comment), f'#include "{header}"\n', PREAMBLE, tanh_c()]
+    parts += [ISQRT_C, "\n"] if q.peak_q else ["\n"]
     parts += [table("MEAN_T", q.mean_t, 16), table("INV_STD", q.inv_std, 16)]
     for i, ly in enumerate(q.hidden):
         parts.append(_layer_tables(f"L{i}", ly, wb))
@@ -81,7 +82,7 @@ def source(q: QuantMLP, prefix: str, header: str, taps: int, dim: int, comment: 
         f"        int64_t v = hwl_requant(zo * HWL_R16(STD_X[j]), {q.x_shift}, {WIDE.lo}L, {WIDE.hi}L);\n"
         f"        v = hwl_sat(v + HWL_R16(MEAN_X[j]), {q.fmt_x.lo}, {q.fmt_x.hi});\n"
         "        x[j] = (int16_t)hwl_sat(v, HWL_R16(LOW_X[j]), HWL_R16(HIGH_X[j]));\n"
-        "    }\n}\n"
+        "    }\n" + peak_c(q.pairs, q.peak_q) + "}\n"
     )
     parts += body
     if taps > 1:

@@ -175,6 +175,28 @@ def div_round(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return np.where(a < 0, -q, q)
 
 
+def peak_word(peak: float, frac: int) -> int:
+    """The envelope's peak as a drive word, two LSB inside it: `envelope_limit`'s rounding can
+    land up to 1.71 LSB above the word it scales to, and the result must stay within the peak."""
+    return max(1, int(np.floor(peak * 2.0**frac)) - 2)
+
+
+def envelope_limit(x: np.ndarray, pairs: list[tuple[int, int]] | np.ndarray, peak_q: int) -> np.ndarray:
+    """Drive words with each I/Q pair above ``peak_q`` scaled back onto it, phase kept (exact
+    integer square root, rounded division): the device's envelope, as the float inverse keeps it."""
+    x = np.array(x, np.int64)
+    if not peak_q:
+        return x
+    for i, q in pairs:
+        m2 = x[:, i] * x[:, i] + x[:, q] * x[:, q]
+        over = m2 > peak_q * peak_q
+        mag = np.maximum(isqrt(m2), 1)
+        xi = np.where(over, div_round(x[:, i] * peak_q, mag), x[:, i])
+        xq = np.where(over, div_round(x[:, q] * peak_q, mag), x[:, q])
+        x[:, i], x[:, q] = xi, xq
+    return x
+
+
 def worst_sum(weights: np.ndarray, in_max: int) -> np.ndarray:
     """Per output column, the largest |sum_i w_ij a_i| over inputs |a_i| <= in_max (int64)."""
     return np.sum(np.abs(np.asarray(weights, np.int64)), axis=0) * np.int64(in_max)

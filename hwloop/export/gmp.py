@@ -20,7 +20,7 @@ sample (``wbits`` the table words, ``io_bits`` the I/Q words in and out):
     G     = (T[i] << s) + (T[i+1] - T[i]) * f      exact linear interpolation, per group, re and im
     acc  += x[n-m] * G  aligned to one scale       complex MAC, int64, per-group shifts
     y     = acc >> s                                then the peak limit:
-    x     = y * peak / |y|  where |y| > peak       isqrt and a rounded division
+    x     = y * peak / |y|  where |y| > peak       isqrt and a rounded division (peak: 2 LSB inside)
 
 The tables' words are chosen by `hwloop.export.ptq.gptq_gram` below 16 bits
 (rounding with error feedback over the run's own logged signal), so their
@@ -39,7 +39,7 @@ from scipy import sparse
 
 from hwloop.dpd.gmp import GMPConfig, GMPInverse
 from hwloop.errors import UsageError
-from hwloop.export.fixed import ACC64_LIMIT, QFormat, div_round, isqrt, q_for_range, rshift_round
+from hwloop.export.fixed import ACC64_LIMIT, QFormat, div_round, isqrt, peak_word, q_for_range, rshift_round
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def quantize_gmp(
         tab_frac,
         acc_frac,
         fmt_x,
-        int(min(np.floor(inv.peak * 2.0**fmt_x.frac + 0.5), fmt_x.hi)),
+        min(peak_word(inv.peak, fmt_x.frac), fmt_x.hi),
         (g.real, g.imag),
     )
     if wbits < PTQ_BELOW and calls:

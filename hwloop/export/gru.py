@@ -34,8 +34,8 @@ from hwloop.errors import UsageError
 from hwloop.export.fixed import (
     TANH_IN_FRAC,
     QFormat,
-    div_round,
-    isqrt,
+    envelope_limit,
+    peak_word,
     q_for_range,
     requant,
     rshift_round,
@@ -67,6 +67,7 @@ class FloatGRU:
     out_std: np.ndarray
     low: np.ndarray
     high: np.ndarray
+    pairs: list  # the device's I/Q pairs with an envelope (none: no envelope)
     peak: float | None
 
     @property
@@ -90,9 +91,10 @@ class FloatGRU:
         hs = np.asarray(hs)
         zo = z @ self.head_z[0] + self.head_z[1] + hs @ self.head_h
         xs = np.clip(zo * self.out_std + self.out_mean, self.low, self.high)
-        if self.peak is not None:
-            m = np.hypot(xs[:, 0], xs[:, 1])
-            xs = xs * np.minimum(1.0, self.peak / np.maximum(m, 1e-300))[:, None]
+        for i, q in self.pairs:
+            m = np.hypot(xs[:, i], xs[:, q])
+            scale = np.minimum(1.0, self.peak / np.maximum(m, 1e-300))
+            xs[:, i], xs[:, q] = xs[:, i] * scale, xs[:, q] * scale
         return xs, hs
 
 
@@ -113,8 +115,6 @@ def extract_gru(inverse, check: np.ndarray) -> FloatGRU:
     hw, hb = (np.asarray(w, np.float64) for w in head.get_weights())
     d = kernel.shape[0]
     env = (inverse.device_info or {}).get("envelope")
-    if env and [list(p) for p in env["pairs"]] != [[0, 1]]:
-        raise UsageError("the fixed-point GRU export limits one I/Q pair (inputs 0, 1)")
     f = FloatGRU(
         np.asarray(st.mean, np.float64),
         np.asarray(st.std, np.float64),
@@ -128,6 +128,7 @@ def extract_gru(inverse, check: np.ndarray) -> FloatGRU:
         np.asarray(de.std, np.float64),
         np.asarray(inverse.low, np.float64),
         np.asarray(inverse.high, np.float64),
+        [tuple(map(int, p)) for p in env["pairs"]] if env else [],
         float(env["peak"]) if env else None,
     )
     keras_x = np.asarray(inverse.apply(check), np.float64)
@@ -161,6 +162,7 @@ class QuantGRU:
     low_q: np.ndarray
     high_q: np.ndarray
     peak_q: int  # 0: no envelope
+    pairs: list = field(default_factory=list)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -213,16 +215,7 @@ class QuantGRU:
         zo = requant(self.head_z.acc(z), self.head_z.shift, WIDE)
         zo = self.fmt_zo.saturate(zo + requant(self.head_h.acc(h), self.head_h.shift, WIDE))
         x = self.fmt_x.saturate(requant(zo * self.std_x, self.x_shift, WIDE) + self.mean_x)
-        x = np.clip(x, self.low_q, self.high_q)
-        if not self.peak_q:
-            return x
-        m2 = x[:, 0] * x[:, 0] + x[:, 1] * x[:, 1]
-        over = m2 > self.peak_q * self.peak_q
-        mag = np.maximum(isqrt(m2), 1)
-        x = x.copy()
-        for j in (0, 1):
-            x[:, j] = np.where(over, div_round(x[:, j] * self.peak_q, mag), x[:, j])
-        return x
+        return envelope_limit(np.clip(x, self.low_q, self.high_q), self.pairs, self.peak_q)
 
     def run(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Target words (n, d) of one stream from a reset -> (drive words (n, out), states (n, u))."""
@@ -262,7 +255,8 @@ class QuantGRU:
 
     def to_dict(self) -> dict:
         d: dict = {"weight_bits": self.wbits, "act_bits": self.abits, "io_bits": self.io_bits}
-        d |= {"peak_q": int(self.peak_q), "extra": self.extra}
+        d |= {"peak_q": int(self.peak_q), "pairs": [list(map(int, p)) for p in self.pairs]}
+        d |= {"extra": self.extra}
         for k in ("fmt_t", "fmt_is", "fmt_z", "fmt_zo", "fmt_so", "fmt_x"):
             d[k] = getattr(self, k).frac
         for k in ("mean_t", "inv_std", "std_x", "mean_x", "low_q", "high_q"):
@@ -284,6 +278,7 @@ class QuantGRU:
             abits=int(d["act_bits"]),
             io_bits=io,
             peak_q=int(d["peak_q"]),
+            pairs=[tuple(p) for p in d.get("pairs", [])],
             extra=dict(d.get("extra") or {}),
             **fmt,
             **arr,
@@ -314,7 +309,7 @@ def quantize_gru(f: FloatGRU, targets: np.ndarray, wbits: int, abits: int, io_bi
     fmt_x = q_for_range(float(np.max(np.maximum(np.abs(f.low), np.abs(f.high)))), io_bits, 20)
     fmt_so = q_for_range(float(np.max(f.out_std)), io_bits, 30)
     fmt_so = QFormat(io_bits, max(fmt_so.frac, fmt_x.frac - fmt_zo.frac))
-    peak_q = 0 if f.peak is None else int(np.floor(f.peak * 2.0**fmt_x.frac))  # never above the peak
+    peak_q = 0 if f.peak is None else peak_word(f.peak, fmt_x.frac)
     q = QuantGRU(
         wbits=wbits,
         abits=abits,
@@ -336,6 +331,7 @@ def quantize_gru(f: FloatGRU, targets: np.ndarray, wbits: int, abits: int, io_bi
         low_q=fmt_x.quantize(f.low),
         high_q=fmt_x.quantize(f.high),
         peak_q=peak_q,
+        pairs=list(f.pairs),
     )
     log.info("GRU %d units, %d-bit weights, %d-bit state (io %d)", f.units, wbits, abits, io_bits)
     return q

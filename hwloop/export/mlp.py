@@ -15,6 +15,7 @@ all three equal give a pure datapath of that width):
     hk = tanh(h(k-1) @ Wk + bk)                h              in Q0.(abits-1)
     zo = sat(sk(z @ Ws + bs) + sk(h @ Wo + bo))  each part rounded to Qzo first
     x  = clip(sat((zo * std_x >> s) + mean_x), low, high)       x in Qx (io_bits)
+    x  = each I/Q pair beyond the device's envelope scaled back onto it (`envelope_limit`)
 
 Weight formats are chosen per output unit, then narrowed where needed so
 that no int32 accumulator can overflow for any representable input.
@@ -33,6 +34,8 @@ from hwloop.export.fixed import (
     ACC64_LIMIT,
     TANH_IN_FRAC,
     QFormat,
+    envelope_limit,
+    peak_word,
     q_for_range,
     requant,
     tanh_input,
@@ -134,6 +137,8 @@ class QuantMLP:
     low_q: np.ndarray
     high_q: np.ndarray
     extra: dict = field(default_factory=dict)
+    pairs: list = field(default_factory=list)  # the device's I/Q pairs, with an envelope
+    peak_q: int = 0  # its peak as a drive word (`peak_word`); 0: no envelope
 
     @property
     def fmt_h(self) -> QFormat:
@@ -176,7 +181,7 @@ class QuantMLP:
             zo = zo + requant(self.out.acc(h), self.out.shift, WIDE)
         zo = self.fmt_zo.saturate(zo)
         x = self.fmt_x.saturate(requant(zo * self.std_x, self.x_shift, WIDE) + self.mean_x)
-        return np.clip(x, self.low_q, self.high_q)
+        return envelope_limit(np.clip(x, self.low_q, self.high_q), self.pairs, self.peak_q)
 
     def formats(self) -> dict:
         """The Q format of every stored quantity, for the manifest and the C header."""
@@ -202,6 +207,7 @@ class QuantMLP:
     def to_dict(self) -> dict:
         d: dict = {"weight_bits": self.wbits, "act_bits": self.abits, "io_bits": self.io_bits}
         d |= {"bits": self.wbits, "extra": self.extra}  # "bits": what exports before act_bits wrote
+        d |= {"pairs": [list(map(int, p)) for p in self.pairs], "peak_q": int(self.peak_q)}
         for k in ("fmt_t", "fmt_is", "fmt_z", "fmt_zo", "fmt_so", "fmt_x"):
             d[k] = getattr(self, k).frac
         for k in ("mean_t", "inv_std", "std_x", "mean_x", "low_q", "high_q"):
@@ -226,13 +232,18 @@ class QuantMLP:
             skip=QLayer.from_dict(d["skip"]),
             out=None if d["out"] is None else QLayer.from_dict(d["out"]),
             extra=dict(d.get("extra") or {}),
+            pairs=[tuple(p) for p in d.get("pairs", [])],
+            peak_q=int(d.get("peak_q", 0)),
             **fmt,
             **arr,
         )
 
 
-def quantize(mlp: FloatMLP, targets: np.ndarray, wbits: int, abits: int, io_bits: int) -> QuantMLP:
-    """Words for ``mlp`` (weights rounded to nearest); ``targets`` (rows of its input) set the input range."""
+def quantize(
+    mlp: FloatMLP, targets: np.ndarray, wbits: int, abits: int, io_bits: int, envelope: dict | None = None
+) -> QuantMLP:
+    """Words for ``mlp`` (weights rounded to nearest); ``targets`` (rows of its input) set the input
+    range; ``envelope`` (device.json's: ``pairs``, ``peak``) keeps the drive's I/Q pairs within it."""
     feats = np.asarray(targets, np.float64)
     fmt_t = q_for_range(TARGET_MARGIN * float(np.max(np.abs(feats))), io_bits, 20)
     full_t = -fmt_t.lo / 2.0**fmt_t.frac  # |d| after saturation
@@ -271,6 +282,8 @@ def quantize(mlp: FloatMLP, targets: np.ndarray, wbits: int, abits: int, io_bits
         mean_x=fmt_x.quantize(mlp.out_mean),
         low_q=fmt_x.quantize(mlp.low),
         high_q=fmt_x.quantize(mlp.high),
+        pairs=[tuple(map(int, p)) for p in (envelope or {}).get("pairs", [])],
+        peak_q=peak_word(float(envelope["peak"]), fmt_x.frac) if envelope else 0,
     )
     log.info("MLP, %d-bit weights, %d-bit activations (io %d): %s", wbits, abits, io_bits, q.formats())
     return q

@@ -78,9 +78,11 @@ def _quantise_layer(a_q: np.ndarray, target: np.ndarray, w: np.ndarray, b: np.nd
     return words, wfrac, bias
 
 
-def reconstruct(mlp: FloatMLP, feats: np.ndarray, wbits: int, abits: int, io_bits: int) -> QuantMLP:
+def reconstruct(
+    mlp: FloatMLP, feats: np.ndarray, wbits: int, abits: int, io_bits: int, envelope: dict | None = None
+) -> QuantMLP:
     """`quantize`'s formats, with every layer's words chosen by refit and error-feedback rounding."""
-    q = quantize(mlp, feats, wbits, abits, io_bits)
+    q = quantize(mlp, feats, wbits, abits, io_bits, envelope)
     bits = wbits
     rng = np.random.default_rng(0)
     rows = feats[rng.choice(len(feats), size=min(CALIBRATION_ROWS, len(feats)), replace=False)]

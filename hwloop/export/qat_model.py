@@ -90,6 +90,27 @@ def tanh_fixed(acc: tf.Tensor, shift: np.ndarray, fmt: QFormat) -> tf.Tensor:
     return op(acc)
 
 
+def envelope_words(x: tf.Tensor, pairs: list, peak: int) -> tf.Tensor:
+    """`hwloop.export.fixed.envelope_limit` on drive words held in float64 (exact)."""
+    cols = tf.unstack(x, axis=1)
+    p = float(peak)
+    for i, j in pairs:
+        a, b = cols[i], cols[j]
+        m2 = a * a + b * b
+        r = tf.floor(tf.sqrt(m2))
+        r = tf.where(r * r > m2, r - 1.0, r)
+        r = tf.where((r + 1.0) * (r + 1.0) <= m2, r + 1.0, r)
+        mag = tf.maximum(r, 1.0)
+        half = tf.floor(mag / 2.0)
+
+        def div(v: tf.Tensor, mag: tf.Tensor = mag, half: tf.Tensor = half) -> tf.Tensor:
+            return tf.sign(v) * tf.floor((tf.abs(v) * p + half) / mag)
+
+        over = m2 > p * p
+        cols[i], cols[j] = tf.where(over, div(a), a), tf.where(over, div(b), b)
+    return tf.stack(cols, axis=1)
+
+
 class FixedPointMLP(keras.Model):
     """A `QuantMLP`'s datapath with trainable float weights: targets (n, in) -> the export's drive."""
 
@@ -157,6 +178,8 @@ class FixedPointMLP(keras.Model):
         v = requant(zo * _c(q.std_x), q.x_shift, WIDE) + _c(q.mean_x)
         x = round_sat(v, _c(q.fmt_x.lo), _c(q.fmt_x.hi))
         x = round_sat(x, _c(q.low_q), _c(q.high_q))
+        if q.peak_q:  # the envelope's limit, exactly; straight-through backward (it rarely acts)
+            x = x + tf.stop_gradient(envelope_words(x, q.pairs, q.peak_q) - x)
         return tf.cast(x * float(2.0**-q.fmt_x.frac), tf.float32)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
