@@ -19,11 +19,14 @@ from hwloop.export.mlp import WIDE, QLayer, QuantMLP
 
 def _layer_tables(name: str, ly: QLayer, bits: int) -> str:
     bias_bits = 64 if ly.acc64 else 32
-    return (
+    text = (
         table(f"{name}_W", ly.w.T, bits)
         + table(f"{name}_B", ly.bias, bias_bits)
         + table(f"{name}_S", ly.shift, 8)
     )
+    if ly.up is not None:  # each block's exponent: its partial sum's left shift onto the unit's format
+        text += table(f"{name}_UP", ly.up[:: ly.block].T, 8)
+    return text
 
 
 def _mac(name: str, ly: QLayer, src: str, bits: int, acc: str = "acc") -> str:
@@ -31,10 +34,21 @@ def _mac(name: str, ly: QLayer, src: str, bits: int, acc: str = "acc") -> str:
     n_in = ly.w.shape[0]
     typ = "int64_t" if ly.acc64 else "int32_t"
     rd = "HWL_R64" if ly.acc64 else "HWL_R32"
+    if ly.up is None:
+        return (
+            f"        {typ} {acc} = {rd}({name}_B[j]);\n"
+            f"        for (int i = 0; i < {n_in}; i++)\n"
+            f"            {acc} += (int32_t){reader(bits)}({name}_W[j][i]) * {src}[i];\n"
+        )
+    nb, bs = -(-n_in // ly.block), ly.block
     return (
         f"        {typ} {acc} = {rd}({name}_B[j]);\n"
-        f"        for (int i = 0; i < {n_in}; i++)\n"
-        f"            {acc} += (int32_t){reader(bits)}({name}_W[j][i]) * {src}[i];\n"
+        f"        for (int b = 0; b < {nb}; b++) {{\n"
+        "            int32_t part = 0;\n"
+        f"            for (int i = b * {bs}; i < (b + 1) * {bs} && i < {n_in}; i++)\n"
+        f"                part += (int32_t){reader(bits)}({name}_W[j][i]) * {src}[i];\n"
+        f"            {acc} += ({typ})part * (({typ})1 << HWL_R8({name}_UP[j][b]));\n"
+        "        }\n"
     )
 
 

@@ -17,8 +17,13 @@ all three equal give a pure datapath of that width):
     x  = clip(sat((zo * std_x >> s) + mean_x), low, high)       x in Qx (io_bits)
     x  = each I/Q pair beyond the device's envelope scaled back onto it (`envelope_limit`)
 
-Weight formats are chosen per output unit, then narrowed where needed so
-that no int32 accumulator can overflow for any representable input.
+Weight formats are chosen per output unit or, below 12-bit weights, per
+block of `BLOCK` inputs of a unit: each block's words get the finest format
+that holds the block's largest weight, and the block's partial sum is
+shifted left onto the unit's finest format before it joins the accumulator
+(a power-of-two exponent per block, as the OCP microscaling formats have).
+Accumulators are int32, or int64 where the worst case over all
+representable inputs could pass 2^30.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ log = logging.getLogger(__name__)
 
 WIDE = QFormat(31, 0)  # an intermediate sum two of which still fit in int32
 MAX_WEIGHT_FRAC = 24
+BLOCK = 8  # inputs per weight block below BLOCK_BELOW bits
+BLOCK_BELOW = 12
+MAX_UP = 8  # a block's exponent at most this far from its unit's coarsest
 TARGET_MARGIN = 1.1  # targets up to 10 % beyond the logged ones keep their value
 
 
@@ -61,22 +69,36 @@ class QLayer:
     """
 
     w: np.ndarray  # (in, units) int64 words of `bits` bits
-    wfrac: np.ndarray  # (units,)
+    wfrac: np.ndarray  # (units,): the accumulator's weight scale, the unit's finest block format
     bias: np.ndarray  # (units,) at 2**-(wfrac + in_frac)
     shift: np.ndarray  # (units,) accumulator scale minus the output's
     acc64: bool = False
+    up: np.ndarray | None = None  # (in, units): each word's left shift onto wfrac (its block's); None: 0
+    block: int = 0  # inputs per block (0: one block, the whole unit)
+
+    @property
+    def wide(self) -> np.ndarray:
+        """The words at the accumulator's scale: w << up (exact integers)."""
+        return self.w if self.up is None else np.left_shift(self.w, self.up)
 
     def acc(self, a: np.ndarray) -> np.ndarray:
-        return np.asarray(a, np.int64) @ self.w + self.bias
+        return np.asarray(a, np.int64) @ self.wide + self.bias
 
     def to_dict(self) -> dict:
         d: dict = {k: np.asarray(getattr(self, k)).tolist() for k in ("w", "wfrac", "bias", "shift")}
+        d |= {"up": None if self.up is None else self.up.tolist(), "block": self.block}
         return d | {"acc64": self.acc64}
 
     @classmethod
     def from_dict(cls, d: dict) -> QLayer:
         arrays = (np.asarray(d[k], np.int64) for k in ("w", "wfrac", "bias", "shift"))
-        return cls(*arrays, bool(d["acc64"]))
+        up = d.get("up")
+        return cls(
+            *arrays,
+            bool(d["acc64"]),
+            None if up is None else np.asarray(up, np.int64),
+            int(d.get("block", 0)),
+        )
 
 
 def natural_frac(w: np.ndarray, bits: int) -> np.ndarray:
@@ -84,30 +106,70 @@ def natural_frac(w: np.ndarray, bits: int) -> np.ndarray:
     return np.array([q_for_range(m, bits, MAX_WEIGHT_FRAC).frac for m in np.max(np.abs(w), axis=0)], np.int64)
 
 
-def round_weights(w: np.ndarray, wfrac: np.ndarray, bits: int) -> np.ndarray:
-    """Weights (in, units) as words with per-unit fractional bits: round half up, saturate."""
-    q = np.floor(np.asarray(w, np.float64) * np.exp2(wfrac.astype(np.float64)) + 0.5)
+def block_formats(w: np.ndarray, bits: int, block: int) -> tuple[np.ndarray, np.ndarray]:
+    """(wfrac (units,), up (in, units)): per block of ``block`` inputs of each unit, the finest format
+    holding the block's largest weight, at most `MAX_UP` finer than the unit's coarsest block;
+    wfrac is the unit's finest, up each word's shift onto it. ``block`` 0: one block per unit."""
+    w = np.asarray(w, np.float64)
+    n = w.shape[0]
+    size = block if 0 < block < n else n
+    fr = np.array(
+        [
+            [q_for_range(m, bits, MAX_WEIGHT_FRAC).frac for m in np.max(np.abs(w[i : i + size]), axis=0)]
+            for i in range(0, n, size)
+        ],
+        np.int64,
+    )
+    fr = np.minimum(fr, fr.min(axis=0) + MAX_UP)
+    wfrac = fr.max(axis=0)
+    return wfrac, np.repeat(wfrac[None, :] - fr, size, axis=0)[:n]
+
+
+def weight_scale(wfrac: np.ndarray, up: np.ndarray | None, shape: tuple[int, int]) -> np.ndarray:
+    """Words per unit of weight, per weight: 2^(wfrac - up)."""
+    up = np.zeros(shape, np.int64) if up is None else up
+    return np.exp2((np.broadcast_to(wfrac, shape) - up).astype(np.float64))
+
+
+def round_weights(w: np.ndarray, wfrac: np.ndarray, bits: int, up: np.ndarray | None = None) -> np.ndarray:
+    """Weights (in, units) as words at their blocks' formats: round half up, saturate."""
+    q = np.floor(np.asarray(w, np.float64) * weight_scale(wfrac, up, np.shape(w)) + 0.5)
     return np.clip(q, -(1 << (bits - 1)), (1 << (bits - 1)) - 1).astype(np.int64)
 
 
-def layer_words(wq: np.ndarray, wfrac: np.ndarray, b: np.ndarray, in_fmt: QFormat, out_frac: int) -> QLayer:
+def layer_words(
+    wq: np.ndarray,
+    wfrac: np.ndarray,
+    b: np.ndarray,
+    in_fmt: QFormat,
+    out_frac: int,
+    up: np.ndarray | None = None,
+    block: int = 0,
+) -> QLayer:
     """A `QLayer` from weight words and float biases; int64 accumulators where int32 could overflow."""
     bq = np.floor(np.asarray(b, np.float64) * np.exp2((wfrac + in_fmt.frac).astype(np.float64)) + 0.5)
-    worst = worst_sum(wq, -in_fmt.lo) + np.abs(bq)
+    wide = np.asarray(wq, np.int64) if up is None else np.left_shift(np.asarray(wq, np.int64), up)
+    worst = worst_sum(wide, -in_fmt.lo) + np.abs(bq)
     if np.any(worst >= ACC64_LIMIT):
         raise UsageError("a layer's worst-case sum does not fit a 64-bit accumulator; weights out of range")
     shift = wfrac + in_fmt.frac - out_frac
     if np.any(np.abs(shift) > 40):
         raise UsageError(f"a layer needs a shift of {int(np.max(np.abs(shift)))} bits; weights out of range")
-    return QLayer(
-        np.asarray(wq, np.int64), wfrac, bq.astype(np.int64), shift, bool(np.any(worst >= ACC32_LIMIT))
-    )
+    if up is not None and not np.any(up):
+        up, block = None, 0
+    acc64 = bool(np.any(worst >= ACC32_LIMIT))
+    return QLayer(np.asarray(wq, np.int64), wfrac, bq.astype(np.int64), shift, acc64, up, block)
 
 
-def _qlayer(w: np.ndarray, b: np.ndarray, bits: int, in_fmt: QFormat, out_frac: int) -> QLayer:
-    """Per-unit formats as fine as the weights allow, each weight rounded to the nearest word."""
-    wfrac = natural_frac(w, bits)
-    return layer_words(round_weights(w, wfrac, bits), wfrac, b, in_fmt, out_frac)
+def _qlayer(w: np.ndarray, b: np.ndarray, bits: int, in_fmt: QFormat, out_frac: int, block: int) -> QLayer:
+    """Formats as fine as the weights allow (per block), each weight rounded to the nearest word."""
+    wfrac, up = block_formats(w, bits, block)
+    return layer_words(round_weights(w, wfrac, bits, up), wfrac, b, in_fmt, out_frac, up, block)
+
+
+def weight_block(wbits: int) -> int:
+    """Inputs per weight block at ``wbits``: `BLOCK` below `BLOCK_BELOW` bits, else one block per unit."""
+    return BLOCK if wbits < BLOCK_BELOW else 0
 
 
 @dataclass
@@ -199,7 +261,12 @@ class QuantMLP:
         layers = [*self.hidden, self.skip] + ([self.out] if self.out is not None else [])
         names += ["mlp_out"] if self.out is not None else []
         out["weights"] = {
-            n: {"bits": self.wbits, "frac_min": int(ly.wfrac.min()), "frac_max": int(ly.wfrac.max())}
+            n: {
+                "bits": self.wbits,
+                "frac_min": int((ly.wfrac - (0 if ly.up is None else ly.up.max(axis=0))).min()),
+                "frac_max": int(ly.wfrac.max()),
+                "block": ly.block or len(ly.w),
+            }
             for n, ly in zip(names, layers, strict=True)
         }
         return out
@@ -252,14 +319,15 @@ def quantize(
     fmt_z = q_for_range(full_t * float(np.max(inv_std)), io_bits, 20)
     fmt_h = QFormat(abits, abits - 1)
     hidden, in_fmt = [], fmt_z
+    blk = weight_block(wbits)
     for w, b in mlp.hidden:
-        hidden.append(_qlayer(w, b, wbits, in_fmt, TANH_IN_FRAC))
+        hidden.append(_qlayer(w, b, wbits, in_fmt, TANH_IN_FRAC, blk))
         in_fmt = fmt_h
     # Where zo maps beyond [low, high] the clip decides; 25 % headroom past that.
     reach = np.maximum(np.abs(mlp.low - mlp.out_mean), np.abs(mlp.high - mlp.out_mean)) / mlp.out_std
     fmt_zo = q_for_range(1.25 * float(np.max(reach)), io_bits, 20)
-    skip = _qlayer(*mlp.skip, wbits, fmt_z, fmt_zo.frac)
-    out = None if mlp.out is None else _qlayer(*mlp.out, wbits, fmt_h, fmt_zo.frac)
+    skip = _qlayer(*mlp.skip, wbits, fmt_z, fmt_zo.frac, blk)
+    out = None if mlp.out is None else _qlayer(*mlp.out, wbits, fmt_h, fmt_zo.frac, blk)
     fmt_x = q_for_range(float(np.max(np.maximum(np.abs(mlp.low), np.abs(mlp.high)))), io_bits, 20)
     fmt_so = q_for_range(float(np.max(mlp.out_std)), io_bits, 30)
     fmt_so = QFormat(io_bits, max(fmt_so.frac, fmt_x.frac - fmt_zo.frac))  # keeps the x shift >= 0

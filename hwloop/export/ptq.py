@@ -32,10 +32,12 @@ import numpy as np
 from hwloop.export.fixed import TANH_IN_FRAC
 from hwloop.export.mlp import (
     QuantMLP,
+    block_formats,
     layer_words,
-    natural_frac,
     quantize,
     round_weights,
+    weight_block,
+    weight_scale,
 )
 from hwloop.export.mlp_float import FloatMLP
 
@@ -60,22 +62,23 @@ def refit(a: np.ndarray, target: np.ndarray, w0: np.ndarray, b0: np.ndarray) -> 
     return sol[:-1], sol[-1]
 
 
-def gptq(w: np.ndarray, a: np.ndarray, wfrac: np.ndarray, bits: int) -> np.ndarray:
+def gptq(
+    w: np.ndarray, a: np.ndarray, wfrac: np.ndarray, bits: int, up: np.ndarray | None = None
+) -> np.ndarray:
     """Weight words for ``w`` (in, units), rounded input by input with error feedback over inputs ``a``."""
-    scale = np.tile(np.exp2(wfrac.astype(np.float64)), (w.shape[0], 1))
-    return _gptq_mixed(w, a, scale, bits)
+    return _gptq_mixed(w, a, weight_scale(wfrac, up, w.shape), bits)
 
 
-def _quantise_layer(a_q: np.ndarray, target: np.ndarray, w: np.ndarray, b: np.ndarray, bits: int):
-    """(words, wfrac, float bias) reproducing ``target`` from quantised inputs ``a_q`` (floats)."""
+def _quantise_layer(a_q: np.ndarray, target: np.ndarray, w: np.ndarray, b: np.ndarray, bits: int, block: int):
+    """(words, wfrac, up, float bias) reproducing ``target`` from quantised inputs ``a_q`` (floats)."""
     if np.any(w == 0.0):  # a masked layer: plain rounding keeps its zeros
-        wfrac = natural_frac(w, bits)
-        return round_weights(w, wfrac, bits), wfrac, b
+        wfrac, up = block_formats(w, bits, block)
+        return round_weights(w, wfrac, bits, up), wfrac, up, b
     w_fit, _ = refit(a_q, target, w, b)
-    wfrac = natural_frac(w_fit, bits)
-    words = gptq(w_fit, a_q, wfrac, bits)
-    bias = np.mean(target - a_q @ (words / np.exp2(wfrac.astype(np.float64))), axis=0)
-    return words, wfrac, bias
+    wfrac, up = block_formats(w_fit, bits, block)
+    words = gptq(w_fit, a_q, wfrac, bits, up)
+    bias = np.mean(target - a_q @ (words / weight_scale(wfrac, up, w.shape)), axis=0)
+    return words, wfrac, up, bias
 
 
 def reconstruct(
@@ -83,7 +86,7 @@ def reconstruct(
 ) -> QuantMLP:
     """`quantize`'s formats, with every layer's words chosen by refit and error-feedback rounding."""
     q = quantize(mlp, feats, wbits, abits, io_bits, envelope)
-    bits = wbits
+    bits, blk = wbits, weight_block(wbits)
     rng = np.random.default_rng(0)
     rows = feats[rng.choice(len(feats), size=min(CALIBRATION_ROWS, len(feats)), replace=False)]
     z_f, acts_f, s_f, o_f = mlp.parts(rows)
@@ -91,34 +94,40 @@ def reconstruct(
     a_w, a_fmt, a_float = z_w, q.fmt_z, z_f
     for k, (w, b) in enumerate(mlp.hidden):
         target = a_float @ w + b  # the float model's pre-activation
-        words, wfrac, bias = _quantise_layer(a_fmt.value(a_w), target, w, b, bits)
-        q.hidden[k] = layer_words(words, wfrac, bias, a_fmt, TANH_IN_FRAC)
+        words, wfrac, up, bias = _quantise_layer(a_fmt.value(a_w), target, w, b, bits, blk)
+        q.hidden[k] = layer_words(words, wfrac, bias, a_fmt, TANH_IN_FRAC, up, blk)
         a_w, a_fmt, a_float = q.activation(k, a_w), q.fmt_h, acts_f[k]
     target = s_f + o_f
     if mlp.out is None:
-        words, wfrac, bias = _quantise_layer(q.fmt_z.value(z_w), target, *mlp.skip, bits)
-        q.skip = layer_words(words, wfrac, bias, q.fmt_z, q.fmt_zo.frac)
+        words, wfrac, up, bias = _quantise_layer(q.fmt_z.value(z_w), target, *mlp.skip, bits, blk)
+        q.skip = layer_words(words, wfrac, bias, q.fmt_z, q.fmt_zo.frac, up, blk)
         return q
-    # Skip and MLP output are one linear map of [z, h]; each keeps its own word formats.
-    a_q = np.concatenate([q.fmt_z.value(z_w), a_fmt.value(a_w)], axis=1)
     w = np.concatenate([mlp.skip[0], mlp.out[0]])
-    nz = z_w.shape[1]
     if np.any(w == 0.0):
         return q  # masked: `quantize`'s plain rounding
+    _output_stage(q, mlp, z_w, a_w, target, blk)
+    log.info("MLP reconstructed with %d-bit weights from %d calibration rows", bits, len(rows))
+    return q
+
+
+def _output_stage(
+    q: QuantMLP, mlp: FloatMLP, z_w: np.ndarray, h_w: np.ndarray, target: np.ndarray, blk: int
+) -> None:
+    """Skip and MLP output fitted as one linear map of [z, h] to ``target``, each keeping its own
+    word formats: refit, then error-feedback rounding."""
+    bits, a_fmt = q.wbits, q.fmt_h
+    a_q = np.concatenate([q.fmt_z.value(z_w), a_fmt.value(h_w)], axis=1)
+    w = np.concatenate([mlp.skip[0], mlp.out[0]])
+    nz = z_w.shape[1]
     w_fit, _ = refit(a_q, target, w, mlp.skip[1] + mlp.out[1])
-    fr_s, fr_o = natural_frac(w_fit[:nz], bits), natural_frac(w_fit[nz:], bits)
+    (fr_s, up_s), (fr_o, up_o) = block_formats(w_fit[:nz], bits, blk), block_formats(w_fit[nz:], bits, blk)
     scale = np.concatenate(
-        [
-            np.tile(np.exp2(fr_s.astype(float)), (nz, 1)),
-            np.tile(np.exp2(fr_o.astype(float)), (len(w) - nz, 1)),
-        ]
+        [weight_scale(fr_s, up_s, (nz, w.shape[1])), weight_scale(fr_o, up_o, (len(w) - nz, w.shape[1]))]
     )
     words = _gptq_mixed(w_fit, a_q, scale, bits)
     bias = np.mean(target - a_q @ (words / scale), axis=0)
-    q.skip = layer_words(words[:nz], fr_s, bias, q.fmt_z, q.fmt_zo.frac)
-    q.out = layer_words(words[nz:], fr_o, np.zeros_like(bias), a_fmt, q.fmt_zo.frac)
-    log.info("MLP reconstructed with %d-bit weights from %d calibration rows", bits, len(rows))
-    return q
+    q.skip = layer_words(words[:nz], fr_s, bias, q.fmt_z, q.fmt_zo.frac, up_s, blk)
+    q.out = layer_words(words[nz:], fr_o, np.zeros_like(bias), a_fmt, q.fmt_zo.frac, up_o, blk)
 
 
 def _gptq_mixed(w: np.ndarray, a: np.ndarray, scale: np.ndarray, bits: int) -> np.ndarray:

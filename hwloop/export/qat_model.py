@@ -27,7 +27,7 @@ import numpy as np
 import tensorflow as tf
 
 from hwloop.export.fixed import TANH_IN_FRAC, TANH_LIMIT, TANH_OUT_FRAC, TANH_STEP_BITS, QFormat, tanh_table
-from hwloop.export.mlp import WIDE, QLayer, QuantMLP, layer_words
+from hwloop.export.mlp import WIDE, QLayer, QuantMLP, layer_words, weight_scale
 
 F64 = tf.float64
 _LIMIT = float(TANH_LIMIT << TANH_IN_FRAC)
@@ -126,10 +126,11 @@ class FixedPointMLP(keras.Model):
         self.kernels, self.biases = [], []
         masks = masks or [None] * len(layers)
         for name, ly, in_frac, m in zip(names, layers, in_fracs, masks, strict=False):
-            wscale = np.exp2(ly.wfrac.astype(np.float64))
+            wscale = weight_scale(ly.wfrac, ly.up, ly.w.shape)  # words per unit of weight, per weight
+            upscale = np.ones(ly.w.shape) if ly.up is None else np.exp2(ly.up.astype(np.float64))
             bscale = np.exp2((ly.wfrac + in_frac).astype(np.float64))
             mask = np.ones(ly.w.shape) if m is None else np.asarray(m, np.float64)
-            self.specs.append((name, wscale, bscale, mask))
+            self.specs.append((name, wscale, bscale, mask * upscale))
             self.kernels.append(
                 self.add_weight(
                     shape=ly.w.shape,
@@ -148,10 +149,11 @@ class FixedPointMLP(keras.Model):
             )
 
     def _words(self, k: int) -> tuple[tf.Tensor, tf.Tensor]:
-        """Layer k's weight and bias words (straight-through), masked zeros kept."""
-        _, wscale, bscale, mask = self.specs[k]
+        """Layer k's weight words at the accumulator's scale (w << up) and bias words, both
+        straight-through; masked zeros kept."""
+        _, wscale, bscale, mask_up = self.specs[k]
         w_lo, w_hi = -(1 << (self.q.wbits - 1)), (1 << (self.q.wbits - 1)) - 1
-        w = round_sat(self.kernels[k] * _c(wscale), _c(w_lo), _c(w_hi)) * _c(mask)
+        w = round_sat(self.kernels[k] * _c(wscale), _c(w_lo), _c(w_hi)) * _c(mask_up)
         b = round_sat(self.biases[k] * _c(bscale), _c(-(2.0**62)), _c(2.0**62))
         return w, b
 
@@ -165,10 +167,10 @@ class FixedPointMLP(keras.Model):
         d = tf.clip_by_value(tw - _c(q.mean_t), q.fmt_t.lo, q.fmt_t.hi)
         z = tf.stop_gradient(requant(d * _c(q.inv_std), q.z_shift, q.fmt_z))
         h = z
-        for k in range(len(q.hidden)):
+        nh = len(q.hidden)
+        for k in range(nh):
             w, b = self._words(k)
             h = tanh_fixed(tf.matmul(h, w) + b, self._layer(k).shift, q.fmt_h)
-        nh = len(q.hidden)
         w, b = self._words(nh)
         zo = requant(tf.matmul(z, w) + b, q.skip.shift, WIDE)
         if q.out is not None:
@@ -194,8 +196,11 @@ class FixedPointMLP(keras.Model):
         for k in range(len(self.specs)):
             w, b = (np.asarray(a, np.float64) for a in self._words(k))
             ly = self._layer(k)
+            words = np.rint(w / (1.0 if ly.up is None else np.exp2(ly.up.astype(np.float64)))).astype(
+                np.int64
+            )
             bias = b / np.exp2((ly.wfrac + fmts[k].frac).astype(np.float64))  # back to a float bias
-            built.append(layer_words(w.astype(np.int64), ly.wfrac, bias, fmts[k], outs[k]))
+            built.append(layer_words(words, ly.wfrac, bias, fmts[k], outs[k], ly.up, ly.block))
         q.hidden = built[: len(q.hidden)]
         q.skip = built[len(q.hidden)]
         q.out = built[len(q.hidden) + 1] if q.out is not None else None
