@@ -30,6 +30,7 @@ from hwloop.export.gmp import QuantGMP
 from hwloop.export.golden import GOLDEN_CSV, PARAMS, find_manifest, read_golden, sha256, verify
 from hwloop.export.gru import QuantGRU
 from hwloop.export.mlp import QuantMLP, tap_words
+from hwloop.inverses.base import within_device
 from hwloop.inverses.tapped import tapped
 
 log = logging.getLogger(__name__)
@@ -132,9 +133,9 @@ def _tflite(manifest: dict, root: Path, picked: Path | None) -> tuple[Callable, 
     low, high = np.asarray(face["low"]), np.asarray(face["high"])
     depth, look, stateful = int(face["depth"]), int(face["lookahead"]), bool(face["stateful"])
 
-    def run(t: np.ndarray) -> np.ndarray:
+    def run(t: np.ndarray) -> np.ndarray:  # clipped as the float inverse is: the box, the I/Q envelope
         rows = tapped(t, depth, look) if stateful else t
-        return np.clip(model.run(rows), low, high)
+        return within_device(model.run(rows), low, high, manifest.get("device"))
 
     return run, kind
 
