@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,10 +39,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import load, machine, save, stamp
+from export_onboard import bench_onboard
 
 NAME = "export"
-ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE = ROOT / "drivers" / "firmware"
 TRAIN_SIGNAL = "ofdm:bw=200e6,fs=800e6,n=8192,papr=8,seed=3"
 HELD_SIGNAL = "ofdm:bw=200e6,fs=800e6,n=16384,papr=8,seed=11"
 GAIN = 2.0
@@ -280,113 +278,6 @@ def bench_gmp(tmp: Path, runs: Path, with_gru: bool = False) -> dict:
     return cells
 
 
-def _make(build: Path, *args: str) -> None:
-    for target, extra in ((FIRMWARE, list(args)), (FIRMWARE / "runner", [])):
-        subprocess.run(
-            ["make", "-s", "-C", str(target), f"BUILD={build}", *extra], check=True, capture_output=True
-        )
-
-
-def _board(build: Path):
-    """Boot ``build``'s firmware under simavr; (process, pty path)."""
-    log = build / "runner.out"
-    fh = open(log, "wb")  # noqa: SIM115 - the runner writes to it for as long as it lives
-    proc = subprocess.Popen([str(build / "hwloop-simavr"), str(build / "hwloop.elf")], stdout=fh, stderr=fh)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline:
-        for line in log.read_text(errors="replace").splitlines():
-            if line.startswith("PTY "):
-                return proc, line.split(None, 1)[1].strip()
-        time.sleep(0.05)
-    proc.kill()
-    raise RuntimeError(f"simavr did not start:\n{log.read_text()}")
-
-
-def _stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
-def _query(build: Path, rows):
-    import numpy as np
-
-    from hwloop.drivers.serial_device import open_serial
-
-    proc, pty = _board(build)
-    try:
-        dev = open_serial(f"serial://{pty}?timeout=10")
-        try:
-            t0 = time.perf_counter()
-            y = dev.query(np.asarray(rows, np.float32)).astype(np.float64)
-            return dev.info.firmware, y, time.perf_counter() - t0
-        finally:
-            dev.close()
-    finally:
-        _stop(proc)
-
-
-def bench_onboard(tmp: Path, runs: Path) -> dict:
-    import numpy as np
-
-    import hwloop
-    from hwloop.export.build import export_run
-    from hwloop.export.loaded import load_exported
-    from hwloop.metrics import nmse_db
-    from hwloop.rundir import TrainOptions
-
-    plain = tmp / "fw"
-    _make(plain)
-    proc, pty = _board(plain)
-    run = tmp / "avr_run"
-    try:
-        res = hwloop.train(
-            f"serial://{pty}",
-            strategy="ila",
-            queries=5000,
-            seed=0,
-            run_dir=run,
-            options=TrainOptions(fit_steps=4000, eval_targets=500),
-        )
-    finally:
-        _stop(proc)
-    x0 = np.random.default_rng(7).uniform(-1, 1, (1000, 1))
-    t = x0 / np.sqrt(np.sqrt(1.0 + x0**4))
-    inv = hwloop.load_inverse(run)
-    _, y, _ = _query(plain, np.concatenate([inv.apply(t), t]))
-    out = {
-        "train": {k: res.metrics[k] for k in ("closed_loop_nmse_db", "noise_floor_db", "queries_used")},
-        "host_float_nmse_db": round(nmse_db(y[:1000], t), 3),
-        "no_inverse_nmse_db": round(nmse_db(y[1000:], t), 3),
-    }
-    for bits in (16, 12):
-        d = tmp / f"avr_c{bits}"
-        m = export_run(run, "c", d, bits=bits)
-        fw = tmp / f"fw_c{bits}"
-        _make(fw, f"INVERSE={d / 'hwl_inv.h'}")
-        size = subprocess.run(
-            ["avr-size", str(fw / "hwloop.elf")], capture_output=True, text=True, check=True
-        )
-        text, data, bss = (int(v) for v in size.stdout.splitlines()[1].split()[:3])
-        _, y_ref, _ = _query(plain, load_exported(d).apply(t))
-        firmware, y_board, wall = _query(fw, t)
-        out[f"c{bits}"] = {
-            "firmware": firmware,
-            "hash8": m["hash8"],
-            "flash_bytes": text + data,
-            "ram_static_bytes": data + bss,
-            "host_export_nmse_db": round(nmse_db(y_ref, t), 3),
-            "onboard_nmse_db": round(nmse_db(y_board, t), 3),
-            "simavr_ms_per_sample": round(1000 * wall / len(t), 2),
-        }
-        print(bits, out[f"c{bits}"], flush=True)
-    print("onboard", out, flush=True)
-    return out
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -404,7 +295,7 @@ def main() -> None:
             "gmp": lambda: bench_gmp(Path(tmp), runs),
             "gru": lambda: bench_gmp(Path(tmp), runs, with_gru=True),
             "mlp": lambda: bench_mlp(Path(tmp), runs, args.cells.split(",")),
-            "onboard": lambda: bench_onboard(Path(tmp), runs),
+            "onboard": lambda: bench_onboard(Path(tmp)),
         }
         for part in args.only.split(","):
             t0 = time.perf_counter()
