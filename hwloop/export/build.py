@@ -78,8 +78,8 @@ class Widths:
                 "--act-bits does not apply to a GMP: its words are the gain tables (--weight-bits, --bits) "
                 "and the I/Q samples (--io-bits)"
             )
-        w = check_bits(weight_bits if weight_bits is not None else bits or 16, "--weight-bits")
-        a = check_bits(act_bits if act_bits is not None else bits or 16, "--act-bits")
+        w = check_bits(weight_bits, "--weight-bits") if weight_bits is not None else check_bits(bits or 16)
+        a = check_bits(act_bits, "--act-bits") if act_bits is not None else check_bits(bits or 16)
         return cls(w, w if family == "gmp" else a, check_bits(io_bits or 16, "--io-bits"))
 
     def to_dict(self) -> dict:
