@@ -31,8 +31,8 @@ CASES = [
     ("iq", 8),
     ("tapped", 16),
     ("tapped", 8),
-    ("gru", 16),
-    ("gru", 8),
+    pytest.param("gru", 16, marks=pytest.mark.slow),  # its fixture trains for minutes
+    pytest.param("gru", 8, marks=pytest.mark.slow),
     ("gmp", 16),
     ("gmp", 12),
     ("gmp", 8),
