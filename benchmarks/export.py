@@ -166,7 +166,7 @@ def _export(run: Path, out: Path, fmt: str, **kw):
     return load_exported(target, run=run), m, round(time.perf_counter() - t0, 1)
 
 
-def bench_mlp(tmp: Path, runs: Path, cells: list[str]) -> dict:
+def bench_mlp(tmp: Path, runs: Path, cells: list[str], done=None) -> dict:
     import hwloop
     from hwloop.export.build import QAT
     from hwloop.rundir import TrainOptions
@@ -216,6 +216,8 @@ def bench_mlp(tmp: Path, runs: Path, cells: list[str]) -> dict:
             cell[var] = {**score(exp.apply), "export_s": wall}
         out_cells[name] = cell
         print(name, cell, flush=True)
+        if done is not None:
+            done(name, cell)  # saved as it is measured: a later cell's failure keeps it
     return out_cells
 
 
@@ -288,13 +290,18 @@ def main() -> None:
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     data = load(NAME) or {}
+
+    def keep_cell(name: str, cell: dict) -> None:
+        data["mlp"] = {**(data.get("mlp") or {}), name: {**cell, **stamp(ROOTS)}}
+        save(NAME, {**data, "machine": machine(), "command": "python benchmarks/export.py"})
+
     with tempfile.TemporaryDirectory(prefix="hwloop-export-bench-") as tmp:
         runs = Path(args.runs) if args.runs else Path(tmp) / "runs"
         runs.mkdir(parents=True, exist_ok=True)
         parts = {
             "gmp": lambda: bench_gmp(Path(tmp), runs),
             "gru": lambda: bench_gmp(Path(tmp), runs, with_gru=True),
-            "mlp": lambda: bench_mlp(Path(tmp), runs, args.cells.split(",")),
+            "mlp": lambda: bench_mlp(Path(tmp), runs, args.cells.split(","), keep_cell),
             "onboard": lambda: bench_onboard(Path(tmp)),
         }
         for part in args.only.split(","):

@@ -119,11 +119,11 @@ def _quantized(src: RunSource, w: Widths, qat: QAT | None) -> tuple[Quant, dict]
     mlp = extract(inv.model, inv.low, inv.high, feats[:256])
     low_bits = min(w.weight, w.act) < PTQ_ABOVE
     # Nearest rounding is as good as anything at 16 bits; below, layer-wise reconstruction wins dB.
-    q = (
-        reconstruct(mlp, feats, w.weight, w.act, w.io)
-        if low_bits
-        else quantize(mlp, feats, w.weight, w.act, w.io)
-    )
+    env = src.info.get("envelope")  # the device's I/Q envelope, kept by the datapath
+    if low_bits:
+        q = reconstruct(mlp, feats, w.weight, w.act, w.io, env)
+    else:
+        q = quantize(mlp, feats, w.weight, w.act, w.io, env)
     q.extra = {"depth": src.depth, "lookahead": src.lookahead, "dim": int(src.info["out_dim"])}
     done: dict[str, Any] = {"rounding": "refit+gptq" if low_bits else "nearest"}
     if qat is not None:
