@@ -57,6 +57,12 @@ def test_round_trip_through_the_interpreter_matches_keras(mlp_tflite: tuple[Path
     assert np.sqrt(np.mean(err**2)) < 1.5 * scale and np.max(np.abs(err)) < 8 * scale, (err, scale)
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["representative_rows"] == 500 and manifest["models"]["int8"]["bytes"] > 1000
+    for kind in ("int16x8", "int8"):  # the graph kept is named, with its error against float
+        spec = manifest["models"][kind]
+        assert (
+            spec["graph"] in ("as trained", "skip and output joined")
+            and 0 < spec["rms_error_vs_float"] < 0.05
+        )
     m16 = TFLiteModel((out / "inverse_int16x8.tflite").read_bytes())
     assert m16.inp["dtype"] == np.int16 and m16.out["dtype"] == np.int16  # 16-bit words in and out
     kernels = [d for d in m16.interp.get_tensor_details() if d["dtype"] == np.int8]
