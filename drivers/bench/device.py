@@ -40,7 +40,7 @@ from hwloop.device import (
 )
 from hwloop.drivers.bench import personalities
 from hwloop.drivers.bench.alignment import Alignment, align, causal_offset
-from hwloop.drivers.bench.config import BenchConfig, load_config
+from hwloop.drivers.bench.config import BenchConfig, load_bench_file
 from hwloop.drivers.bench.instruments import Analyser, Generator
 from hwloop.drivers.bench.interlock import Interlock, InterlockLog, check_armed, period_levels
 from hwloop.drivers.bench.session import ScpiSession, quick_command, resource_manager
@@ -119,6 +119,8 @@ class BenchDevice(BaseDevice):
                 emergency_off=self._emergency_off,
                 sessions=self.sessions,
                 watchdog_s=cfg.interlock.watchdog_s,
+                grace_s=cfg.interlock.rf_grace_s,
+                retry_s=cfg.interlock.emergency_retry_s,
             )
             self.log.record("identified", generator=gen.idn, analyser=ana.idn)
             self.gen.configure(self.fs, cfg.limits.rms_dbm)
@@ -151,7 +153,7 @@ class BenchDevice(BaseDevice):
     # ------------------------------------------------------------ one ARB period
     def _emergency_off(self) -> str:
         d = self.gen.d
-        reply = quick_command(self._rm, self.cfg.generator.resource, [d.rf(False)], d.rf_query(), 1.0)
+        reply = quick_command(self._rm, self.cfg.generator.resource, [d.rf(False)], d.rf_query(), 0.5)
         if reply != "0":
             raise DeviceError(f"generator: output read back {reply!r} after {d.rf(False)!r}")
         return reply
@@ -174,9 +176,11 @@ class BenchDevice(BaseDevice):
             )
             if self.cfg.signal.settle_s:
                 time.sleep(self.cfg.signal.settle_s)
-            capture, overloaded = self.ana.capture(self.periods * len(iq), self.fs)
-            self.gen.stop()
+            n = self.periods * len(iq)
+            self.ana.acquire(n, self.fs)
+            self.gen.stop()  # RF is on only while the analyser captures; the transfer comes after
             il.note_rf(False, cause="capture done", readback=0)
+            capture, overloaded = self.ana.fetch(n)
         except BaseException as exc:
             il.trip(f"{type(exc).__name__}: {exc}")
             raise
@@ -307,20 +311,33 @@ def _bench_path(uri: str) -> Path:
     return Path(rest)
 
 
-def open_bench(uri: str) -> BenchDevice:
-    """Entry point for ``bench:FILE.toml``: extra installed, file valid, RF armed, then the instruments."""
-    try:
-        import pyvisa  # noqa: F401
-        import pyvisa_py  # noqa: F401
-    except ImportError:
-        raise MissingExtraError(f"bench: devices need PyVISA and pyvisa-py: {INSTALL_HINT}") from None
-    cfg = load_config(_bench_path(uri))
-    operator = check_armed()
-    return BenchDevice(cfg, operator, uri=uri)
+def open_bench(uri: str) -> BaseDevice:
+    """Entry point for ``bench:FILE.toml``: file valid, extra installed, RF armed, then the hardware.
+
+    A file with ``[generator]`` + ``[analyser]`` is an instrument bench (`BenchDevice`, extra
+    ``hwloop[bench]``); one with ``[radio]`` a transceiver (`RadioDevice`, extra ``hwloop[sdr]``)."""
+    cfg = load_bench_file(_bench_path(uri))
+    if isinstance(cfg, BenchConfig):
+        try:
+            import pyvisa  # noqa: F401
+            import pyvisa_py  # noqa: F401
+        except ImportError:
+            raise MissingExtraError(f"bench: devices need PyVISA and pyvisa-py: {INSTALL_HINT}") from None
+        operator = check_armed()
+        return BenchDevice(cfg, operator, uri=uri)
+    from hwloop.drivers.bench.radio_device import open_radio
+
+    return open_radio(cfg, uri)
 
 
 def _describe() -> list[tuple[str, str]]:
-    return [("bench:FILE.toml", "2->2  RF bench: signal generator + analyser over VISA (hwloop[bench])")]
+    return [
+        ("bench:FILE.toml", "2->2  RF bench: signal generator + analyser over VISA (hwloop[bench])"),
+        (
+            "bench:FILE.toml",
+            "2->2  [radio]: a Pluto/AD9361/AD9364 transceiver through pyadi-iio (hwloop[sdr])",
+        ),
+    ]
 
 
 open_bench.describe = _describe  # type: ignore[attr-defined]
