@@ -178,6 +178,7 @@ class BenchDevice(BaseDevice):
                 time.sleep(self.cfg.signal.settle_s)
             n = self.periods * len(iq)
             self.ana.acquire(n, self.fs)
+            il.allow_rf()  # tripped during the capture (the watchdog, a lost link): not used
             self.gen.stop()  # RF is on only while the analyser captures; the transfer comes after
             il.note_rf(False, cause="capture done", readback=0)
             capture, overloaded = self.ana.fetch(n)

@@ -50,7 +50,7 @@ class TxEvent:
     """A change of what the transmitter does, at time ``t`` (the fake's clock, time.time())."""
 
     t: float
-    kind: str  # "buffer" (a waveform pushed), "destroyed", "gain"
+    kind: str  # "reset" (the radio started, no buffer), "buffer" (a waveform pushed), "destroyed", "gain"
     gain_db: float
     peak_dbfs: float = -math.inf
     rms_dbfs: float = -math.inf
@@ -88,7 +88,7 @@ class FakeRadio:
         self.state = TransceiverState()
         self.devices: list[IioDevice] = build_context(device_class, self.state, self._changed)
         self.phy, self.dds, self.adc = self.devices
-        self.tx_log: list[TxEvent] = [TxEvent(time.time(), "destroyed", self.state.tx_gain[0])]
+        self.tx_log: list[TxEvent] = [TxEvent(time.time(), "reset", self.state.tx_gain[0])]
         self.captures = 0
         self.rx_buffer_sizes: list[int] = []
         self._lock = threading.RLock()
