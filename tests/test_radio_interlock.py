@@ -1,4 +1,4 @@
-"""The radio's interlock against the fake radio: arming, limits before anything is sent, TX off on every fault.
+"""The radio's interlock against the fake radio: arming, limits before sending, TX off on every fault.
 
 The judge is the fake radio's own record, on its own clock: ``tx_log`` has
 every TX buffer that reached it (with its peak, RMS and PAPR in dBFS), every

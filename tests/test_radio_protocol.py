@@ -1,4 +1,4 @@
-"""The fake radio speaks libiio's network protocol: libiio's own client and pyadi-iio run against it unchanged.
+"""The fake radio speaks libiio's network protocol: libiio's own client and pyadi-iio run against it.
 
 The client side is the real stack: pylibiio's ``iio`` over the system's
 libiio 0.x (Debian's libiio0) and pyadi-iio's ``adi.Pluto`` / ``adi.ad9364`` /
@@ -11,11 +11,11 @@ from __future__ import annotations
 import socket
 import time
 
+import adi
+import iio
 import numpy as np
 import pytest
 
-import adi
-import iio
 from hwloop.simulators.catalog import open_sim
 from hwloop.simulators.fake_radio.context import DMA_STATUS
 from hwloop.simulators.fake_radio.radio import FakeRadio
