@@ -122,7 +122,7 @@ class IiodServer:
         self.transcript: list[tuple[float, int, str]] = []
         self._conns: dict[int, Conn] = {}
         self._next = 0
-        self._faults: list[tuple[str, Callable[[Conn], None]]] = []
+        self._faults: list[list] = []  # [prefix, action, matching commands still to let through]
         self._refuse_until = 0.0
         self._stop = threading.Event()
         self._sock = socket.create_server((host, port))
@@ -135,11 +135,11 @@ class IiodServer:
         return f"ip:{self.host}:{self.port}"
 
     # ------------------------------------------------------------ faults
-    def fault_on(self, prefix: str, action: Callable[[Conn], None]) -> None:
-        """Run ``action(conn)`` once, when a command starting with ``prefix`` arrives, before it is
-        handled."""
+    def fault_on(self, prefix: str, action: Callable[[Conn], None], nth: int = 1) -> None:
+        """Run ``action(conn)`` once, when the ``nth`` command starting with ``prefix`` from now
+        arrives, before it is handled."""
         with self.lock:
-            self._faults.append((prefix.upper(), action))
+            self._faults.append([prefix.upper(), action, int(nth) - 1])
 
     def drop_links(self, which: str = "all") -> None:
         """Cut connections at once: ``all``, ``control`` (no buffer open) or ``buffers`` (a buffer open)."""
@@ -228,10 +228,13 @@ class IiodServer:
         with self.lock:
             self.transcript.append((time.time(), conn.cid, text))
             upper = text.upper()
-            for i, (prefix, action) in enumerate(self._faults):
-                if upper.startswith(prefix):
+            for i, fault in enumerate(self._faults):
+                if upper.startswith(fault[0]):
+                    if fault[2] > 0:
+                        fault[2] -= 1
+                        continue
                     del self._faults[i]
-                    action(conn)
+                    fault[1](conn)
                     break
         words = text.split()
         cmd = words[0].upper()

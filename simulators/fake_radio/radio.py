@@ -183,8 +183,8 @@ class FakeRadio:
             self._record("gain")
 
     # ------------------------------------------------------------ faults
-    def fault_at(self, command: str, fault: str, seconds: float = 2.0) -> list[float]:
-        """A fault when a command starting with ``command`` next arrives (``READBUF``,
+    def fault_at(self, command: str, fault: str, seconds: float = 2.0, nth: int = 1) -> list[float]:
+        """A fault when the ``nth`` command starting with ``command`` from now arrives (``READBUF``,
         ``WRITE iio:device0 OUTPUT voltage0 hardwaregain``, ...): ``late`` (its reply ``seconds``
         late), ``drop`` (every connection cut, new ones refused for ``seconds``), ``drop_control``
         (the connections without a buffer cut), ``overflow`` (the next capture loses samples and
@@ -208,7 +208,7 @@ class FakeRadio:
 
         if fault not in ("late", "drop", "drop_control", "overflow", "stale"):
             raise ValueError(f"unknown fault {fault!r}")
-        self.server.fault_on(command, act)
+        self.server.fault_on(command, act, nth)
         return when
 
     # ------------------------------------------------------------ the server's backend
