@@ -17,9 +17,8 @@ import numpy as np
 import pytest
 
 from hwloop.device import DeviceError, MissingExtraError, UnusableAnswer, UsageError
-from hwloop.drivers.bench.config import load_bench_file
-from hwloop.drivers.bench.device import open_bench
-from hwloop.drivers.bench.radio_device import quantise12
+from hwloop.drivers.bench.device import load_bench_file, open_bench
+from hwloop.drivers.bench.signals import quantise12
 from hwloop.metered import MeteredDevice
 from hwloop.querylog import QueryLog
 from hwloop.simulators.catalog import open_sim

@@ -21,7 +21,7 @@ rms_dbm, papr_db, max_samples); the rest are this driver's, with defaults:
   second connection is retried when it fails).
 
 A file with a ``[radio]`` table instead of ``[generator]`` + ``[analyser]`` is a
-transceiver (`radio_config`); `load_bench_file` reads either. Every mistake is
+transceiver (`radio_config`); `device.load_bench_file` reads either. Every mistake is
 one line naming the file, the table and the key.
 """
 
@@ -178,16 +178,6 @@ def interlock_table(p: Path, doc: dict[str, Any]) -> Interlock:
     )
     i.done()
     return out
-
-
-def load_bench_file(path: str | Path) -> Any:
-    """A `BenchConfig` (``[generator]`` + ``[analyser]``) or a `RadioConfig` (``[radio]``)."""
-    p, doc = read_toml(path)
-    if "radio" in doc:
-        from hwloop.drivers.bench.radio_config import radio_config
-
-        return radio_config(p, doc)
-    return bench_config(p, doc)
 
 
 def load_config(path: str | Path) -> BenchConfig:

@@ -40,41 +40,18 @@ from hwloop.device import (
 )
 from hwloop.drivers.bench import personalities
 from hwloop.drivers.bench.alignment import Alignment, align, causal_offset
-from hwloop.drivers.bench.config import BenchConfig, load_bench_file
+from hwloop.drivers.bench.config import BenchConfig, bench_config, read_toml
 from hwloop.drivers.bench.instruments import Analyser, Generator
 from hwloop.drivers.bench.interlock import Interlock, InterlockLog, check_armed, period_levels
+from hwloop.drivers.bench.radio_config import RadioConfig, radio_config
 from hwloop.drivers.bench.session import ScpiSession, quick_command, resource_manager
+from hwloop.drivers.bench.signals import MEMORY, calibration_signal, quantise
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
 INSTALL_HINT = "pip install 'hwloop[bench]'"
-MEMORY = 1 << 24  # samples: the generic set's waveform and record-length ceiling
-CAL_SEED = 20240623
 DRIFT_SAMPLES = 0.1  # a capture's own delay estimate this far from the session's is flagged
-
-
-def quantise(z: np.ndarray) -> np.ndarray:
-    """int16 (n, 2) I,Q of complex z in full-scale units, never above |z| in magnitude."""
-    z = np.asarray(z, complex)
-    iq = np.rint(np.stack([z.real, z.imag], axis=1) * 32767.0)
-    over = np.hypot(iq[:, 0], iq[:, 1]) > np.abs(z) * 32767.0
-    if over.any():  # rounding both parts up can step outside |z|: round those toward zero
-        iq[over] = np.trunc(np.stack([z[over].real, z[over].imag], axis=1) * 32767.0)
-    return np.clip(iq, -32767, 32767).astype(np.int16)
-
-
-def calibration_signal(n: int, rms: float, peak: float) -> np.ndarray:
-    """Seeded complex noise inside +-0.4 fs, clipped to 9 dB PAPR, at RMS ``rms`` (peak below ``peak``)."""
-    rng = np.random.default_rng(CAL_SEED)
-    z = rng.normal(size=n) + 1j * rng.normal(size=n)
-    keep = np.abs(np.fft.fftfreq(n)) < 0.4
-    for _ in range(4):
-        z = np.fft.ifft(np.fft.fft(z) * keep)
-        limit = np.sqrt(np.mean(np.abs(z) ** 2) * 10**0.9)
-        z = np.where(np.abs(z) > limit, z * limit / np.maximum(np.abs(z), 1e-300), z)
-    z *= rms / np.sqrt(np.mean(np.abs(z) ** 2))
-    return z * min(1.0, 0.999 * peak / np.abs(z).max())
 
 
 class BenchDevice(BaseDevice):
@@ -310,6 +287,12 @@ def _bench_path(uri: str) -> Path:
     if not rest or "?" in rest:
         raise UsageError(f"bench URI {uri!r}: expected bench:FILE.toml (no parameters)")
     return Path(rest)
+
+
+def load_bench_file(path: str | Path) -> BenchConfig | RadioConfig:
+    """A `BenchConfig` (``[generator]`` + ``[analyser]``) or a `RadioConfig` (``[radio]``)."""
+    p, doc = read_toml(path)
+    return radio_config(p, doc) if "radio" in doc else bench_config(p, doc)
 
 
 def open_bench(uri: str) -> BaseDevice:

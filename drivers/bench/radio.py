@@ -46,7 +46,7 @@ log.addHandler(logging.NullHandler())
 INSTALL_HINT = "pip install 'hwloop[sdr]' (pyadi-iio, pylibiio) and the libiio library (Debian: libiio0)"
 DMA_STATUS = 0x80000088
 OVERFLOW = 0x4
-LATENCY_S = 0.05  # a round trip to a radio on the LAN, generously
+LATENCY_S = 0.1  # a round trip to a radio on the LAN or USB, generously
 RATE = 10e6  # bytes/s a buffer transfer is allowed at least
 LOST = (errno.EPIPE, errno.ECONNRESET, errno.ECONNREFUSED, errno.ENOTCONN, errno.ECONNABORTED, errno.EBADF)
 

@@ -29,7 +29,6 @@ import numpy as np
 
 from hwloop.device import BaseDevice, DeviceError, DeviceInfo, IQEnvelope, OutOfRangeError, UnusableAnswer
 from hwloop.drivers.bench.alignment import align, causal_offset
-from hwloop.drivers.bench.device import MEMORY, calibration_signal
 from hwloop.drivers.bench.impairments import (
     Cleaned,
     carrier_offset,
@@ -41,23 +40,13 @@ from hwloop.drivers.bench.impairments import (
 from hwloop.drivers.bench.interlock import Interlock, InterlockLog, check_armed, period_levels
 from hwloop.drivers.bench.radio import RadioSession, pyadi_class
 from hwloop.drivers.bench.radio_config import RadioConfig
+from hwloop.drivers.bench.signals import DAC_FS, MEMORY, calibration_signal, quantise12
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
-DAC_FS = 2047
 ADC_FS = 2048.0
 DRIFT_SAMPLES = 0.1
-
-
-def quantise12(z: np.ndarray) -> np.ndarray:
-    """12-bit DAC codes (n, 2) of complex z in full-scale units, never above |z| in magnitude."""
-    z = np.asarray(z, complex)
-    iq = np.rint(np.stack([z.real, z.imag], axis=1) * DAC_FS)
-    over = np.hypot(iq[:, 0], iq[:, 1]) > np.abs(z) * DAC_FS
-    if over.any():
-        iq[over] = np.trunc(np.stack([z[over].real, z[over].imag], axis=1) * DAC_FS)
-    return np.clip(iq, -DAC_FS, DAC_FS).astype(np.int16)
 
 
 class RadioDevice(BaseDevice):

@@ -105,17 +105,17 @@ class RadioPath:
         return y[:, 0] + 1j * y[:, 1]
 
     def _response(self, waveform: np.ndarray, tx_gain_db: float, length: int) -> np.ndarray:
-        """The amplifier's steady-state output for the looped ``waveform``, at least ``length`` samples
-        long; kept while the same buffer plays (a capture is then cheap, as on a radio that streams)."""
-        key = self._cache[0] if self._cache else None
-        if key is not None and key[0] is waveform and key[1] == tx_gain_db and len(self._cache[1]) >= length:
-            return self._cache[1]
-        d = dac_units(waveform) * 10 ** ((tx_gain_db + self.pa_drive_db) / 20)
-        reps = -(-length // len(d)) + 1  # one period more first: the amplifier reaches its steady state
-        self.pa.reset()
-        out = self._pa(np.tile(d, reps))[len(d) :]
-        self._cache = ((waveform, tx_gain_db), out)
-        return out
+        """The amplifier's steady-state output for the looped ``waveform``, at least ``length`` samples:
+        one period after a warm-up period, repeated. Kept while the same buffer plays, so a capture is
+        cheap, as on a radio that streams; the amplifier's own noise is then the same in every period
+        of a capture (and new with every buffer)."""
+        cached = self._cache
+        if cached is None or cached[0][0] is not waveform or cached[0][1] != tx_gain_db:
+            d = dac_units(waveform) * 10 ** ((tx_gain_db + self.pa_drive_db) / 20)
+            self.pa.reset()
+            cached = self._cache = ((waveform, tx_gain_db), self._pa(np.tile(d, 2))[len(d) :])
+        period = cached[1]
+        return np.tile(period, -(-length // len(period)))
 
     def capture(
         self,
