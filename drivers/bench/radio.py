@@ -13,7 +13,9 @@ What a `RadioSession` guarantees, for the device and the interlock:
   cleared, one refill kept, the status read again: an overflow (samples lost
   inside the capture) is reported;
 - each call is timed (``busy_since``, ``deadline``, ``expected_s`` for the
-  interlock's watchdog); a libiio error is a lost link when it comes before
+  interlock's watchdog; the expected time grows by up to ``SLACK_S`` with
+  the lateness of the last calls, so a loaded host or radio does not trip it,
+  while a reply that does not come still does within 1 s); a libiio error is a lost link when it comes before
   the timeout (the peer closed or reset the connection: libiio 0.x answers
   both a timeout and a closed connection with EPIPE, so the clock tells them
   apart) and a `DeviceTimeout` after it. After either, the context is never
@@ -32,6 +34,7 @@ import logging
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -46,7 +49,8 @@ log.addHandler(logging.NullHandler())
 INSTALL_HINT = "pip install 'hwloop[sdr]' (pyadi-iio, pylibiio) and the libiio library (Debian: libiio0)"
 DMA_STATUS = 0x80000088
 OVERFLOW = 0x4
-LATENCY_S = 0.1  # a round trip to a radio on the LAN or USB, generously
+LATENCY_S = 0.05  # a round trip to a radio on the LAN or USB, generously
+SLACK_S = 0.3  # at most this much is added to a call's expected time for the lateness seen lately
 RATE = 10e6  # bytes/s a buffer transfer is allowed at least
 LOST = (errno.EPIPE, errno.ECONNRESET, errno.ECONNREFUSED, errno.ENOTCONN, errno.ECONNABORTED, errno.EBADF)
 
@@ -95,6 +99,7 @@ class RadioSession:
         self.broken = ""
         self.tx_lock = threading.Lock()
         self._lock = threading.Lock()
+        self._late: deque[float] = deque(maxlen=20)  # how late the last calls came, past their expected time
         self.sdr = connect(radio, self.timeout_s)
         self.second: Any = connect(radio, emergency_timeout_s)
         attrs = dict(self.sdr.ctx.attrs)
@@ -109,9 +114,13 @@ class RadioSession:
             raise DeviceDisconnected(f"radio: the session is closed after {self.broken}")
         with self._lock:
             t0 = time.monotonic()
-            self.expected_s, self.busy_since, self.deadline = expected_s, t0, t0 + self.timeout_s + expected_s
+            slack = min(SLACK_S, 2 * max(self._late, default=0.0))
+            self.expected_s, self.busy_since = expected_s + slack, t0
+            self.deadline = t0 + self.timeout_s + expected_s
             try:
-                return call()
+                out = call()
+                self._late.append(max(0.0, time.monotonic() - t0 - expected_s))
+                return out
             except OSError as exc:
                 took = time.monotonic() - t0
                 code = exc.errno or 0

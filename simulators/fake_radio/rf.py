@@ -5,7 +5,7 @@ units d = code12 / 2047 -> TX attenuation ``hardwaregain`` (dB, <= 0) and a
 fixed drive: the amplifier's input u = d * 10^((tx_gain + pa_drive_db)/20)
 (|u| = 1 is the amplifier's full scale) -> the amplifier (any 2 -> 2 hwloop
 device), steady state of the looped buffer -> a fixed delay (integer +
-fractional, windowed sinc on the periodic stream) -> the coupler and
+fractional, band-limited on the periodic stream) -> the coupler and
 attenuator to the receiver and its gain: 10^((rx_path_db + rx_gain)/20) with
 a fixed phase -> the residual carrier offset between TX and RX LOs, a phase
 ramp exp(j 2 pi cfo t) whose phase at the capture's start is random (the
@@ -22,12 +22,12 @@ amplifier saturates; a simulator would refuse) and counted in ``overdriven``.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from hwloop.device import Device
-from hwloop.simulators.fake_bench.path import FIR_HALF, PathModel
 
 DAC_FS = 2047.0
 ADC_FS = 2048.0
@@ -59,6 +59,7 @@ class RadioPath:
     dc: complex = field(init=False)
     overdriven: int = 0
     _cache: tuple | None = field(default=None, init=False, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if (self.pa.info.in_dim, self.pa.info.out_dim) != (2, 2):
@@ -104,18 +105,25 @@ class RadioPath:
         y = self.pa.query(x).astype(np.float64)
         return y[:, 0] + 1j * y[:, 1]
 
-    def _response(self, waveform: np.ndarray, tx_gain_db: float, length: int) -> np.ndarray:
-        """The amplifier's steady-state output for the looped ``waveform``, at least ``length`` samples:
-        one period after a warm-up period, repeated. Kept while the same buffer plays, so a capture is
-        cheap, as on a radio that streams; the amplifier's own noise is then the same in every period
-        of a capture (and new with every buffer)."""
-        cached = self._cache
-        if cached is None or cached[0][0] is not waveform or cached[0][1] != tx_gain_db:
-            d = dac_units(waveform) * 10 ** ((tx_gain_db + self.pa_drive_db) / 20)
-            self.pa.reset()
-            cached = self._cache = ((waveform, tx_gain_db), self._pa(np.tile(d, 2))[len(d) :])
-        period = cached[1]
-        return np.tile(period, -(-length // len(period)))
+    def period(self, waveform: np.ndarray, tx_gain_db: float) -> np.ndarray:
+        """One period of what reaches the receiver's mixer for the looped ``waveform``: the amplifier's
+        steady state (a period after a warm-up period), delayed (band-limited and circular: exact for
+        the periodic stream) and with the path's phase. Kept while the same buffer plays, so a capture
+        is cheap, as on a radio that streams; the amplifier's own noise is then the same in every
+        period (and new with every buffer). Thread-safe: the radio computes it ahead when a buffer
+        arrives."""
+        with self._lock:
+            cached = self._cache
+            if cached is None or cached[0][0] is not waveform or cached[0][1] != tx_gain_db:
+                d = dac_units(waveform) * 10 ** ((tx_gain_db + self.pa_drive_db) / 20)
+                self.pa.reset()
+                out = self._pa(np.tile(d, 2))[len(d) :]
+                k = np.fft.fftfreq(len(out)) * len(out)
+                if len(out) % 2 == 0:
+                    k[len(out) // 2] = 0.0  # the Nyquist bin has no sign: leave it unrotated
+                out = np.fft.ifft(np.fft.fft(out) * np.exp(-2j * np.pi * k * self.delay / len(out)))
+                cached = self._cache = ((waveform, tx_gain_db), out * np.exp(1j * self.phase))
+            return cached[1]
 
     def capture(
         self,
@@ -133,14 +141,11 @@ class RadioPath:
         if waveform is None or not len(waveform):
             r = np.zeros(n, complex)
         else:
-            period = len(waveform)
-            d_int = math.floor(self.delay)
+            per = self.period(waveform, tx_gain_db)
+            start = int(self.rng.integers(len(per)))  # free-running: any sample of the period
             lost = n // 4
-            out = self._response(waveform, tx_gain_db, period + n + lost + 2 * FIR_HALF + d_int)
-            start = int(self.rng.integers(period))  # free-running: any sample of the period
-            r = PathModel._delayed(out, float(self.delay - d_int), start, n + lost, d_int)
-            keep = np.r_[0 : n // 3, n // 3 + lost : n + lost] if overflow else np.arange(n)
-            r = r[keep] * 10 ** ((self.rx_path_db + rx_gain_db) / 20) * np.exp(1j * self.phase)
+            idx = np.r_[0 : n // 3, n // 3 + lost : n + lost] if overflow else np.arange(n)
+            r = per[(start + idx) % len(per)] * 10 ** ((self.rx_path_db + rx_gain_db) / 20)
         t = np.arange(n) / fs
         r = r * np.exp(1j * (2 * math.pi * self.cfo_hz * t + self.rng.uniform(-math.pi, math.pi)))
         mu, nu = self.iq
