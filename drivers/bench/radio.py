@@ -64,7 +64,7 @@ def pyadi_class(device: str) -> Any:
     try:
         import adi
         import iio  # noqa: F401
-    except (ImportError, OSError) as exc:  # OSError: pylibiio found no libiio library
+    except (ImportError, OSError, AttributeError) as exc:  # pylibiio without a libiio library: no symbols
         raise MissingExtraError(
             f"bench: a [radio] needs pyadi-iio and libiio ({exc}): {INSTALL_HINT}"
         ) from None
