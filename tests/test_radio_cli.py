@@ -127,6 +127,7 @@ def test_a_plugin_device_is_the_amplifier_behind_the_fake_radio(tmp_path: Path) 
         (["--device-class", "ad9361"], "--device-class needs --radio"),
         (["--radio", "--pa", "sim:rapp"], "I/Q device"),
         (["--radio", "--pa", "nosuch:thing"], "unknown device scheme"),
+        (["--radio", "--fs", "1e9"], "outside a radio's"),
     ],
 )
 def test_serve_bench_refuses_what_would_not_act(args: list[str], message: str) -> None:

@@ -12,7 +12,7 @@ import click
 
 from hwloop.errors import UsageError
 
-VISA_ONLY = ("dialect", "generator_port", "analyser_port", "fs", "gain_db")
+VISA_ONLY = ("dialect", "generator_port", "analyser_port", "gain_db")
 RADIO_ONLY = ("device_class", "port", "cfo_hz")
 
 
@@ -40,13 +40,22 @@ RADIO_ONLY = ("device_class", "port", "cfo_hz")
 @click.option("--generator-port", default=5025, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--analyser-port", default=5026, show_default=True, type=click.IntRange(0, 65535))
 @click.option(
-    "--fs", default=800e6, show_default=True, type=float, help="Sample rate written to the file, Hz."
+    "--fs",
+    default=800e6,
+    show_default=True,
+    type=float,
+    help="Sample rate written to the file, Hz (--radio: 30.72e6 unless given).",
 )
 @click.option("--delay", default=None, type=float, help="Path delay in samples (default: drawn from --seed).")
 @click.option("--gain-db", default=None, type=float, help="Path gain after the PA, dB (default: drawn).")
 @click.option("--phase", default=None, type=float, help="Path phase, rad (default: drawn).")
 @click.option(
-    "--timeout", "timeout_s", default=0.5, show_default=True, type=float, help="timeout_s in the file."
+    "--timeout",
+    "timeout_s",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="timeout_s in the file (--radio: 2 unless given).",
 )
 @click.option(
     "--write", "write", default=None, type=click.Path(dir_okay=False), help="Also save the file here."
@@ -89,7 +98,9 @@ def serve_bench(
         opt = "--" + wrong[0].replace("_", "-")
         raise UsageError(f"serve-bench: {opt} {'needs' if not radio else 'is not for'} --radio")
     if radio:
-        _serve_radio(pa, seed, host, port, device_class, delay, phase, cfo_hz, timeout_s, write)
+        rate = fs if "fs" in given else 30.72e6
+        timeout = timeout_s if "timeout_s" in given else 2.0
+        _serve_radio(pa, seed, host, port, device_class, delay, phase, cfo_hz, rate, timeout, write)
         return
     from hwloop.simulators.fake_bench.bench import FakeBench
 
@@ -125,10 +136,13 @@ def _serve_radio(
     delay: float | None,
     phase: float | None,
     cfo_hz: float | None,
+    sample_rate: float,
     timeout_s: float,
     write: str | None,
 ) -> None:
     """A fake radio (simulators/fake_radio) with the device ``pa`` between its TX and RX."""
+    if not 520833 <= sample_rate <= 61.44e6:
+        raise UsageError(f"serve-bench: --fs {sample_rate:g} is outside a radio's 520833 .. 61.44e6 S/s")
     from hwloop.registry import open_device
     from hwloop.simulators.fake_radio.radio import FakeRadio
 
@@ -152,7 +166,7 @@ def _serve_radio(
         raise UsageError(f"serve-bench: {exc}") from None
     what = f"a fake radio ({device_class}, amplifier {pa}) at {fake.uri}"
     try:
-        _serve(fake, fake.toml(timeout_s=max(timeout_s, 2.0)), what, write)
+        _serve(fake, fake.toml(timeout_s=timeout_s, sample_rate=sample_rate), what, write)
     finally:
         amp.close()
 

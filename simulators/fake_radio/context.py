@@ -165,7 +165,7 @@ class TransceiverState:
 
 
 GAIN_MODES = ("manual", "fast_attack", "slow_attack", "hybrid")
-RATES = (2083333, 61.44e6)
+RATES = (520833, 61.44e6)  # below 2.08 MS/s with the FIR filter, as pyadi-iio sets it
 
 
 def build_context(
@@ -217,7 +217,7 @@ def build_context(
             Attr("rf_bandwidth_available", lambda: "[200000 1 56000000]"),
             Attr("sampling_frequency", lambda: str(int(st.sample_rate)),
                  setter("sample_rate", _ranged(*RATES), _field(st, "sample_rate"))),
-            Attr("sampling_frequency_available", lambda: "[2083333 1 61440000]"),
+            Attr("sampling_frequency_available", lambda: "[520833 1 61440000]"),
             Attr("rf_port_select", lambda: "A_BALANCED", lambda t: None),
             Attr("rf_port_select_available", lambda: "A_BALANCED B_BALANCED C_BALANCED"),
             Attr("rssi", lambda: "100.00 dB"),
@@ -235,7 +235,7 @@ def build_context(
             Attr("rf_bandwidth_available", lambda: "[200000 1 40000000]"),
             Attr("sampling_frequency", lambda: str(int(st.sample_rate)),
                  setter("sample_rate", _ranged(*RATES), _field(st, "sample_rate"))),
-            Attr("sampling_frequency_available", lambda: "[2083333 1 61440000]"),
+            Attr("sampling_frequency_available", lambda: "[520833 1 61440000]"),
             Attr("rf_port_select", lambda: "A", lambda t: None),
             Attr("rf_port_select_available", lambda: "A B"),
             Attr("rssi", lambda: "0.00 dB"),

@@ -92,6 +92,7 @@ class FakeRadio:
         self.captures = 0
         self.rx_buffer_sizes: list[int] = []
         self._lock = threading.RLock()
+        self._rx_lock = threading.Lock()  # one capture at a time (the RF model's random state)
         self._waveform: np.ndarray | None = None
         self._previous: np.ndarray | None = None
         self._tx_owner: int | None = None
@@ -276,7 +277,7 @@ class FakeRadio:
         _, mask, _ = conn.opened[dev.id]
         size = sample_size(dev, mask)
         n = nbytes // size
-        with self._lock:
+        with self._lock:  # what plays now; the capture is computed outside, TX may change meanwhile
             wave = self._previous if self._stale_next else self._waveform
             overflow, self._overflow_next, self._stale_next = self._overflow_next, False, False
             st = self.state
@@ -284,9 +285,10 @@ class FakeRadio:
             if overflow:
                 regs = st.registers["adc"]
                 regs[DMA_STATUS] = regs.get(DMA_STATUS, 0) | OVERFLOW_BIT
+            self.captures += 1
+        with self._rx_lock:
             codes, _ = self.path.capture(wave, n, tx_gain_db=tx_gain, rx_gain_db=rx_gain, fs=fs,
                                          overflow=overflow)  # fmt: skip
-            self.captures += 1
         out = np.zeros((n, size // 2), np.int16)
         out[:, :2] = codes
         return out.astype("<i2").tobytes()
