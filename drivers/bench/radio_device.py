@@ -37,7 +37,7 @@ from hwloop.drivers.bench.impairments import (
     derotate,
     fit_image,
 )
-from hwloop.drivers.bench.interlock import Interlock, InterlockLog, check_armed, period_levels
+from hwloop.drivers.bench.interlock import Interlock, InterlockLog, Tripped, check_armed, period_levels
 from hwloop.drivers.bench.radio import RadioSession, pyadi_class
 from hwloop.drivers.bench.radio_config import RadioConfig
 from hwloop.drivers.bench.signals import DAC_FS, MEMORY, calibration_signal, quantise12
@@ -133,7 +133,10 @@ class RadioDevice(BaseDevice):
             readback = s.tx_off()
             il.note_rf(False, cause="capture done", readback=readback)
         except BaseException as exc:
+            earlier = il.tripped  # the watchdog's trip cancels a blocked refill: say why, not "EBADF"
             il.trip(f"{type(exc).__name__}: {exc}")
+            if earlier and isinstance(exc, DeviceError) and not isinstance(exc, Tripped):
+                raise Tripped(f"radio: the interlock tripped ({earlier}); then {exc}") from None
             raise
         self.captures += 1
         if overflow:
