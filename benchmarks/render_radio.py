@@ -39,7 +39,7 @@ def section_radio(data: dict) -> list[str]:
                 verdict(c["acpr_radio_minus_direct_db"] <= 1.0),
             ]
         )
-    header = ["amplifier", "no DPD (dBc)", "direct (dBc)", "radio (dBc)", "radio - direct (dB)",
+    header = ["amplifier", "no DPD, radio (dBc)", "direct (dBc)", "radio (dBc)", "radio - direct (dB)",
               "EVM direct / radio (dB)", "peak at DAC (dBFS)", "within 1 dB"]  # fmt: skip
     out += table(header, rows)
     cal = []
