@@ -160,7 +160,7 @@ class RadioSession:
     def configure(self) -> dict[str, Any]:
         """Safe state first (no TX buffer, attenuation at its maximum), then rate, LOs, filters, gains."""
         r = self.radio
-        self.tx_off()
+        off = self.tx_off()
         fs = self._set("sample rate", "sample_rate", round(r.sample_rate),
                        lambda v: math.isclose(v, r.sample_rate, rel_tol=1e-4))  # fmt: skip
         rx_lo = self._set("RX LO", "rx_lo", round(r.rx_lo_hz), lambda v: abs(v - r.rx_lo_hz) < 1e3)
@@ -173,7 +173,7 @@ class RadioSession:
                             lambda v: abs(v - r.rx_gain_db) <= 0.5)  # fmt: skip
         self._io("tx_cyclic_buffer = True", lambda: setattr(self.sdr, "tx_cyclic_buffer", True))
         return {"sample_rate": fs, "rx_lo_hz": rx_lo, "tx_lo_hz": tx_lo, "rx_bandwidth_hz": rx_bw,
-                "tx_bandwidth_hz": tx_bw, "rx_gain_db": rx_gain}  # fmt: skip
+                "tx_bandwidth_hz": tx_bw, "rx_gain_db": rx_gain, "tx_gain_db": off}  # fmt: skip
 
     def set_tx_gain(self, db: float) -> float:
         """TX attenuation written and read back (0.25 dB steps)."""

@@ -81,7 +81,7 @@ class RadioDevice(BaseDevice):
             self.settings = self.session.configure()
             self.fs = float(self.settings["sample_rate"])
             self.log.record("configured", **self.settings)
-            self.log.record("rf_off", cause="configuration", readback=-89.75)
+            self.log.record("rf_off", cause="configuration", readback=self.settings["tx_gain_db"])
             self.interlock.install()
             self.calibration = self._calibrate()
         except BaseException as exc:
