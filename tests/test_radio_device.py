@@ -1,8 +1,10 @@
 """The radio as a device: what the calibration measures, what a query answers, and answers never misplaced.
 
-The fake radio's impairments are known (seeded), so the calibration's
-estimates are checked against them: fractional delay, residual carrier
-offset, DC offset, image rejection. A query's answer is checked against the
+These tests are about measurement, not the watchdog (tests/test_radio_interlock.py):
+their bench files give it the largest grace (``rf_grace_s = 0.8``), so a loaded
+machine does not trip it. The fake radio's impairments are known (seeded), so
+the calibration's estimates are checked against them: fractional delay,
+residual carrier offset, DC offset, image rejection. A query's answer is checked against the
 amplifier's own output for the same drive (the amplifier simulator queried
 directly), and every answer the query log keeps against its own query.
 """
@@ -25,6 +27,7 @@ from hwloop.simulators.catalog import open_sim
 from hwloop.simulators.fake_radio.radio import FakeRadio
 
 PA = "sim:pa_wh?seed=3&noise=0"
+GRACE = 0.8
 
 
 @pytest.fixture
@@ -55,7 +58,7 @@ def _nmse_db(y: np.ndarray, ref: np.ndarray) -> float:
 def test_the_calibration_measures_the_radios_impairments(armed, tmp_path: Path) -> None:
     with FakeRadio(open_sim(PA), seed=7, cfo_hz=-180.0, iq_gain_db=0.5, iq_phase_deg=3.0) as fr:
         path = tmp_path / "radio.toml"
-        path.write_text(fr.toml())
+        path.write_text(fr.toml(rf_grace_s=GRACE))
         dev = open_bench(f"bench:{path}")
         cal = dev.calibration
         report = dev.probe_report()["bench"]
@@ -81,7 +84,7 @@ def test_an_answer_is_the_amplifiers_output_through_every_impairment(
 ) -> None:
     with FakeRadio(open_sim(PA), device_class=device_class, seed=3, cfo_hz=cfo) as fr:
         path = tmp_path / "radio.toml"
-        path.write_text(fr.toml())
+        path.write_text(fr.toml(rf_grace_s=GRACE))
         dev = open_bench(f"bench:{path}")
         x = _drive(8000, 0.9, seed=5)
         y = dev.query(x)
@@ -99,7 +102,7 @@ def test_every_logged_answer_belongs_to_its_own_query(armed, tmp_path: Path) -> 
     the amplifier's output for its own drive, not for a neighbour's."""
     with FakeRadio(open_sim(PA), seed=4) as fr:
         path = tmp_path / "radio.toml"
-        path.write_text(fr.toml(periods=2))
+        path.write_text(fr.toml(periods=2, rf_grace_s=GRACE))
         dev = open_bench(f"bench:{path}")
         qlog = QueryLog(tmp_path / "q.sqlite", 2, 2)
         meter = MeteredDevice(dev, qlog, budget=10**6)
@@ -124,7 +127,7 @@ def test_every_logged_answer_belongs_to_its_own_query(armed, tmp_path: Path) -> 
 def test_an_overflowed_or_stale_capture_is_unusable(armed, tmp_path: Path) -> None:
     with FakeRadio(open_sim(PA), seed=5) as fr:
         path = tmp_path / "radio.toml"
-        path.write_text(fr.toml(periods=2).replace("[radio]", "[radio]\nflush = 0"))
+        path.write_text(fr.toml(periods=2, rf_grace_s=GRACE).replace("[radio]", "[radio]\nflush = 0"))
         dev = open_bench(f"bench:{path}")
         dev.query(_drive(2000, 0.8, 1))
         fr.fault_at("READBUF", "overflow")
@@ -141,7 +144,9 @@ def test_an_overflowed_or_stale_capture_is_unusable(armed, tmp_path: Path) -> No
 def test_a_capture_at_the_adcs_rails_is_a_clear_error(armed, tmp_path: Path) -> None:
     with FakeRadio(open_sim(PA), seed=6) as fr:
         path = tmp_path / "radio.toml"
-        path.write_text(fr.toml(rx_gain_db=42.0))  # the calibration, 20 dB down, fits; full drive does not
+        path.write_text(
+            fr.toml(rx_gain_db=42.0, rf_grace_s=GRACE)
+        )  # the calibration, 20 dB down, fits; full drive does not
         dev = open_bench(f"bench:{path}")
         with pytest.raises(DeviceError, match="lower \\[radio\\] rx_gain_db"):
             dev.query(_drive(2000, 1.0, 1))

@@ -115,8 +115,10 @@ class FakeRadio:
         rx_gain_db: float = 30.0,
         guard: int = 256,
         periods: int = 4,
+        rf_grace_s: float | None = None,
     ) -> str:
-        """A bench file for this radio: ``[radio]``, ``[signal]``, ``[limits]`` (and ``[interlock]``)."""
+        """A bench file for this radio: ``[radio]``, ``[signal]``, ``[limits]`` (and ``[interlock]``:
+        ``log``, ``rf_grace_s`` when given)."""
         lines = [
             "[radio]",
             f'uri = "{self.uri}"',
@@ -139,8 +141,11 @@ class FakeRadio:
             "max_samples = 1000000",
             f"max_tx_gain_db = {tx_gain_db}",
         ]
-        if log:
-            lines += ["", "[interlock]", f'log = "{log}"']
+        interlock = ([f'log = "{log}"'] if log else []) + (
+            [f"rf_grace_s = {rf_grace_s}"] if rf_grace_s is not None else []
+        )
+        if interlock:
+            lines += ["", "[interlock]", *interlock]
         return "\n".join(lines) + "\n"
 
     # ------------------------------------------------------------ what the transmitter does
