@@ -107,6 +107,7 @@ BENCHES = (
     Bench("calibrate_units", "calibrate_units.py", (), _all_cells_fresh),
     Bench("export", "export.py", (), _whole("gmp"), force_flag=False),
     Bench("bench_dpd", "bench_dpd.py", (), _whole("cells"), force_flag=False),
+    Bench("radio_dpd", "radio_dpd.py", (), _whole("cells"), force_flag=False),
 )
 
 
