@@ -312,7 +312,7 @@ def _run(
     finally:
         qlog.close()
     metrics = _metrics(plan, name, scores, metered, prior_xy, outcome, rd, t_start, opts)
-    rd.write_metrics(metrics)
+    rd.write_train_metrics(metrics)  # hwloop eval's figures (metrics.json's eval) stay
     log.info(
         "closed-loop NMSE %s dB, noise floor %s dB", metrics["closed_loop_nmse_db"], metrics["noise_floor_db"]
     )
