@@ -20,6 +20,7 @@ from hwloop.device import BaseDevice, DeviceInfo, IQEnvelope, check_inputs
 from hwloop.errors import OutOfRangeError, ShapeError
 from hwloop.evaluate import probe_device
 from hwloop.metered import MeteredDevice
+from hwloop.querylog import open_run_log
 from hwloop.run import TrainOptions
 from hwloop.simulators.catalog import make_sim
 
@@ -163,5 +164,5 @@ def test_the_command_line_run_logs_nothing_beyond_the_peak(tmp_path: Path) -> No
     run = tmp_path / "run"
     args = ["train", "--device", "sim:saleh_iq", "--queries", "600", "--fit-steps", "100", "--out", str(run)]
     assert CliRunner().invoke(cli, args).exit_code == 0
-    x, _ = hwloop.querylog.open_run_log(run).arrays(None)  # training, evaluation and noise rows
+    x, _ = open_run_log(run).arrays(None)  # training, evaluation and noise rows
     assert len(x) > 600 and np.max(np.hypot(x[:, 0].astype(np.float64), x[:, 1])) <= 0.5
