@@ -9,8 +9,9 @@ carry their measured figures between markers, invisible on the rendered page:
     <!-- /table -->                              returns
 
 EXPR is a Python expression over the results files, each by its name
-(``dpd_families["cells"]["pa_wh/gmp/ila"]["wall_s"]``), with the helpers of
-`render_docs_tables` (``lo``, ``hi``, ``mean``, ``cells``). SPEC is a format
+(``dpd_families["cells"]["pa_wh/gmp/ila"]["wall_s"]``), the short names of
+`render_docs_tables.VIEWS` (``families["pa_wh/gmp/ila"]["wall_s"]``) and its
+helpers (``lo``, ``hi``, ``mean``, ``gap``, ...). SPEC is a format
 spec (``.1f``, ``+.1f``, ``,d``, ``.0f``); ``.1f minus`` writes a negative
 value with the typographic minus (U+2212). This renders every marker anew;
 ``--check`` only compares, and tests/test_doc_figures.py runs that check, so
@@ -27,6 +28,7 @@ must be a marker, or a setting rather than a measurement, listed in
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import sys
@@ -48,14 +50,20 @@ def docs() -> list[Path]:
 
 
 class Results(dict):
-    """The results files by name, read when first named in an expression."""
+    """Every results file by its name (benchmarks/results/NAME.json), read once."""
 
-    def __missing__(self, name: str) -> dict:
-        path = RESULTS / f"{name}.json"
-        if not path.is_file():
-            raise KeyError(f"no results file {path.relative_to(ROOT)}")
-        self[name] = json.loads(path.read_text())
-        return self[name]
+    def __init__(self) -> None:
+        super().__init__({p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))})
+
+    def namespace(self) -> dict:
+        """What a marker's expression sees: the results, their `VIEWS` and the `HELPERS`."""
+        from render_docs_tables import HELPERS, VIEWS
+
+        views = {}
+        for name, view in VIEWS.items():
+            with contextlib.suppress(KeyError, TypeError):  # its results file missing: a marker says so
+                views[name] = view(self)
+        return {"__builtins__": {}, **HELPERS, **self, **views}
 
 
 def fmt(value: object, spec: str | None) -> str:
@@ -84,9 +92,10 @@ class Mismatch:
 
 def render_text(text: str, results: Results | None = None, doc: str = "?") -> tuple[str, list[Mismatch]]:
     """``text`` with every marker rendered from the results, and the markers whose text differed."""
-    from render_docs_tables import HELPERS, TABLES
+    from render_docs_tables import TABLES
 
     results = results if results is not None else Results()
+    namespace = results.namespace()
     found: list[Mismatch] = []
 
     def line_of(pos: int) -> int:
@@ -103,7 +112,7 @@ def render_text(text: str, results: Results | None = None, doc: str = "?") -> tu
 
     def fig(m: re.Match) -> str:
         try:
-            value = eval(m["expr"], {"__builtins__": {}, **HELPERS}, results)  # the project's own docs
+            value = eval(m["expr"], namespace)  # the project's own docs, nothing from outside
         except Exception as exc:  # the doc names a cell the results do not hold: say where
             raise KeyError(f"{doc}:{line_of(m.start())}: {m['expr']}: {exc!r}") from None
         shown = fmt(value, m["spec"])
@@ -111,8 +120,8 @@ def render_text(text: str, results: Results | None = None, doc: str = "?") -> tu
             found.append(Mismatch(doc, line_of(m.start()), m["expr"], m["text"], shown))
         return m.group(0).replace(f"-->{m['text']}<!-- /fig -->", f"-->{shown}<!-- /fig -->")
 
-    out = TABLE.sub(table, text)
-    out = FIG.sub(fig, out)
+    out = FIG.sub(fig, text)
+    out = TABLE.sub(table, out)
     return out, found
 
 
