@@ -17,13 +17,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 LINKS = {"hwloop/drivers", "hwloop/simulators"}
-SKIP_DIRS = {"__pycache__", "build", "runs", "export", ".venv", ".git", ".pytest_cache", ".ruff_cache"}
+SKIP_DIRS = {"__pycache__", "build"}  # anywhere; at the root, also what commands and tools write there
+SKIP_ROOT = {"runs", "export", ".venv", ".git", ".pytest_cache", ".ruff_cache", ".hypothesis"}
 
 
 def source_files() -> set[str]:
     """The checkout's files: git's list in a clone, else every file but caches and build output."""
-    res = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=False)
-    if res.returncode == 0 and res.stdout.strip():
+    top = subprocess.run(["git", "rev-parse", "--show-toplevel"], cwd=ROOT, capture_output=True, text=True)
+    if top.returncode == 0 and Path(top.stdout.strip()).resolve() == ROOT:
+        res = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True)
         return set(res.stdout.split("\n")) - {""} - LINKS
     found = set()
     for dirpath, dirnames, filenames in os.walk(ROOT):
@@ -32,6 +34,7 @@ def source_files() -> set[str]:
             d
             for d in dirnames
             if d not in SKIP_DIRS
+            and not (here == ROOT and d in SKIP_ROOT)
             and not d.endswith(".egg-info")
             and str((here / d).relative_to(ROOT)) not in LINKS
         ]
