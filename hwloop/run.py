@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from hwloop.querylog import QueryLog
 from hwloop.registry import open_device
 from hwloop.rundir import DEFAULT_QUERIES, SURROGATE_FILE, RunDir, RunPlan, TrainOptions, option_fields
 from hwloop.strategies.base import Context, Outcome, Settings
-from hwloop.strategies.registry import check_options, choose, run_strategy
+from hwloop.strategies.registry import PYTHON, check_options, choose, run_strategy
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ def train(
     hold: list[int] | tuple[int, ...] | None = None,
     init_from: str | Path | None = None,
     given: dict[str, Any] | None = None,
+    given_from: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Train an inverse of ``device`` with at most ``queries`` training queries.
 
@@ -71,6 +72,12 @@ def train(
     (in_dim, out_dim) of 0/1 marks the connections the device has;
     ``init_from`` calibrates a new unit from an earlier run, and with ``hold``
     keeps the listed outputs of that run's inverse exactly as they were.
+
+    An option that would not act for the strategy that runs is a usage error
+    naming it (`check_request`): from Python, every option set away from its
+    default counts as asked for; the CLI passes what its user gave in
+    ``given`` and, in ``given_from``, where each came from (command line,
+    environment variable, config file).
     """
     opts = options or TrainOptions()
     extra = {"mask": mask, "hold": hold, "init_from": None if init_from is None else str(init_from)}
@@ -98,10 +105,31 @@ def train(
         uri or ("" if device is None else f"<{type(device).__name__}>"), strategy, queries, seed, opts
     )
     if given is not None:
-        named = set(given)
+        named = {name: (given_from or {}).get(name, "") for name in given}
     else:  # from Python: every option set away from its default was asked for
-        named = {f.name for f in option_fields() if getattr(opts, f.name) != f.default}
+        named = python_given(opts, queries)
     return _start(device, plan, rd, progress, on_fit_step, resume=False, given=named)
+
+
+def python_given(opts: TrainOptions, queries: int = DEFAULT_QUERIES, where: str = PYTHON) -> dict[str, str]:
+    """The options a Python caller asked for: those set away from their defaults (and ``queries``)."""
+    named = {f.name: where for f in option_fields() if getattr(opts, f.name) != f.default}
+    return named | ({"queries": where} if queries != DEFAULT_QUERIES else {})
+
+
+def check_request(
+    opts: TrainOptions,
+    strategy: str,
+    *,
+    offline: bool,
+    given: Mapping[str, str],
+    stateful: bool | None = None,
+) -> None:
+    """Refuse the options in ``given`` (name -> where it came from) that would not act for these
+    settings: before a device is opened (``stateful`` None), and again with its INFO."""
+    flags = {"signal": opts.signal is not None, "inverse": opts.inverse, "hold": bool(opts.hold)}
+    flags |= {"cfr": opts.cfr, "init_from": bool(opts.init_from), "requested": strategy}
+    check_options(given, offline=offline, stateful=stateful, **flags)
 
 
 def _resume(
@@ -132,7 +160,7 @@ def _start(
     on_fit_step: StepFn | None,
     *,
     resume: bool,
-    given: set[str] | None = None,
+    given: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Check everything that needs no device, open it, check what needs its INFO, then run.
 
@@ -140,10 +168,8 @@ def _start(
     a resumed run was checked when it started), and the signal is read and its
     band checked, all before the device is opened or the run directory written.
     """
-    opts = plan.options
-    named = given or set()
-    flags = {"signal": opts.signal is not None, "inverse": opts.inverse, "hold": bool(opts.hold)}
-    check_options(named, offline=device is None, **flags)
+    opts, named = plan.options, given or {}
+    check_request(opts, plan.strategy, offline=device is None, given=named)
     signal = None if opts.signal is None else _load_signal(opts)
     prior = load_pairs(opts.from_log, opts.from_data)
     if device is None:
@@ -163,7 +189,7 @@ def _start(
         )
     dev = open_device(device)
     try:
-        check_options(named, offline=False, stateful=dev.info.stateful, **flags)
+        check_request(opts, plan.strategy, offline=False, given=named, stateful=dev.info.stateful)
         return _run(
             dev, dev.info, plan, rd or RunDir.new(dev.info.name), prior, signal, progress, on_fit_step, resume
         )
@@ -286,7 +312,7 @@ def _run(
     finally:
         qlog.close()
     metrics = _metrics(plan, name, scores, metered, prior_xy, outcome, rd, t_start, opts)
-    rd.write_metrics(metrics)
+    rd.write_train_metrics(metrics)  # hwloop eval's figures (metrics.json's eval) stay
     log.info(
         "closed-loop NMSE %s dB, noise floor %s dB", metrics["closed_loop_nmse_db"], metrics["noise_floor_db"]
     )

@@ -273,6 +273,15 @@ class RunDir:
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json_atomic(self.path / METRICS_FILE, metrics)
 
+    def write_train_metrics(self, metrics: dict[str, Any]) -> None:
+        """Training's metrics.json, written anew (a resume too), keeping ``hwloop eval``'s latest
+        figures under ``eval`` as eval.json holds them: a resume replays the same inverse."""
+        try:
+            figures = self.read_eval()
+        except RunDirError:  # an unreadable eval.json is eval's to rewrite, not training's to fail on
+            figures = None
+        self.write_metrics({**metrics, "eval": figures} if figures is not None else metrics)
+
     def write_eval(self, figures: dict[str, Any]) -> None:
         """``hwloop eval``'s figures, apart from training's: the latest in eval.json and under
         metrics.json's ``eval`` key; every other key of metrics.json stays training's."""

@@ -100,7 +100,7 @@ def test_nothing_above_peak_rms_or_papr_ever_reaches_the_generator(bench) -> Non
     dev = open_bench(f"bench:{path}")
     env = dev.info.envelope
     rng = np.random.default_rng(0)
-    dev.query(env.sample(rng, np.zeros((3000, 2), np.float32)))  # uniform over the disc, RMS at its limit
+    dev.query(env.sample(rng, np.zeros((3000, 2), np.float32)))  # over the sampling disc, RMS under the limit
     dev.query(env.clip(_ofdm(peak=1.0))[0])
     ramp = np.stack([np.linspace(0, 1, 4096) ** 3, np.zeros(4096)], 1).astype(np.float32)
     dev.query(env.clip(ramp)[0])  # the full peak

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import matplotlib.image as matplotlib_image
 import numpy as np
 import pytest
 
@@ -16,8 +17,6 @@ import hwloop
 from hwloop.errors import RunDirError
 from hwloop.report.figure import DPI, FIGSIZE, load_run, write_report
 from hwloop.run import TrainOptions
-
-matplotlib_image = pytest.importorskip("matplotlib.image")
 
 EXPECTED_SIZE = (round(FIGSIZE[1] * DPI), round(FIGSIZE[0] * DPI))  # (rows, columns)
 

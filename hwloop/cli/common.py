@@ -14,10 +14,11 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from hwloop.errors import HwloopError, UsageError
 
@@ -87,7 +88,30 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     if unknown and isinstance(section, dict) and section:
         raise click.BadParameter(f"unknown option(s) for {name}: {', '.join(unknown)}")
     ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in flat.items() if k in known}}
+    ctx.meta[CONFIG_META] = value
     return value
+
+
+CONFIG_META = "hwloop.config_file"
+
+
+def given_options(ctx: click.Context, names: Iterable[str]) -> dict[str, str]:
+    """The options of ``names`` the user gave, each with where: "given on the command line",
+    "given in HWLOOP_TRAIN_GAIN", "given in config file c.toml" (a config file's values reach
+    click as its default map); options left at their defaults are absent."""
+    params = {p.name: p for p in ctx.command.params}
+    found: dict[str, str] = {}
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source == ParameterSource.COMMANDLINE:
+            found[name] = "given on the command line"
+        elif source == ParameterSource.ENVIRONMENT:
+            param = params.get(name)
+            envvar = getattr(param, "envvar", None) or f"{ctx.auto_envvar_prefix}_{name.upper()}"
+            found[name] = f"given in {envvar if isinstance(envvar, str) else ' or '.join(envvar)}"
+        elif source == ParameterSource.DEFAULT_MAP:
+            found[name] = f"given in config file {ctx.meta.get(CONFIG_META, '(--config)')}"
+    return found
 
 
 def config_option(f: Callable) -> Callable:

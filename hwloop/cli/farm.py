@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 
+from hwloop.cli.common import given_options
 from hwloop.cli.train import options_from, plan_options, run_options
 from hwloop.errors import UsageError
 from hwloop.rundir import option_fields
@@ -121,7 +122,12 @@ def farm_command(
     else:
         if not specs:
             raise UsageError("give at least one --device URI or a --devices-file")
-        plan = dataclasses.asdict(options_from(train_values))  # a mask file read, --hold parsed, checked
+        opts = options_from(train_values)  # a mask file read, --hold parsed, checked
+        from hwloop.run import check_request
+
+        given = given_options(ctx, TRAIN_OPTIONS)  # an option that would not act on any unit: refused
+        check_request(opts, train_values["strategy"], offline=False, given=given)
+        plan = dataclasses.asdict(opts)
         fixed = {k: train_values[k] for k in ("strategy", "queries", "seed")}
         options = {k: v for k, v in {**fixed, **plan}.items() if v is not None}
 

@@ -16,13 +16,13 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
 from hwloop.cli.common import (
     config_option,
     device_option,
     emit_json,
     fmt_db,
+    given_options,
     json_option,
     load_npy,
     needs_tensorflow,
@@ -30,9 +30,7 @@ from hwloop.cli.common import (
 )
 from hwloop.errors import UsageError
 from hwloop.rundir import DEFAULT_QUERIES, TrainOptions, option_fields
-from hwloop.strategies.registry import STRATEGIES, USER_CHOICES
-
-GIVEN_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+from hwloop.strategies.registry import STRATEGIES, USER_CHOICES, check_eval_options
 
 
 def _click_type(f: dataclasses.Field) -> Any:
@@ -163,11 +161,8 @@ def train(**values: Any) -> None:
         raise UsageError("--resume needs the run directory: --out DIR")
     if device is None and not (opts.from_log or opts.from_data) and not resume:
         raise UsageError("give --device URI (or --from-log/--from-data to train without a device)")
-    given = {
-        name: (getattr(opts, name) if hasattr(opts, name) else values[name])
-        for name in ("strategy", "queries", "seed", *(f.name for f in option_fields()))
-        if ctx.get_parameter_source(name) in GIVEN_SOURCES
-    }
+    given_from = given_options(ctx, ("strategy", "queries", "seed", *(f.name for f in option_fields())))
+    given = {name: (getattr(opts, name) if hasattr(opts, name) else values[name]) for name in given_from}
     needs_tensorflow()
     from hwloop.run import train as run_train
 
@@ -183,6 +178,7 @@ def train(**values: Any) -> None:
             on_fit_step=bar.on_fit_step,
             resume=resume,
             given=given,
+            given_from=given_from,
         )
     m = {k: v for k, v in result.metrics.items() if k != "train_curve"}
     if values["as_json"]:
@@ -279,6 +275,8 @@ def eval_cmd(
     as_json: bool,
 ) -> None:
     """Measure a trained inverse's closed-loop error on a device; with --signal, ACPR, EVM and NMSE."""
+    given = given_options(click.get_current_context(), EVAL_SETTINGS)
+    check_eval_options(given, signal=signal is not None)  # an option that would not act: refused
     needs_tensorflow()
     from hwloop.evaluate import EvalBudget, evaluate
     from hwloop.inverses.store import load_inverse
