@@ -19,7 +19,8 @@ from hwloop.dpd.direct import (
     jacobian_times,
 )
 from hwloop.dpd.fitting import ridge_fit, row_split, spread_windows
-from hwloop.dpd.gmp import GMP, GMPConfig, Stretch, features, indirect_learning
+from hwloop.dpd.gmp import GMP, GMPConfig, Stretch, features
+from hwloop.dpd.ila import indirect_learning
 from hwloop.dpd.metrics import aclr_db, acpr_db, nmse_db
 from hwloop.dpd.signals import OFDMSpec, cplx, holdout_split, iq, ofdm, resolve_fs, signal_rate
 from hwloop.errors import UsageError

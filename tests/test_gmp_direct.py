@@ -7,7 +7,8 @@ import pytest
 from pa_helpers import wh_query
 
 from hwloop.dpd.direct import direct_learning, gauss_newton_step, gmp_jacobian, jacobian_times
-from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, features, indirect_learning
+from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, features
+from hwloop.dpd.ila import indirect_learning
 from hwloop.dpd.metrics import acpr_db, nmse_db
 from hwloop.dpd.signals import OFDMSpec, cplx, ofdm
 from hwloop.errors import UsageError

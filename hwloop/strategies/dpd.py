@@ -7,7 +7,7 @@ back to back, so a fit sees the signal's statistics and its whole amplitude
 range (`training_stretch`); the first `GUARD` samples after each joint are
 left out of every fit and score.
 
-- ``ila`` / ``iila``: indirect learning (`hwloop.dpd.gmp.indirect_learning`),
+- ``ila`` / ``iila``: indirect learning (`hwloop.dpd.ila.indirect_learning`),
   three rounds on stretches of a third of the budget (at most the whole
   signal): drive the current predistorter (first a scaled identity), fit the
   GMP post-inverse from the answer back to the drive, copy it in front. Each
@@ -39,7 +39,8 @@ import numpy as np
 
 from hwloop.dpd.direct import SURROGATE_CFG, direct_learning
 from hwloop.dpd.fitting import spread_windows
-from hwloop.dpd.gmp import GMPConfig, GMPInverse, Stretch, indirect_learning
+from hwloop.dpd.gmp import GMPConfig, GMPInverse, Stretch
+from hwloop.dpd.ila import indirect_learning
 from hwloop.dpd.metrics import dpd_report
 from hwloop.dpd.signals import cplx
 from hwloop.errors import UsageError
@@ -87,6 +88,15 @@ def training_stretch(t: np.ndarray, n: int) -> Stretch:
     return Stretch(z, windows, guard=GUARD if count > 1 else 0)
 
 
+def latency(lookahead: int, fs: float) -> dict:
+    """The predistorter's leading taps and the latency they cost when it streams."""
+    return {
+        "dpd_lookahead": int(lookahead),
+        "dpd_latency_samples": int(lookahead),
+        "dpd_latency_s": float(f"{lookahead / fs:.4g}"),
+    }
+
+
 def _check(ctx: Context) -> None:
     dev = ctx.dev
     if ctx.signal is None or dev is None:
@@ -111,6 +121,7 @@ def fit_predistorter(
     fs: float = 800e6,
     bw: float = 200e6,
     rounds: int | None = None,
+    lookahead: int | str = "auto",
 ) -> tuple[GMPInverse, dict]:
     """A GMP predistorter for the target signal t (n, 2) from at most ``budget`` queries.
 
@@ -121,8 +132,10 @@ def fit_predistorter(
     ``gain`` is the target gain G (1.0: t is already in output units; "peak"
     etc. as in `hwloop.dpd.gmp.resolve_gain`). ``cfg`` None: `GMPConfig` defaults,
     or `DIRECT_CFG` for direct learning when the stretch has 16 samples a
-    term. ``rounds`` overrides `rounds_for`'s choice (benchmarks). Returns
-    the predistorter and its figures for metrics.json.
+    term. ``rounds`` overrides `rounds_for`'s choice (benchmarks).
+    ``lookahead``: the predistorter's leading taps, ``"auto"`` chosen after
+    the first round (`hwloop.dpd.align`). Returns the predistorter and its
+    figures for metrics.json.
     """
     ila_cfg = cfg or GMPConfig()
     if direct:
@@ -153,7 +166,9 @@ def fit_predistorter(
         peak=peak,
         fs=fs,
         bw=bw,
+        lookahead=lookahead,
     )
+    ila_cfg = res.inverse.model.cfg  # with the leading taps chosen
     details: dict = {
         "dpd_method": "indirect",
         "dpd_rounds": res.rounds,
@@ -161,7 +176,10 @@ def fit_predistorter(
         "dpd_stretch_guard": stretch.guard,
         "gmp": ila_cfg.to_dict(),
         "inverse_kind": "gmp",
+        **latency(ila_cfg.lookahead, fs),
     }
+    if res.alignment is not None:
+        details["dpd_alignment"] = res.alignment.info(fs)
     main = stretch.longest()  # round 1 drove the bare signal: the no-DPD reference, measured once
     details["dpd_no_dpd"] = {
         **dpd_report(cplx(res.pairs[0][1])[main], stretch.u[main], fs=fs, bw=bw),
@@ -170,6 +188,7 @@ def fit_predistorter(
     if not direct:
         return res.inverse, details
     assert direct_cfg is not None
+    direct_cfg = direct_cfg.with_lookahead(ila_cfg.lookahead)
     start = GMPInverse(res.inverse.model.lift(direct_cfg), peak=peak, gain=res.inverse.gain)
     stretch = training_stretch(t, n)
     out = direct_learning(
@@ -181,6 +200,7 @@ def fit_predistorter(
         keep=keep,
         fs=fs,
         bw=bw,
+        surrogate_cfg=SURROGATE_CFG if res.alignment is None else res.alignment.surrogate_cfg,
     )
     details["gmp"] = direct_cfg.to_dict()
     details["dpd_warm_gmp"] = ila_cfg.to_dict()
@@ -196,7 +216,7 @@ def fit_predistorter(
         dpd_gain_bound=out.gain_bound,
         dpd_steps_shrunk=out.shrunk,
         dpd_tied_with_best=out.tied_with_best,
-        dpd_surrogate_gmp=SURROGATE_CFG.to_dict(),
+        dpd_surrogate_gmp=(SURROGATE_CFG if res.alignment is None else res.alignment.surrogate_cfg).to_dict(),
         device_weight=1.0,
     )
     return out.inverse, details
@@ -220,6 +240,7 @@ def train(ctx: Context) -> Outcome:
         keep="best" if ctx.settings.requested == "auto" else "last",
         peak=peak,
         cfg=None if dev.info.stateful else GMPConfig(memory=1, cross_memory=1, lag=0),
+        lookahead="auto" if dev.info.stateful else 0,
         fs=ctx.settings.fs,
         bw=ctx.settings.bw,
     )
