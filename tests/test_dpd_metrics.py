@@ -75,3 +75,26 @@ def test_dpd_report_keys_and_errors() -> None:
         acpr_db(u, fs=800e6, bw=300e6)  # adjacent channels would not fit
     with pytest.raises(ShapeError):
         acpr_db(np.zeros((4096, 3)))
+
+
+@pytest.mark.parametrize("n", [1500, 4000, 8192])
+def test_stated_uncertainty_matches_the_spread_over_stretches(n: int) -> None:
+    """The standard errors each stretch states agree with how much the figures vary from one
+    stretch to the next (a compressing amplifier plus noise on 40 OFDM stretches, each cut from
+    the middle of a longer signal, so not periodic: its ends do not meet)."""
+    from hwloop.dpd.metrics import acpr_se_db, evm_se_db, nmse_se_db
+
+    figures: dict[str, list[float]] = {k: [] for k in ("acpr", "acpr_se", "evm", "evm_se", "nmse", "nmse_se")}
+    for seed in range(40):
+        u = cplx(ofdm(OFDMSpec(n=3 * n, seed=seed, papr=8)))[n : 2 * n]
+        rng = np.random.default_rng(seed)
+        y = u * (1 - 0.05 * np.abs(u) ** 2) + 2e-3 * (rng.normal(size=n) + 1j * rng.normal(size=n))
+        figures["acpr"].append(acpr_db(y))
+        figures["acpr_se"].append(acpr_se_db(y))
+        figures["evm"].append(evm_db(y, u, 1.0))
+        figures["evm_se"].append(evm_se_db(y, u, 1.0))
+        figures["nmse"].append(nmse_db(y, u, 1.0))
+        figures["nmse_se"].append(nmse_se_db(y, u, 1.0))
+    for key in ("acpr", "evm", "nmse"):
+        ratio = np.std(figures[key]) / np.mean(figures[f"{key}_se"])
+        assert 0.6 < ratio < 1.5, (key, ratio)

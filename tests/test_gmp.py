@@ -139,7 +139,11 @@ def test_indirect_learning_rejects_a_wrong_answer_shape() -> None:
 
 def test_leading_taps_read_the_future_and_stream_with_their_latency() -> None:
     cfg = GMPConfig(order=3, memory=5, cross_order=3, cross_memory=2, lag=2, lookahead=2)
-    assert cfg.depth == (5 - 1) - 2 and cfg.future == 2 and len(cfg.terms()) == len(cfg.with_lookahead(0).terms())
+    assert (
+        cfg.depth == (5 - 1) - 2
+        and cfg.future == 2
+        and len(cfg.terms()) == len(cfg.with_lookahead(0).terms())
+    )
     z = _z(60)
     phi = features(z, cfg)
 

@@ -266,6 +266,21 @@ class Stretch:
                 ok[max(at - count, at - (b - a)) : at] = False
         return ok
 
+    def judged(self) -> slice:
+        """The contiguous rows a round is judged on, which no step is fitted on: the last window that
+        does not hold the signal's largest sample, past its guard; with one window, its last quarter."""
+        lengths = [b - a for a, b in self.windows]
+        starts = np.cumsum([0, *lengths])
+        if len(self.windows) == 1:
+            return slice(int(starts[1] - lengths[0] // 4), int(starts[1]))
+        peak = int(np.argmax(np.abs(self.signal)))
+        pick = next(
+            i
+            for i in range(len(self.windows) - 1, -1, -1)
+            if not self.windows[i][0] <= peak < self.windows[i][1]
+        )
+        return slice(int(starts[pick] + min(self.guard, lengths[pick])), int(starts[pick + 1]))
+
     def spans(self) -> list[list[int]]:
         return [[a, b] for a, b in self.windows]
 
