@@ -70,6 +70,13 @@ def estimate_delay(
     return round(float(fine[np.argmax(np.abs(np.exp(2j * np.pi * np.outer(fine, f[band])) @ cross))]), 2)
 
 
+def delayed(z: np.ndarray, delay: float) -> np.ndarray:
+    """z (complex) delayed by ``delay`` samples (negative: advanced), band-limited and circular:
+    the samples within ``|delay|`` of the ends take their values from the other end."""
+    f = np.fft.fftfreq(len(z))
+    return np.fft.ifft(np.fft.fft(np.asarray(z, complex)) * np.exp(-2j * np.pi * f * delay))
+
+
 @dataclass
 class Alignment:
     """The estimated delay, the leading taps chosen, and what each candidate was predicted to do."""

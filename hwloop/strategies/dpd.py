@@ -54,7 +54,7 @@ from hwloop.dpd.fitting import spread_windows
 from hwloop.dpd.gmp import GMPConfig, GMPInverse, Stretch
 from hwloop.dpd.ila import indirect_learning
 from hwloop.dpd.judge import Judgement, judge, keep_round
-from hwloop.dpd.metrics import dpd_report
+from hwloop.dpd.scoring import bare_signal_figures
 from hwloop.dpd.signals import cplx
 from hwloop.errors import UsageError
 from hwloop.strategies.base import Context, Outcome
@@ -200,8 +200,9 @@ def fit_predistorter(
         details["dpd_alignment"] = res.alignment.info(fs)
     main = stretch.longest()  # round 1 drove the bare signal scaled to the peak: named as such
     x0 = cplx(res.pairs[0][0])
+    bare = bare_signal_figures(cplx(res.pairs[0][1])[main], stretch.u[main], fs, bw, skip=0)
     details["dpd_no_dpd_peak"] = {
-        **dpd_report(cplx(res.pairs[0][1])[main], stretch.u[main], fs=fs, bw=bw),
+        **{k: bare[k] for k in ("acpr_dbc", "aclr_db", "evm_db", "nmse_db", "delay_samples")},
         "samples": main.stop - main.start,
         "drive": "the bare signal scaled to the peak (training round 1), not at the predistorter's power",
         "drive_rms": round(float(np.sqrt(np.mean(np.abs(x0) ** 2))), 4),
