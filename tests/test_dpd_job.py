@@ -233,3 +233,44 @@ def test_eval_warns_when_the_inverse_never_saw_a_signal(tmp_path: Path) -> None:
     assert m["strategy_run"] == "sequence" and "sequence_signal" not in m
     _, err = _eval_signal(run)
     assert "was not trained on a signal" in err
+
+
+def test_an_amplifier_whose_inverse_is_not_causal_gets_leading_taps_and_says_their_latency(
+    tmp_path: Path,
+) -> None:
+    """sim:pa_wh behind a fractional delay and a zero outside the unit circle: the run estimates the
+    delay, chooses leading taps after its first round, states their latency in metrics.json, and
+    its scoring gives the predistorter the targets after the stretch, as deployed."""
+    dev = "sim:pa_wh?seed=1&frac_delay=0.5&nmp_zero=1.5"
+    args = [
+        "train",
+        "--device",
+        dev,
+        "--signal",
+        SIGNAL,
+        "--gain",
+        "2",
+        "--queries",
+        "8000",
+        "--strategy",
+        "ila",
+    ]
+    res = CliRunner().invoke(cli, [*args, "--eval-queries", "4000", "--out", str(tmp_path / "r"), "--json"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)
+    look = m["dpd_lookahead"]
+    assert (
+        look >= 1 and m["gmp"]["lookahead"] == look == m["dpd_latency_samples"] == m["eval_latency_samples"]
+    )
+    assert m["dpd_latency_s"] == pytest.approx(look / 800e6)
+    a = m["dpd_alignment"]
+    assert a["lookahead"] == look and a["delay_samples"] == pytest.approx(1.1, abs=0.3)
+    causal = next(c for c in a["candidates"] if c["lookahead"] == 0)
+    chosen = next(c for c in a["candidates"] if c["lookahead"] == look)
+    assert chosen["predicted_nmse_db"] < causal["predicted_nmse_db"] - 5
+    assert m["acpr_dbc"] < m["acpr_dbc_no_dpd"] - 5 and m["no_dpd_delay_samples"] == pytest.approx(
+        1.1, abs=0.3
+    )
+    assert m["acpr_floor_dbc"] < m["acpr_dbc"]  # the scored stretch's own ACPR: the reading's floor
+    inv = hwloop.load_inverse(tmp_path / "r")
+    assert inv.latency == look

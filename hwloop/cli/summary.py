@@ -48,6 +48,13 @@ def signal_summary(m: dict) -> str:
     drive."""
     none = m.get("acpr_dbc_no_dpd")
     ref = f"no DPD {none:.1f} dBc at equal power" if isinstance(none, (int, float)) else "no DPD reference"
+    floor = m.get("acpr_floor_dbc")
+    if (
+        isinstance(floor, (int, float))
+        and isinstance(m.get("acpr_dbc"), (int, float))
+        and m["acpr_dbc"] < floor + 3
+    ):
+        ref += f"; the scored stretch's own ACPR is {floor:.1f}: too short to tell below it"
     parts = [
         f"ACPR {_pm(m, 'acpr_dbc', 'acpr_se_db', 'dBc')} ({ref})",
         f"ACLR {_pm(m, 'aclr_db', '', 'dB')}",

@@ -18,6 +18,13 @@ power) turned into the figures a DPD engineer reads, in numpy:
   (the amplifier's delay, `hwloop.dpd.align.estimate_delay`, in
   ``no_dpd_delay_samples``): the amplifier's distortion, not its latency,
   which a predistorter with leading taps takes out and a bare signal cannot;
+- ``acpr_floor_dbc``: the targets' own ACPR on the same stretch, read the same
+  way: what no predistorter's output can read below there, the signal's own
+  adjacent-channel power (a measured signal's is not nil) plus the window's
+  leakage on a stretch shorter than a Welch segment (on 350 samples at 800
+  MS/s, about -44 dBc for a generated OFDM signal: there an ACPR near the
+  floor says the stretch is too short to tell, not that the amplifier is
+  linear);
 - EVM by demodulation needs `hwloop.dpd.demod.MIN_SYMBOLS` whole symbols: with
   fewer it is None and ``evm_demod_note`` says why.
 """
@@ -84,6 +91,7 @@ def signal_scores(
     big = np.abs(tc) >= 0.05 * np.abs(tc).max()
     scores: dict[str, Any] = {
         **figures(yc, tc, 1.0, fs, bw, skip),
+        "acpr_floor_dbc": _r(acpr_db(tc[skip:], fs, bw)),
         "drive_peak": round(float(np.abs(xc).max()), 4),
         "drive_gain_max": round(float(np.max(np.abs(xc[big]) / np.abs(tc[big]))), 4),
     }
