@@ -290,7 +290,9 @@ def evaluate_signal(
     comparison, the bare signal sent at the same average drive power (the one no-DPD reference).
 
     The figures are `hwloop.dpd.scoring.signal_scores`'s: ``acpr_dbc`` (worse
-    adjacent channel), ``aclr_db``, ``evm_db``, ``nmse_steady_db`` (without the
+    adjacent channel, read through the error against the targets plus the
+    targets' own share, ``acpr_floor_dbc``, read on all of ``targets``),
+    ``aclr_db``, ``evm_db``, ``nmse_steady_db`` (without the
     cold start after the reset) and ``nmse_db`` (with it), each with its
     standard error, against the targets themselves (gain 1: the targets are in
     output units); ``drive_peak`` and ``drive_gain_max`` of the drive;
@@ -344,9 +346,8 @@ def evaluate_signal(
     dev.reset()
     variance = noise_variance(y[:k], dev.query(x[:k], "noise"))
     dev.reset()
-    figures, details = signal_scores(
-        t, x, y, y_none, fs=fs, bw=bw, origin=None if origin is None else (origin[0], origin[1] + start)
-    )
+    at = None if origin is None else (origin[0], origin[1] + start)
+    figures, details = signal_scores(t, x, y, y_none, fs=fs, bw=bw, origin=at, signal=t_all)
     scores: dict[str, float | None] = {
         "closed_loop_nmse_db": nmse_db(y, t),
         "noise_floor_db": noise_floor_db(variance, t),

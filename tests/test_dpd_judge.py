@@ -56,3 +56,18 @@ def test_the_judged_window_is_contiguous_and_never_the_peak_window() -> None:
     assert rows.stop - rows.start == 1000 - 16  # the window past its guard
     one = Stretch.whole(ofdm(OFDMSpec(n=4000, seed=1)))
     assert one.judged() == slice(3000, 4000)  # one window: its last quarter
+
+
+def test_rounds_judged_on_the_same_window_are_compared_paired() -> None:
+    """Two outputs on one window, the second's distortion 1.5 dB smaller: each figure's own
+    uncertainty (a short window) cannot tell them apart, their paired difference can."""
+    u = 2.0 * cplx(ofdm(OFDMSpec(n=20000, seed=5)))[5000:6200]
+    rng = np.random.default_rng(0)
+    dist = -0.01 * u * np.abs(u) ** 2 + 1e-3 * (rng.normal(size=len(u)) + 1j * rng.normal(size=len(u)))
+    first = judge(u + dist, u, fs=800e6, bw=200e6)
+    second = judge(u + 10 ** (-1.5 / 20) * dist, u, fs=800e6, bw=200e6)
+    gap = first.acpr_dbc - second.acpr_dbc
+    assert gap == pytest.approx(1.5, abs=0.1)
+    assert gap < 2 * np.hypot(first.acpr_se_db, second.acpr_se_db)  # unpaired: tied
+    assert gap > 2 * first.difference_se_db(second, "acpr")  # paired: told apart
+    assert keep_round([first, second], prefer=[0]) == 1

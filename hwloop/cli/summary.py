@@ -54,7 +54,7 @@ def signal_summary(m: dict) -> str:
         and isinstance(m.get("acpr_dbc"), (int, float))
         and m["acpr_dbc"] < floor + 3
     ):
-        ref += f"; the scored stretch's own ACPR is {floor:.1f}: too short to tell below it"
+        ref += f"; the signal's own, the floor: {floor:.1f}"
     parts = [
         f"ACPR {_pm(m, 'acpr_dbc', 'acpr_se_db', 'dBc')} ({ref})",
         f"ACLR {_pm(m, 'aclr_db', '', 'dB')}",

@@ -40,6 +40,7 @@ from hwloop.dpd.fitting import RIDGES, Normal, RidgeFit, ridge_fit, row_split
 from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, Stretch, features, peak_limit
 from hwloop.dpd.judge import Judgement, contenders, judge, keep_round
 from hwloop.dpd.metrics import acpr_db, nmse_db
+from hwloop.dpd.readings import OwnACPR
 from hwloop.dpd.signals import cplx, iq
 from hwloop.errors import ShapeError, UsageError
 
@@ -220,6 +221,7 @@ def direct_learning(
     g, peak, cfg = complex(start.gain), start.peak, start.model.cfg
     phi = stretch.basis(cfg)
     judged_rows = stretch.judged()
+    own = OwnACPR.of(stretch.signal, fs, bw)
     usable = stretch.rows(cold=True) & stretch.tails(cfg.future)
     usable[judged_rows] = False
     fit_rows, hold_rows = row_split(len(uc), SPLIT, valid=usable)
@@ -242,7 +244,7 @@ def direct_learning(
         result.queries += len(x)
         normal.add(features(x, surrogate_cfg), y)
         answers.append(y)
-        judged.append(judge(y[judged_rows] / g, uc[judged_rows], fs=fs, bw=bw))
+        judged.append(judge(y[judged_rows] / g, uc[judged_rows], fs=fs, bw=bw, own=own))
         tried.append(coeffs.copy())
         steady = stretch.valid
         result.rounds.append(

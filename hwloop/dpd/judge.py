@@ -10,8 +10,10 @@ round at -58.2 dBc once lost to a warm start at -51.3 dBc because their NMSE
 differed by less than its uncertainty.
 
 The keep rule (`keep_round`), ACPR first, then EVM, each up to its
-uncertainty (`hwloop.metrics.tied`: within twice the combined standard
-error):
+uncertainty (within `hwloop.metrics.TIE_Z`, two, standard errors of the
+difference; rounds judged on the same window are compared paired, so the
+stretch's own ups and downs, common to both, do not count against a real
+difference):
 
 1. the rounds whose ACPR is tied with the best;
 2. of those, the ones whose EVM is tied with their best EVM;
@@ -26,17 +28,19 @@ rounds the ACPR cannot tell apart.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from hwloop.dpd.metrics import aclr_db, acpr_db, acpr_se_db, evm_db, evm_se_db, nmse_db, nmse_se_db
-from hwloop.metrics import tied
+from hwloop.dpd.metrics import nmse_db
+from hwloop.dpd.readings import OwnACPR, Reading, aclr_by_error_db, acpr_reading, evm_reading, nmse_se_db
+from hwloop.metrics import TIE_Z
 
 
 @dataclass(frozen=True)
 class Judgement:
-    """A round's figures on its held-out stretch, each with its standard error in dB."""
+    """A round's figures on its held-out stretch, each with its standard error in dB; the ACPR and
+    EVM readings kept for paired comparisons with other rounds judged on the same samples."""
 
     acpr_dbc: float
     acpr_se_db: float
@@ -46,33 +50,58 @@ class Judgement:
     nmse_db: float
     nmse_se_db: float
     samples: int
+    readings: dict[str, Reading] = field(default_factory=dict, compare=False, repr=False)
 
     def info(self) -> dict:
         """The figures for a round record, ``judge_`` before each name."""
-        return {f"judge_{k}": round(float(getattr(self, k)), 3) for k in self.__dataclass_fields__} | {
+        names = ("acpr_dbc", "acpr_se_db", "aclr_db", "evm_db", "evm_se_db", "nmse_db", "nmse_se_db")
+        return {f"judge_{k}": round(float(getattr(self, k)), 3) for k in names} | {
             "judge_samples": self.samples
         }
 
+    def difference_se_db(self, other: Judgement, figure: str) -> float:
+        """Standard error of this round's ``figure`` ("acpr" or "evm") minus the other's: paired when
+        both were read on the same samples, else the two errors combined."""
+        mine, theirs = self.readings.get(figure), other.readings.get(figure)
+        if mine is None or theirs is None:
+            return float(np.hypot(getattr(self, f"{figure}_se_db"), getattr(other, f"{figure}_se_db")))
+        return mine.paired_se_db(theirs)
 
-def judge(y: np.ndarray, u: np.ndarray, *, gain: complex = 1.0, fs: float, bw: float) -> Judgement:
+
+def judge(
+    y: np.ndarray, u: np.ndarray, *, gain: complex = 1.0, fs: float, bw: float, own: OwnACPR | None = None
+) -> Judgement:
     """Figures of the answer y (complex) to the targets u (complex, y's target is ``gain`` u) on one
-    contiguous stretch past the amplifier's cold start."""
+    contiguous stretch past the amplifier's cold start; ACPR and ACLR through the error
+    (`hwloop.dpd.readings.acpr_reading`, with the signal's ``own`` share), so a window of a
+    thousand samples reads them without the leakage that would floor a Welch estimate there."""
     ref = gain * u
+    acpr = acpr_reading(y, ref, fs, bw, None if own is None else own.sides)
+    evm = evm_reading(y, ref, 1.0, fs, bw)
     return Judgement(
-        acpr_dbc=acpr_db(y, fs, bw),
-        acpr_se_db=acpr_se_db(y, fs, bw),
-        aclr_db=aclr_db(y, fs, bw),
-        evm_db=evm_db(y, ref, 1.0, fs, bw),
-        evm_se_db=evm_se_db(y, ref, 1.0, fs, bw),
+        acpr_dbc=acpr.db,
+        acpr_se_db=acpr.se_db,
+        aclr_db=aclr_by_error_db(y, ref, fs, bw, None if own is None else own.aclr_db),
+        evm_db=evm.db,
+        evm_se_db=evm.se_db,
         nmse_db=nmse_db(y, ref, 1.0),
         nmse_se_db=nmse_se_db(y, ref, 1.0),
         samples=len(y),
+        readings={"acpr": acpr, "evm": evm},
     )
 
 
-def _tied_with_best(scores: dict[int, tuple[float, float]]) -> list[int]:
-    best = min(scores, key=lambda i: scores[i][0])
-    return [i for i, s in scores.items() if s[0] <= scores[best][0] or tied(s, scores[best])]
+def _tied_with_best(judged: list[Judgement], pool: list[int], figure: str) -> list[int]:
+    """The rounds of ``pool`` whose ``figure`` is the best's or within `TIE_Z` standard errors of
+    their paired difference from it."""
+    value = {i: getattr(judged[i], f"{figure}_dbc" if figure == "acpr" else f"{figure}_db") for i in pool}
+    best = min(pool, key=lambda i: value[i])
+    return [
+        i
+        for i in pool
+        if value[i] <= value[best]
+        or value[i] - value[best] <= TIE_Z * judged[i].difference_se_db(judged[best], figure)
+    ]
 
 
 def contenders(judged: list[Judgement]) -> list[int]:
@@ -80,8 +109,7 @@ def contenders(judged: list[Judgement]) -> list[int]:
     of those, EVM tied with their best (steps 1 and 2 of the keep rule)."""
     if not judged:
         raise ValueError("nothing to choose from")
-    by_acpr = _tied_with_best({i: (j.acpr_dbc, j.acpr_se_db) for i, j in enumerate(judged)})
-    return _tied_with_best({i: (judged[i].evm_db, judged[i].evm_se_db) for i in by_acpr})
+    return _tied_with_best(judged, _tied_with_best(judged, list(range(len(judged))), "acpr"), "evm")
 
 
 def keep_round(judged: list[Judgement], prefer: list[int] | None = None) -> int:
