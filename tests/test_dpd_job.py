@@ -30,10 +30,10 @@ def test_train_with_a_signal_linearises_the_amplifier(dpd_run: tuple[Path, dict]
     assert m["strategy_run"] == "dpd" and m["inverse_kind"] == "gmp"
     # The last fifth of the 8,192 samples is held out: 6,554 train. auto at 24,000 queries: one
     # indirect round on them (its share of the budget, capped by the signal), then two direct
-    # rounds, as long as the signal allows; each stretch is four windows of 1,638 samples spread
-    # over the signal.
-    assert m["queries_used"] == 3 * 4 * 1638 and len(m["dpd_rounds"]) == 1
-    assert len(m["dpd_direct_rounds"]) == 2 and len(m["dpd_direct_stretch"]) == 4
+    # rounds, as long as the signal allows: the indirect stretch is four windows of 1,638 samples
+    # spread over the signal, the direct one five of 1,310 (one of them judged, no step fitted on it).
+    assert m["queries_used"] == 4 * 1638 + 2 * 5 * 1310 and len(m["dpd_rounds"]) == 1
+    assert len(m["dpd_direct_rounds"]) == 2 and len(m["dpd_direct_stretch"]) == 5  # one more: the judged
     assert m["dpd_keep"] == "best" and m["device_weight"] == 1.0
     assert m["gmp"]["order"] == 7 and m["gmp"]["memory"] == 16  # 6,552 samples: the richer GMP
     assert m["dpd_warm_gmp"]["order"] == 5  # the warm start is the textbook 92-term GMP, lifted

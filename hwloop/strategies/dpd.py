@@ -95,13 +95,14 @@ def rounds_for(budget: int, signal_len: int, rounds: int | None = None) -> tuple
     return rounds, min(signal_len, budget // rounds)
 
 
-def training_stretch(t: np.ndarray, n: int) -> Stretch:
-    """The n targets a round sends: `WINDOWS` windows spread evenly over the signal, so a fit sees
+def training_stretch(t: np.ndarray, n: int, windows: int = WINDOWS) -> Stretch:
+    """The n targets a round sends: ``windows`` windows spread evenly over the signal, so a fit sees
     its statistics rather than one stretch of it, one of them centred on the signal's largest
     sample, so it also sees the whole amplitude range (a polynomial extrapolates badly above the
-    envelopes it was fitted on). Windows shorter than `MIN_WINDOW` are merged into fewer."""
+    envelopes it was fitted on). Windows shorter than `MIN_WINDOW` are merged into fewer. Direct
+    learning asks for one window more: the one its rounds are judged on, which no step sees."""
     z = cplx(np.asarray(t, np.float64))
-    count = int(np.clip(n // MIN_WINDOW, 1, WINDOWS))
+    count = int(np.clip(n // MIN_WINDOW, 1, windows))
     windows = spread_windows(len(z), n // count, count, must=int(np.argmax(np.abs(z))))
     return Stretch(z, windows, guard=GUARD if count > 1 else 0)
 
@@ -213,7 +214,7 @@ def fit_predistorter(
     assert direct_cfg is not None
     direct_cfg = direct_cfg.with_lookahead(ila_cfg.lookahead)
     start = GMPInverse(res.inverse.model.lift(direct_cfg), peak=peak, gain=res.inverse.gain)
-    stretch = training_stretch(t, n)
+    stretch = training_stretch(t, n, WINDOWS + 1)  # four to fit the steps on, one to judge them
     out = direct_learning(
         query_sequence,
         stretch,
