@@ -274,3 +274,16 @@ def test_an_amplifier_whose_inverse_is_not_causal_gets_leading_taps_and_says_the
     assert m["acpr_floor_dbc"] < m["acpr_dbc"]  # the scored stretch's own ACPR: the reading's floor
     inv = hwloop.load_inverse(tmp_path / "r")
     assert inv.latency == look
+
+
+def test_signal_scoring_spends_a_tenth_of_a_small_budget_and_says_how_uncertain_it_is(tmp_path: Path) -> None:
+    """At 3,000 queries the scoring gets 300: the noise repeats and two stretches of 142 samples, the
+    predistorted one and the bare signal at its drive power; short, so its standard errors say so."""
+    args = ["train", "--device", "sim:pa_wh?seed=1", "--signal", SIGNAL, "--gain", "2", "--queries", "3000"]
+    res = CliRunner().invoke(cli, [*args, "--strategy", "ila", "--out", str(tmp_path / "r"), "--json"])
+    assert res.exit_code == 0, res.output
+    m = json.loads(res.stdout)
+    assert m["eval_queries"] <= 300 and m["eval_samples"] == (300 - 16) // 2
+    assert m["no_dpd_reference"].startswith("measured") and m["acpr_dbc"] < m["acpr_dbc_no_dpd"]
+    assert m["acpr_se_db"] > 0.5 and m["evm_se_db"] > 0.3  # a short stretch: figures to a dB or so
+    assert m["evm_demod_db"] is None and "needs 4" in m["evm_demod_note"]
