@@ -153,3 +153,23 @@ def test_a_predistorter_with_leading_taps_saves_loads_and_runs_as_keras(tmp_path
     back = load_inverse(tmp_path)
     assert back.model.cfg.lookahead == 3 and back.latency == 3
     np.testing.assert_allclose(back.apply(t), want, atol=1e-5)
+
+
+def test_exports_of_a_predistorter_with_leading_taps(tmp_path: Path) -> None:
+    """The coefficient export carries the leading taps (and says what they mean); the fixed-point
+    C export, which streams causally, refuses them in one line."""
+    from hwloop.errors import UsageError
+    from hwloop.export.coeffs import basis_text, read_coeffs, write_coeffs
+    from hwloop.export.gmp import quantize_gmp
+
+    cfg = GMPConfig(lookahead=2)
+    c = np.zeros(len(cfg.terms()), complex)
+    c[0], c[1] = 0.9, 0.1j
+    inv = GMPInverse(GMP(cfg, c), peak=0.9)
+    write_coeffs(inv, tmp_path)
+    back = read_coeffs(tmp_path / "gmp_coeffs.csv", peak=0.9, cfg=cfg.to_dict())
+    t = ofdm(OFDMSpec(n=500, seed=2))
+    np.testing.assert_allclose(back.apply(t), inv.apply(t), atol=1e-12)
+    assert "lookahead = 2" in basis_text(inv) and "x[n + 2 - m]" in basis_text(inv)
+    with pytest.raises(UsageError, match="leading taps"):
+        quantize_gmp(inv, t, 16, 16)
