@@ -78,8 +78,8 @@ WINDOWS = 4  # a round's stretch is this many windows of the signal...
 MIN_WINDOW = 512  # ...of at least this many samples
 GUARD = 16  # samples after each joint left out of fits and scores (the amplifier's memory of the last)
 KEEP_RULE = (
-    "judged on a held-out window: ACPR first, then EVM, each tied within twice its standard error; "
-    "the warm start kept unless a round beats it"
+    "judged on a held-out window: ACPR first, then EVM, each tied within twice the standard error of "
+    "the rounds' paired difference; the warm start kept unless a round beats it"
 )
 
 
