@@ -298,7 +298,6 @@ def _run(
                     seed=plan.seed,
                     limit=signal_eval_limit(plan.queries, opts.eval_queries),
                     reference="skip" if opts.skip_reference else "measure",
-                    prior=outcome.details.get("dpd_no_dpd"),
                     origin=path.origin,
                 )
                 ev.details.update(path.info)

@@ -28,6 +28,8 @@ from hwloop.cli.common import (
     needs_tensorflow,
     run_option,
 )
+from hwloop.cli.summary import run_summary as _summary
+from hwloop.cli.summary import signal_summary
 from hwloop.errors import UsageError
 from hwloop.rundir import DEFAULT_QUERIES, TrainOptions, option_fields
 from hwloop.strategies.registry import STRATEGIES, USER_CHOICES, check_eval_options
@@ -187,14 +189,6 @@ def train(**values: Any) -> None:
     click.echo(_summary(m), err=True)
 
 
-def _summary(m: dict) -> str:
-    return (
-        f"{m['strategy']} on {m['device']}: closed-loop NMSE {fmt_db(m['closed_loop_nmse_db'])}, "
-        f"noise floor {fmt_db(m['noise_floor_db'])}, {m['queries_used']} training + "
-        f"{m['eval_queries']} evaluation queries, {m['wall_s']:.1f} s -> {m['run_dir']}"
-    )
-
-
 class _Progress:
     """tqdm bar for training queries with the fit loss as a postfix (stderr, TTY only),
     and, with ``tensorboard``, the same scalars as TensorBoard summaries."""
@@ -330,7 +324,7 @@ def eval_cmd(
     m = {
         "device": device,
         "run_dir": run_dir,
-        **{k: db_or_none(v) if k.endswith("_db") else v for k, v in ev.scores.items()},
+        **{k: db_or_none(v) if k.endswith("_db") and v is not None else v for k, v in ev.scores.items()},
         "eval_queries": metered.used["eval"] + metered.used["noise"],
         "wall_s": round(time.perf_counter() - t0, 3),
     }
@@ -342,10 +336,15 @@ def eval_cmd(
     if as_json:
         emit_json(m)
         return
-    click.echo(
-        f"{device}: closed-loop NMSE {fmt_db(m['closed_loop_nmse_db'])}, "
-        f"noise floor {fmt_db(m['noise_floor_db'])} ({m['eval_queries']} queries)",
-        err=True,
-    )
+    if signal is not None:
+        click.echo(f"{device}: {signal_summary(m)}, {m['eval_queries']} queries", err=True)
+        if m.get("evm_demod_note"):
+            click.echo(f"hwloop: EVM by demodulation {m['evm_demod_note']}", err=True)
+    else:
+        click.echo(
+            f"{device}: closed-loop NMSE {fmt_db(m['closed_loop_nmse_db'])}, "
+            f"noise floor {fmt_db(m['noise_floor_db'])} ({m['eval_queries']} queries)",
+            err=True,
+        )
     if exported is not None:
         click.echo(f"{m['exported']}: closed-loop NMSE {fmt_db(m['exported_closed_loop_nmse_db'])}", err=True)
