@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwloop import progress as phases
 from hwloop.data import Pairs, load_pairs
 from hwloop.device import Device, DeviceInfo
-from hwloop.errors import RunDirError, UsageError
+from hwloop.errors import RunDirError, UsageError, spelled
 from hwloop.metered import MeteredDevice, ProgressFn
 from hwloop.metrics import db_or_none
 from hwloop.querylog import QueryLog
@@ -79,7 +80,9 @@ def train(
     rd = RunDir(run_dir) if run_dir is not None else None
     if resume:
         if rd is None:
-            raise UsageError("--resume needs the run directory (--out DIR)")
+            raise UsageError(
+                spelled("--resume needs the run directory (--out DIR)", "resume=True needs run_dir")
+            )
         if rd.has_plan():
             # The CLI says what the user gave again; from Python, whatever options were passed.
             again = given if given is not None else ({**vars(opts)} if extra or options else {})
@@ -87,12 +90,15 @@ def train(
         if rd.log_path.exists():
             raise RunDirError(f"{rd.path} holds a query log but no config.toml: not a run hwloop can resume")
         if device is None and not (opts.from_log or opts.from_data):
-            raise UsageError(f"{rd.path} holds no run yet: give --device to start it")
+            raise UsageError(
+                f"{rd.path} holds no run yet: "
+                + spelled("give --device to start it", "give a device to start it")
+            )
         log.info("%s holds no run yet: starting it", rd.path)
     if rd is not None:
         rd.check_fresh()
     if queries < 16:
-        raise UsageError(f"--queries must be at least 16, got {queries}")
+        raise UsageError(spelled("--queries", "queries") + f" must be at least 16, got {queries}")
     uri = device if isinstance(device, str) or device is None else getattr(device, "uri", None)
     plan = RunPlan(
         uri or ("" if device is None else f"<{type(device).__name__}>"), strategy, queries, seed, opts
@@ -114,7 +120,11 @@ def _resume(
     plan = rd.read_plan()
     plan.check_same(given, rd.path)
     if not plan.device:
-        raise UsageError(f"{rd.path} was trained offline: nothing to resume (start a new --out)")
+        raise UsageError(
+            f"{rd.path} was trained offline: nothing to resume ("
+            + spelled("start a new --out", "start a new run_dir")
+            + ")"
+        )
     if device is None and plan.device.startswith("<"):
         raise UsageError(
             f"this run used a Python device object ({plan.device}); pass the device to resume it"
@@ -251,6 +261,7 @@ def _run(
             on_step=on_fit_step,
         )
         outcome = run_strategy(name, ctx)
+        phases.finish("collect")
         inverse = _package(outcome, info)
         save_inverse(inverse, rd.path)
         if outcome.surrogate is not None:
@@ -261,6 +272,8 @@ def _run(
                 qlog.append(prior.x[start : start + 1024], prior.y[start : start + 1024], "train")
             scores: dict[str, Any] = {"closed_loop_nmse_db": None, "noise_floor_db": None}
         else:
+            total = None if signal is not None else budget.queries + 2 * budget.noise_repeats
+            phases.expect("evaluate", total, unit="queries", label="evaluation queries")
             if signal is not None:
                 ev = evaluate_signal(
                     metered,
@@ -283,6 +296,10 @@ def _run(
                 no_dpd = None
             rd.save_evaluation(ev.targets, ev.inputs, ev.outputs, no_dpd)
             scores = {**ev.scores, **ev.details}
+            phases.finish("evaluate")
+    except KeyboardInterrupt as exc:
+        exc.run_dir = rd.path  # type: ignore[attr-defined]  # the CLI says how to resume it
+        raise
     finally:
         qlog.close()
     metrics = _metrics(plan, name, scores, metered, prior_xy, outcome, rd, t_start, opts)

@@ -26,7 +26,7 @@ import numpy as np
 
 from hwloop.config import read_toml, write_toml
 from hwloop.device import DeviceInfo
-from hwloop.errors import RunDirError, UsageError
+from hwloop.errors import RunDirError, UsageError, spelled
 
 CONFIG_FILE = "config.toml"
 LOG_FILE = "queries.sqlite"
@@ -222,7 +222,12 @@ class RunDir:
 
     def check_fresh(self) -> None:
         if self.log_path.exists():
-            raise UsageError(f"{self.path} already holds a run; choose another --out or add --resume")
+            raise UsageError(
+                f"{self.path} already holds a run; "
+                + spelled(
+                    "choose another --out or add --resume", "choose another run_dir or pass resume=True"
+                )
+            )
 
     def check_device(self, info: DeviceInfo) -> None:
         """A run is bound to its device: refuse, before anything is sent, a device whose
@@ -242,7 +247,10 @@ class RunDir:
             )
             raise UsageError(
                 f"{self.path} was trained on another device ({diff}); a run is bound to its device: "
-                "resume it on that device or start a new --out"
+                + spelled(
+                    "resume it on that device or start a new --out",
+                    "resume it on that device or start a new run_dir",
+                )
             )
 
     def write_plan(self, plan: RunPlan, info: dict, parent: str | None = None) -> None:
