@@ -146,9 +146,9 @@ class MeteredDevice:
         if self.progress is not None:
             self.progress(kind, n, self.used[kind])
         if kind == "train":
-            progress.count("collect", n, total=self.budget, unit="queries", label="training queries")
+            progress.count("collect", n, total=self.budget, unit="queries")
         else:
-            progress.count("evaluate", n, unit="queries", label="evaluation queries")
+            progress.count("evaluate", n, unit="queries")
         return out
 
     # ------------------------------------------------------------ replay

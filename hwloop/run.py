@@ -273,7 +273,7 @@ def _run(
             scores: dict[str, Any] = {"closed_loop_nmse_db": None, "noise_floor_db": None}
         else:
             total = None if signal is not None else budget.queries + 2 * budget.noise_repeats
-            phases.expect("evaluate", total, unit="queries", label="evaluation queries")
+            phases.expect("evaluate", total, unit="queries")
             if signal is not None:
                 ev = evaluate_signal(
                     metered,

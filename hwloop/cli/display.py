@@ -32,6 +32,7 @@ from hwloop import progress
 
 PLAIN_FIRST = 2.0  # seconds before the first plain line: a quick error stays one line
 PLAIN_EVERY = 5.0  # at most this long between plain lines (the contract says 10 s)
+COUNTERS = ("collect", "evaluate", "units")  # phases counted in bursts: no time left is guessed
 
 
 def quiet_option(f: Callable) -> Callable:
@@ -49,6 +50,7 @@ class _Row:
     started: float = field(default_factory=time.monotonic)
     over: bool = False
     runs: int = 1  # how many times this phase started (fits of a run)
+    timed: bool = False  # time left is said for steady work (fits), not for queries that come in bursts
 
 
 def _fmt_s(s: float) -> str:
@@ -71,7 +73,6 @@ class Display:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._last_line = self.t0
-        self._new_phase = False
         self._rich: Any = None
         self._ids: dict[str, Any] = {}
 
@@ -93,8 +94,7 @@ class Display:
         with self._lock:
             row = self.rows.get(name)
             runs = 1 if row is None else row.runs + 1
-            self.rows[name] = _Row(label, unit, total, runs=runs)
-            self._new_phase = True
+            self.rows[name] = _Row(label, unit, total, runs=runs, timed=name not in COUNTERS)
         if self._rich is not None:
             self._rich_start(name)
 
@@ -149,13 +149,11 @@ class Display:
             now = time.monotonic()
             if now - self.t0 < PLAIN_FIRST:
                 continue
-            quiet_for = now - self._last_line
-            if quiet_for >= PLAIN_EVERY or (self._new_phase and quiet_for >= 1.0):
+            if now - self._last_line >= PLAIN_EVERY:
                 self._emit(now)
 
     def _emit(self, now: float) -> None:
         with self._lock:
-            self._new_phase = False
             text = self.status(now)
         self._last_line = now
         try:
@@ -180,7 +178,7 @@ class Display:
         label = row.label + (f" #{row.runs}" if name == "fit" and row.runs > 1 else "")
         count = _num(row.done) + (f"/{_num(row.total)}" if row.total else "")
         text = f"{label} {count}{' ' + row.unit if row.unit else ''}"
-        if row.total and 0 < row.done < row.total and not row.over:
+        if row.timed and row.total and 0 < row.done < row.total and not row.over:
             spent = now - row.started
             if spent >= 1.0:
                 text += f", {_fmt_s(spent * (row.total - row.done) / row.done)} left"
@@ -219,7 +217,7 @@ class Display:
         if name in self._ids:
             self._rich.reset(self._ids[name], total=row.total, description=label)
         else:
-            self._ids[name] = self._rich.add_task(label, total=row.total, count="", note="")
+            self._ids[name] = self._rich.add_task(label, total=row.total, count="", note="", timed=row.timed)
         self._rich_update(name)
 
     def _rich_update(self, name: str) -> None:
@@ -242,7 +240,7 @@ def _left_column() -> Any:
     class TimeLeft(ProgressColumn):
         def render(self, task: Any) -> Text:
             left = task.time_remaining
-            if task.total is None or task.finished or left is None:
+            if not task.fields.get("timed") or task.total is None or task.finished or left is None:
                 return Text("")
             return Text(f"{_fmt_s(left)} left", style="progress.remaining")
 
