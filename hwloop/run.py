@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hwloop import progress as phases
+from hwloop.config import quick, quick_plan
 from hwloop.data import Pairs, load_pairs
 from hwloop.device import Device, DeviceInfo
 from hwloop.errors import RunDirError, UsageError, spelled
@@ -77,6 +78,8 @@ def train(
     extra = {"mask": mask, "hold": hold, "init_from": None if init_from is None else str(init_from)}
     extra = {k: v for k, v in extra.items() if v is not None}
     opts = opts.replace(**extra) if extra else opts
+    if quick():  # HWLOOP_DOCS_QUICK: every budget capped, so the docs' commands run in seconds
+        queries, opts, given = quick_plan(queries, opts, given)
     rd = RunDir(run_dir) if run_dir is not None else None
     if resume:
         if rd is None:

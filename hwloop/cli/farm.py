@@ -19,6 +19,7 @@ from hwloop import progress
 from hwloop.cli.checks import check_device_uri, resume_command
 from hwloop.cli.display import Display, quiet_option
 from hwloop.cli.train import options_from, plan_options, run_options
+from hwloop.config import quick, quick_plan
 from hwloop.errors import UsageError
 from hwloop.rundir import option_fields
 
@@ -131,6 +132,12 @@ def farm_command(
         plan = dataclasses.asdict(options_from(train_values))  # a mask file read, --hold parsed, checked
         fixed = {k: train_values[k] for k in ("strategy", "queries", "seed")}
         options = {k: v for k, v in {**fixed, **plan}.items() if v is not None}
+        if quick():  # HWLOOP_DOCS_QUICK: capped here, so workers need not see the environment
+            from hwloop.rundir import TrainOptions
+
+            q, opts, _ = quick_plan(options["queries"], TrainOptions(**plan), None)
+            capped = {**fixed, "queries": q, **dataclasses.asdict(opts)}
+            options = {k: v for k, v in capped.items() if v is not None}
 
     from hwloop.farm.api import run_farm
 

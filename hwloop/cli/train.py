@@ -29,6 +29,7 @@ from hwloop.cli.common import (
     run_option,
 )
 from hwloop.cli.display import Display, quiet_option
+from hwloop.config import quick_cap
 from hwloop.errors import UsageError
 from hwloop.rundir import DEFAULT_QUERIES, TrainOptions, option_fields
 from hwloop.strategies.registry import STRATEGIES, USER_CHOICES
@@ -283,6 +284,9 @@ def eval_cmd(
 ) -> None:
     """Measure a trained inverse's closed-loop error on a device; with --signal, ACPR, EVM and NMSE."""
     TrainOptions(eval_queries=eval_queries, eval_targets=eval_targets)  # the plan's own checks
+    fill = signal is None and eval_targets is None  # HWLOOP_DOCS_QUICK: the budget capped
+    eval_queries = quick_cap("eval_queries", eval_queries, fill=fill)
+    eval_targets = quick_cap("eval_targets", eval_targets)
     check_device_uri(device)  # everything that needs no TensorFlow, first
     check_trained_run(run_dir)
     check_exists(exported, "export")
