@@ -317,7 +317,7 @@ def run_shell_block(example: Any) -> None:
     for cmd in split_commands(example.parsed, example.line + 1, console=console):
         where = _where(example, cmd.line)
         if HARDWARE.search(cmd.comment):
-            session.not_run.append((cmd.line, cmd.text, "hardware only"))
+            session.not_run.append((cmd.line, cmd.text, cmd.comment))
             continue
         segments = [s for s in re.split(r"\s+&&\s+", cmd.text)]
         kept = []
@@ -368,7 +368,7 @@ def run_python_block(example: Any) -> Any:
     source: str = example.parsed
     first = source.lstrip().splitlines()[0] if source.strip() else ""
     if HARDWARE.search(first):
-        session.not_run.append((example.line, first, "hardware only"))
+        session.not_run.append((example.line, first, first.lstrip("# ")))
         return None
     m = FILE_COMMENT.match(first)
     if m:
@@ -443,7 +443,7 @@ def not_run_commands(doc: Path) -> list[tuple[int, str, str]]:
         if lang in ("sh", "bash", "console"):
             for cmd in split_commands(example.parsed, example.line + 1, console=lang == "console"):
                 if HARDWARE.search(cmd.comment):
-                    found.append((cmd.line, cmd.text, "hardware only"))
+                    found.append((cmd.line, cmd.text, cmd.comment))
                     continue
                 for seg in re.split(r"\s+&&\s+", cmd.text):
                     why = setup_reason(seg, kind)
@@ -452,5 +452,5 @@ def not_run_commands(doc: Path) -> list[tuple[int, str, str]]:
         elif lang == "python":
             first = example.parsed.lstrip().splitlines()[0] if example.parsed.strip() else ""
             if HARDWARE.search(first):
-                found.append((example.line, first, "hardware only"))
+                found.append((example.line, first, first.lstrip("# ")))
     return found

@@ -143,11 +143,11 @@ def farm_command(
 
     def done(entry: dict) -> None:
         click.echo(unit_line(entry), err=True)
-        progress.count("units", 1, unit="units done")
+        progress.count("units", 1, unit="done")
 
     with Display.open("farm", quiet), contextlib.redirect_stdout(sys.stderr):  # Ray warns on stdout
         if specs:
-            progress.expect("units", len(specs), unit="units done")
+            progress.expect("units", len(specs), unit="done")
         try:
             result = run_farm(
                 specs,
