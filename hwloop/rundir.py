@@ -114,6 +114,8 @@ class TrainOptions:
         0.2,
         "Fraction of --signal (its end) held out of training and scored after it; 0: score on the "
         "training signal (not with --eval-signal).",
+        min=0.0,
+        max_open=1.0,
     )
     eval_signal: str | None = _opt(
         None, "Score the predistorter on this signal (then all of --signal trains), same forms as --signal."

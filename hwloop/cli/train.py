@@ -46,7 +46,11 @@ def _click_type(f: dataclasses.Field) -> Any:
     if base is int:
         return click.IntRange(meta.get("min"), meta.get("max"))
     if base is float:
-        return click.FloatRange(min=meta.get("min_open"), min_open="min_open" in meta)
+        low = meta.get("min_open", meta.get("min"))
+        high = meta.get("max_open", meta.get("max"))
+        if low is None and high is None:
+            return click.FLOAT  # no range to show (a FloatRange without bounds reads "x<=None")
+        return click.FloatRange(low, high, min_open="min_open" in meta, max_open="max_open" in meta)
     return str
 
 

@@ -89,7 +89,7 @@ def transfer_panel(ax: Axes, data: RunData, j: int, rng: np.random.Generator) ->
 
 def closed_loop_panel(ax: Axes, data: RunData, j: int) -> None:
     ax.set_title(f"linearised closed loop, output {j}", fontsize=10)
-    if data.eval_t is None or data.eval_y is None:
+    if data.eval_t is None or data.eval_y is None or len(data.eval_t) == 0:
         _note(ax, "evaluation queries not recorded")
         return
     t, y = data.eval_t[:, j], data.eval_y[:, j]
@@ -113,7 +113,7 @@ def error_limit(data: RunData) -> float | None:
 
 
 def error_panel(ax: Axes, data: RunData, j: int, limit: float | None = None) -> None:
-    if data.eval_t is None or data.eval_y is None:
+    if data.eval_t is None or data.eval_y is None or len(data.eval_t) == 0:
         ax.set_title(f"closed-loop error, output {j}", fontsize=10)
         _note(ax, "evaluation queries not recorded")
         return
