@@ -257,7 +257,7 @@ def queries_panel(ax: Axes, data: RunData) -> None:
     ax.set_xlabel("queries (training, cumulative)")
     ax.set_ylabel("NMSE (dB)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="upper right", framealpha=0.85)
+    ax.legend(fontsize=7, loc="best", framealpha=0.75)
 
 
 def acpr_per_round(ax: Axes, data: RunData) -> None:
