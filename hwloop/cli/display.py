@@ -176,6 +176,8 @@ class Display:
     @staticmethod
     def _describe(name: str, row: _Row, now: float) -> str:
         label = row.label + (f" #{row.runs}" if name == "fit" and row.runs > 1 else "")
+        if row.total is None and not row.done:  # work without steps to count: how long it has run
+            return f"{label} for {_fmt_s(now - row.started)}"
         count = _num(row.done) + (f"/{_num(row.total)}" if row.total else "")
         text = f"{label} {count}{' ' + row.unit if row.unit else ''}"
         if row.timed and row.total and 0 < row.done < row.total and not row.over:
@@ -224,7 +226,8 @@ class Display:
         row = self.rows.get(name)
         if row is None or name not in self._ids:
             return
-        count = _num(row.done) + (f"/{_num(row.total)}" if row.total else "") + f" {row.unit}"
+        count = "" if row.total is None and not row.done else _num(row.done)
+        count += (f"/{_num(row.total)}" if row.total else "") + (f" {row.unit}" if count else "")
         self._rich.update(
             self._ids[name], completed=row.done, total=row.total, count=count, note=row.note or ""
         )
