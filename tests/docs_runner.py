@@ -36,7 +36,6 @@ training and evaluation budgets are capped (`hwloop.config.QUICK_CAPS`).
 from __future__ import annotations
 
 import contextlib
-import importlib.metadata as md
 import os
 import re
 import shlex
@@ -45,10 +44,10 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from docs_commands import Command, check_installed, pip_install_args, setup_reason, split_commands
 from sybil import Region, Sybil
 from sybil.evaluators.python import PythonEvaluator
 from sybil.parsers.markdown import CodeBlockParser
@@ -73,102 +72,6 @@ def documents() -> list[Path]:
 
 def directives(path: Path) -> list[str]:
     return [m.strip() for m in re.findall(r"<!--\s*docs-test:\s*(.*?)\s*-->", path.read_text())]
-
-
-# ---------------------------------------------------------------- commands
-
-
-@dataclass
-class Command:
-    """One logical shell command of a block (continuation lines joined)."""
-
-    text: str
-    line: int  # line in the document
-    expect_error: str | None = None  # "# hwloop: error: ..." below it
-    expect_output: list[str] = field(default_factory=list)  # console blocks
-    comment: str = ""
-
-
-def split_commands(source: str, first_line: int, console: bool = False) -> list[Command]:
-    """A block's commands: ``\\``-continued lines joined, comments kept apart."""
-    out: list[Command] = []
-    lines = source.splitlines()
-    i = 0
-    while i < len(lines):
-        raw, line_no = lines[i], first_line + i
-        i += 1
-        stripped = raw.strip()
-        if console:
-            if stripped.startswith("$ "):
-                out.append(Command(stripped[2:], line_no))
-            elif stripped and out:
-                out[-1].expect_output.append(stripped)
-            continue
-        if not stripped:
-            continue
-        if stripped.startswith("#"):
-            m = re.match(r"#\s*(hwloop: error: .*)$", stripped)
-            if m and out:
-                out[-1].expect_error = m.group(1)
-            continue
-        text = raw
-        while text.rstrip().endswith("\\") and i < len(lines):
-            text = text.rstrip()[:-1] + " " + lines[i].strip()
-            i += 1
-        code, comment = _strip_comment(text)
-        out.append(Command(code.strip(), line_no, comment=comment))
-    return out
-
-
-def _strip_comment(text: str) -> tuple[str, str]:
-    """``cmd  # note`` -> (cmd, note); a # inside quotes stays (shlex decides)."""
-    for m in re.finditer(r"\s#", text):
-        head = text[: m.start()]
-        try:
-            shlex.split(head)
-        except ValueError:  # inside quotes
-            continue
-        return head, text[m.start() :].strip().lstrip("#").strip()
-    return text, ""
-
-
-SETUP = [
-    (re.compile(r"^python3? -m venv\b"), "creates the virtual environment the test runs in"),
-    (re.compile(r"^(sudo )?apt(-get)? (update|install)\b"), "system packages: CI installs its own (.ci/run)"),
-    (re.compile(r"^sudo usermod\b"), "host administration (serial-port access)"),
-]
-
-
-def setup_reason(segment: str, workspace_kind: str) -> str | None:
-    """Why an install step is not run as written, or None when it runs (or is checked) as such."""
-    s = segment.strip()
-    for pattern, why in SETUP:
-        if pattern.search(s):
-            return why
-    if re.fullmatch(r"(\.venv/bin/)?pytest", s):
-        return "the whole test suite: CI runs it by this very command (.ci/run)"
-    if _pip_install(s) and workspace_kind == "checkout":
-        return "installs hwloop: the test environment is that install (checked, not repeated)"
-    return None
-
-
-def _pip_install(s: str) -> list[str] | None:
-    m = re.match(r"^(?:\S*/)?(?:pip3?|python3? -m pip) install (.+)$", s)
-    return shlex.split(m.group(1)) if m else None
-
-
-def check_installed(segment: str) -> None:
-    """A ``pip install`` of hwloop (or one of its extras): the test environment must hold it."""
-    args = [a for a in _pip_install(segment) or [] if not a.startswith("-")]
-    for arg in args:
-        extras = re.findall(r"\[([\w,\s]+)\]", arg)
-        dist = md.distribution("hwloop")  # raises if hwloop is not installed at all
-        wanted = {e.strip() for group in extras for e in group.split(",")}
-        for req in dist.requires or []:
-            m = re.search(r"extra\s*==\s*['\"]([\w-]+)['\"]", req)
-            if m and m.group(1) in wanted:
-                name = re.split(r"[\s;<>=!~\[]", req, maxsplit=1)[0]
-                md.distribution(name)  # PackageNotFoundError names what is missing
 
 
 # ---------------------------------------------------------------- the session
@@ -323,10 +226,10 @@ def run_shell_block(example: Any) -> None:
         kept = []
         for seg in segments:
             why = setup_reason(seg, session.kind)
-            if why is None and _pip_install(seg.strip()) and session.kind != "checkout":
+            if why is None and pip_install_args(seg.strip()) and session.kind != "checkout":
                 seg = _private_install(seg)
             elif why is not None:
-                if _pip_install(seg.strip()):
+                if pip_install_args(seg.strip()):
                     check_installed(seg.strip())
                 session.not_run.append((cmd.line, seg.strip(), why))
                 continue
