@@ -13,6 +13,7 @@ so the same command line works after a kill at any moment.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -196,10 +197,7 @@ def _run(
     on_fit_step: StepFn | None,
     resume: bool,
 ) -> TrainResult:
-    import keras
-
     from hwloop.evaluate import EvalBudget, evaluate, evaluate_signal, signal_eval_limit
-    from hwloop.inverses.store import save_inverse
 
     opts = plan.options
     t_start = time.perf_counter()
@@ -229,6 +227,11 @@ def _run(
     budget = EvalBudget.for_run(plan.queries, opts.eval_queries, opts.noise_repeats, opts.eval_targets)
     if resume:
         rd.check_device(info)
+    import keras  # every check that needs no TensorFlow is behind us
+
+    from hwloop.inverses.store import save_inverse
+
+    created = not rd.path.exists()
     rd.write_plan(plan, info.to_dict(), parent=opts.init_from)
     if callable(attach := getattr(dev, "attach_run_dir", None)):  # e.g. a bench's interlock log
         attach(rd.path)
@@ -302,6 +305,11 @@ def _run(
             phases.finish("evaluate")
     except KeyboardInterrupt as exc:
         exc.run_dir = rd.path  # type: ignore[attr-defined]  # the CLI says how to resume it
+        raise
+    except UsageError:
+        if created and (metered is None or not any(metered.used.values())):
+            qlog.close()  # a refusal before any query leaves no run behind
+            shutil.rmtree(rd.path, ignore_errors=True)
         raise
     finally:
         qlog.close()

@@ -227,3 +227,17 @@ def test_docs_quick_caps_budgets_and_says_so(tmp_path: Path, monkeypatch: pytest
     assert json.loads((out / "metrics.json").read_text())["queries_used"] == QUICK_CAPS["queries"]
     monkeypatch.setenv("HWLOOP_DOCS_QUICK", "0")
     assert quick_cap("queries", 10_000) == 10_000
+
+
+def test_a_refused_run_leaves_no_run_directory(tmp_path: Path) -> None:
+    """Refusals at any stage (options, parent run, a strategy's own budget check) write nothing."""
+    cases = [
+        ["--device", "sim:wh", "--hold", "0"],
+        ["--device", "sim", "--init-from", str(tmp_path / "no-such-run")],
+        ["--device", "sim:pa_gmp", "--signal", "dpa200:train", "--queries", "100"],  # refused by the strategy
+    ]
+    for i, args in enumerate(cases):
+        out = tmp_path / f"run{i}"
+        res = CliRunner().invoke(cli, ["train", *args, "--out", str(out)])
+        assert res.exit_code == 2 and res.stderr.startswith("hwloop: error: "), res.output
+        assert not out.exists(), f"{args} left {sorted(p.name for p in out.iterdir())}"
