@@ -239,5 +239,5 @@ def test_a_refused_run_leaves_no_run_directory(tmp_path: Path) -> None:
     for i, args in enumerate(cases):
         out = tmp_path / f"run{i}"
         res = CliRunner().invoke(cli, ["train", *args, "--out", str(out)])
-        assert res.exit_code == 2 and res.stderr.startswith("hwloop: error: "), res.output
+        assert res.exit_code == 2 and res.stderr.splitlines()[-1].startswith("hwloop: error: "), res.output
         assert not out.exists(), f"{args} left {sorted(p.name for p in out.iterdir())}"
