@@ -175,7 +175,8 @@ def _start(
         return _run(
             None, info, plan, rd or RunDir.new(f"offline-{prior.name}"), prior, None, None, on_fit_step, False
         )
-    dev = open_device(device)
+    with phases.task("open", label="opening the device"):
+        dev = open_device(device)
     try:
         check_options(named, offline=False, stateful=dev.info.stateful, **flags)
         return _run(
@@ -227,9 +228,10 @@ def _run(
     budget = EvalBudget.for_run(plan.queries, opts.eval_queries, opts.noise_repeats, opts.eval_targets)
     if resume:
         rd.check_device(info)
-    import keras  # every check that needs no TensorFlow is behind us
+    with phases.task("load", label="loading TensorFlow"):  # every check that needs none is behind us
+        import keras
 
-    from hwloop.inverses.store import save_inverse
+        from hwloop.inverses.store import save_inverse
 
     created = not rd.path.exists()
     rd.write_plan(plan, info.to_dict(), parent=opts.init_from)

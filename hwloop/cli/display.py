@@ -31,7 +31,7 @@ import click
 from hwloop import progress
 
 PLAIN_FIRST = 2.0  # seconds before the first plain line: a quick error stays one line
-PLAIN_EVERY = 5.0  # at most this long between plain lines (the contract says 10 s)
+PLAIN_EVERY = 4.0  # at most this long between plain lines (the contract says 10 s: room for a stall)
 COUNTERS = ("collect", "evaluate", "units")  # phases counted in bursts: no time left is guessed
 
 
