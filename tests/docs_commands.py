@@ -8,7 +8,12 @@ from __future__ import annotations
 import importlib.metadata as md
 import re
 import shlex
+import subprocess
+import sys
+import tempfile
+import zipfile
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -90,9 +95,12 @@ def pip_install_args(s: str) -> list[str] | None:
     return shlex.split(m.group(1)) if m else None
 
 
-def check_installed(segment: str) -> None:
-    """A ``pip install`` of hwloop (or one of its extras): the test environment must hold it."""
+def check_installed(segment: str, checkout: Path | None = None) -> None:
+    """A ``pip install`` of hwloop (or one of its extras): the test environment must hold it;
+    a plain ``pip install .`` of the checkout is built as a wheel and checked to work on its own."""
     args = [a for a in pip_install_args(segment) or [] if not a.startswith("-")]
+    if "." in args and "-e" not in segment and checkout is not None:
+        check_wheel(checkout)
     for arg in args:
         extras = re.findall(r"\[([\w,\s]+)\]", arg)
         dist = md.distribution("hwloop")  # raises if hwloop is not installed at all
@@ -102,3 +110,35 @@ def check_installed(segment: str) -> None:
             if m and m.group(1) in wanted:
                 name = re.split(r"[\s;<>=!~\[]", req, maxsplit=1)[0]
                 md.distribution(name)  # PackageNotFoundError names what is missing
+
+
+_WHEEL_CHECKED: list[Path] = []
+
+
+def check_wheel(checkout: Path) -> None:
+    """What ``pip install .`` installs works without the checkout: the wheel holds the package
+    data (the bundled measurements, the simulators' fits) and its entry points open devices."""
+    if checkout in _WHEEL_CHECKED:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        wheels, site = Path(tmp) / "wheels", Path(tmp) / "site"
+        pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--quiet"]
+        subprocess.run(
+            [*pip, "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(checkout)],
+            check=True, capture_output=True, timeout=600,
+        )  # fmt: skip
+        (wheel,) = wheels.glob("hwloop-*.whl")
+        names = zipfile.ZipFile(wheel).namelist()
+        for needed in ("hwloop/dpd/datasets/DPA_200MHz/dpa_200mhz.npz", "hwloop/simulators/data/"):
+            assert any(n.startswith(needed) for n in names), f"{wheel.name} lacks {needed}"
+        subprocess.run(
+            [*pip, "install", "--no-deps", "--target", str(site), str(wheel)], check=True, timeout=600
+        )
+        code = (
+            f"import sys; sys.path.insert(0, {str(site)!r}); "
+            "import hwloop, hwloop.registry as r; from hwloop.dpd.signals import dpa200; "
+            f"assert hwloop.__file__.startswith({str(site)!r}), hwloop.__file__; "
+            "r.open_device('sim:pa_gmp').close(); dpa200('test')"
+        )
+        subprocess.run([sys.executable, "-I", "-c", code], check=True, timeout=300, cwd=tmp)
+    _WHEEL_CHECKED.append(checkout)

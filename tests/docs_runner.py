@@ -230,7 +230,7 @@ def run_shell_block(example: Any) -> None:
                 seg = _private_install(seg)
             elif why is not None:
                 if pip_install_args(seg.strip()):
-                    check_installed(seg.strip())
+                    check_installed(seg.strip(), ROOT)
                 session.not_run.append((cmd.line, seg.strip(), why))
                 continue
             kept.append(seg)
