@@ -227,7 +227,7 @@ def log_cmd(run_dir: str, export: str, kind: str) -> None:
     "--out", type=click.Path(dir_okay=False), default=None, help="PNG path [default: RUN/report.png]."
 )
 def report(run_dir: str, out: str | None) -> None:
-    """Draw a run's report.png (transfer, closed loop, error, training curves) from its directory."""
+    """Draw a run's report.png (transfer, closed loop, error, fits, rounds; I/Q: AM/AM, AM/PM, spectrum)."""
     from hwloop.report.figure import write_report
 
     click.echo(f"wrote {write_report(run_dir, out=out)}", err=True)
