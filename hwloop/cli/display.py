@@ -170,7 +170,7 @@ class Display:
             if row.over and name not in ("collect",):
                 continue
             parts.append(self._describe(name, row, now))
-        what = "; ".join(parts) if parts else "starting"
+        what = "; ".join(parts) if parts else "working"
         return f"hwloop {self.command} [{_fmt_s(now - self.t0)}]: {what}"
 
     @staticmethod
@@ -209,7 +209,7 @@ class Display:
         )
         self._rich.start()
         self._ids["_run"] = self._rich.add_task(
-            f"hwloop {self.command}: starting", total=None, count="", note=""
+            f"hwloop {self.command}: working", total=None, count="", note=""
         )
 
     def _rich_start(self, name: str) -> None:
