@@ -13,15 +13,18 @@ so the same command line works after a kill at any moment.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwloop import progress as phases
+from hwloop.config import quick, quick_plan
 from hwloop.data import Pairs, load_pairs
 from hwloop.device import Device, DeviceInfo
-from hwloop.errors import RunDirError, UsageError
+from hwloop.errors import RunDirError, UsageError, spelled
 from hwloop.metered import MeteredDevice, ProgressFn
 from hwloop.metrics import db_or_none
 from hwloop.querylog import QueryLog
@@ -83,10 +86,14 @@ def train(
     extra = {"mask": mask, "hold": hold, "init_from": None if init_from is None else str(init_from)}
     extra = {k: v for k, v in extra.items() if v is not None}
     opts = opts.replace(**extra) if extra else opts
+    if quick():  # HWLOOP_DOCS_QUICK: every budget capped, so the docs' commands run in seconds
+        queries, opts, given = quick_plan(queries, opts, given)
     rd = RunDir(run_dir) if run_dir is not None else None
     if resume:
         if rd is None:
-            raise UsageError("--resume needs the run directory (--out DIR)")
+            raise UsageError(
+                spelled("--resume needs the run directory (--out DIR)", "resume=True needs run_dir")
+            )
         if rd.has_plan():
             # The CLI says what the user gave again; from Python, whatever options were passed.
             again = given if given is not None else ({**vars(opts)} if extra or options else {})
@@ -94,12 +101,15 @@ def train(
         if rd.log_path.exists():
             raise RunDirError(f"{rd.path} holds a query log but no config.toml: not a run hwloop can resume")
         if device is None and not (opts.from_log or opts.from_data):
-            raise UsageError(f"{rd.path} holds no run yet: give --device to start it")
+            raise UsageError(
+                f"{rd.path} holds no run yet: "
+                + spelled("give --device to start it", "give a device to start it")
+            )
         log.info("%s holds no run yet: starting it", rd.path)
     if rd is not None:
         rd.check_fresh()
     if queries < 16:
-        raise UsageError(f"--queries must be at least 16, got {queries}")
+        raise UsageError(spelled("--queries", "queries") + f" must be at least 16, got {queries}")
     uri = device if isinstance(device, str) or device is None else getattr(device, "uri", None)
     plan = RunPlan(
         uri or ("" if device is None else f"<{type(device).__name__}>"), strategy, queries, seed, opts
@@ -142,7 +152,11 @@ def _resume(
     plan = rd.read_plan()
     plan.check_same(given, rd.path)
     if not plan.device:
-        raise UsageError(f"{rd.path} was trained offline: nothing to resume (start a new --out)")
+        raise UsageError(
+            f"{rd.path} was trained offline: nothing to resume ("
+            + spelled("start a new --out", "start a new run_dir")
+            + ")"
+        )
     if device is None and plan.device.startswith("<"):
         raise UsageError(
             f"this run used a Python device object ({plan.device}); pass the device to resume it"
@@ -187,7 +201,8 @@ def _start(
         return _run(
             None, info, plan, rd or RunDir.new(f"offline-{prior.name}"), prior, None, None, on_fit_step, False
         )
-    dev = open_device(device)
+    with phases.task("open", label="opening the device"):
+        dev = open_device(device)
     try:
         check_request(opts, plan.strategy, offline=False, given=named, stateful=dev.info.stateful)
         return _run(
@@ -209,10 +224,7 @@ def _run(
     on_fit_step: StepFn | None,
     resume: bool,
 ) -> TrainResult:
-    import keras
-
     from hwloop.evaluate import EvalBudget, evaluate, evaluate_signal, signal_eval_limit
-    from hwloop.inverses.store import save_inverse
 
     opts = plan.options
     t_start = time.perf_counter()
@@ -242,6 +254,12 @@ def _run(
     budget = EvalBudget.for_run(plan.queries, opts.eval_queries, opts.noise_repeats, opts.eval_targets)
     if resume:
         rd.check_device(info)
+    with phases.task("load", label="loading TensorFlow"):  # every check that needs none is behind us
+        import keras
+
+        from hwloop.inverses.store import save_inverse
+
+    created = not rd.path.exists()
     rd.write_plan(plan, info.to_dict(), parent=opts.init_from)
     if callable(attach := getattr(dev, "attach_run_dir", None)):  # e.g. a bench's interlock log
         attach(rd.path)
@@ -277,6 +295,7 @@ def _run(
             on_step=on_fit_step,
         )
         outcome = run_strategy(name, ctx)
+        phases.finish("collect")
         inverse = _package(outcome, info)
         save_inverse(inverse, rd.path)
         if outcome.surrogate is not None:
@@ -287,6 +306,8 @@ def _run(
                 qlog.append(prior.x[start : start + 1024], prior.y[start : start + 1024], "train")
             scores: dict[str, Any] = {"closed_loop_nmse_db": None, "noise_floor_db": None}
         else:
+            total = None if signal is not None else budget.queries + 2 * budget.noise_repeats
+            phases.expect("evaluate", total, unit="queries")
             if signal is not None:
                 ev = evaluate_signal(
                     metered,
@@ -308,6 +329,15 @@ def _run(
                 no_dpd = None
             rd.save_evaluation(ev.targets, ev.inputs, ev.outputs, no_dpd)
             scores = {**ev.scores, **ev.details}
+            phases.finish("evaluate")
+    except KeyboardInterrupt as exc:
+        exc.run_dir = rd.path  # type: ignore[attr-defined]  # the CLI says how to resume it
+        raise
+    except UsageError:
+        if created and (metered is None or not any(metered.used.values())):
+            qlog.close()  # a refusal before any query leaves no run behind
+            shutil.rmtree(rd.path, ignore_errors=True)
+        raise
     finally:
         qlog.close()
     metrics = _metrics(plan, name, scores, metered, prior_xy, outcome, rd, t_start, opts)

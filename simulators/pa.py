@@ -61,7 +61,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import signal as sps
 
 from hwloop.device import BadDeviceParameterError, DeviceInfo, IQEnvelope, Param, check_inputs
 from hwloop.simulators.base import BASE_PARAMS, NoisySim, check_base_values
@@ -161,6 +160,8 @@ class WHAmplifier:
         if not self.thermal or not len(u):
             return np.ones(len(u)), temp
         a = np.exp(-1.0 / self.tau)
+        from scipy import signal as sps  # here: opening a simulator stays light
+
         t, _ = sps.lfilter([1 - a], [1, -a], np.abs(u) ** 2 / self.P_REF, zi=a * temp)
         before = np.concatenate([temp, t[:-1]])
         return 1.0 - self.thermal * before, t[-1:].copy()

@@ -20,6 +20,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from hwloop.cli.console import StderrHandler, interrupted_message
 from hwloop.errors import HwloopError, UsageError
 
 log = logging.getLogger("hwloop")
@@ -59,10 +60,14 @@ class HwloopGroup(click.Group):
         try:
             return super().invoke(ctx)
         except HwloopError as exc:
-            click.echo(f"hwloop: error: {exc}", err=True)
+            click.echo(f"hwloop: error: {exc.cli_message()}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("hwloop: interrupted", err=True)
+        except BrokenPipeError:  # `hwloop devices | head`: the reader left; nothing to say
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(1)
+        except KeyboardInterrupt as exc:
+            click.echo(interrupted_message(exc), err=True)
             ctx.exit(130)
         except OSError as exc:
             click.echo(f"hwloop: error: {exc}", err=True)
@@ -147,36 +152,11 @@ def emit_json(obj: dict) -> None:
 
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()  # follows sys.stderr: above a live progress display, past hidden native logs
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("hwloop")
     root.handlers[:] = [handler]
     root.setLevel(level)
-
-
-def _quiet_tensorflow(verbose: int) -> None:
-    """Import TensorFlow with its C++ start-up chatter (oneDNN, CUDA probes)
-    kept off stderr; those lines are printed before any log level applies."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if verbose or "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def needs_tensorflow() -> None:
-    """Import TensorFlow quietly (once), honouring -v."""
-    ctx = click.get_current_context()
-    _quiet_tensorflow((ctx.find_root().obj or {}).get("verbose", 0))
 
 
 def load_npy(path: str, what: str) -> Any:

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hwloop.errors import RunDirError, UsageError
+from hwloop.errors import RunDirError, UsageError, spelled
 from hwloop.rundir import train_kwargs
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,10 @@ def plan_farm(devices: Iterable[str | UnitSpec], out: Path, resume: bool, train_
     if not specs:
         raise UsageError("a farm needs at least one device (--device URI or --devices-file FILE)")
     if (out / FARM_JSON).exists():
-        raise UsageError(f"{out} already holds a farm; choose another --out or add --resume")
+        raise UsageError(
+            f"{out} already holds a farm; "
+            + spelled("choose another --out or add --resume", "choose another out or pass resume=True")
+        )
     check_farm_options(train_options)  # unknown options, and options that would not act, fail here
     names = unit_names(s.uri for s in specs)
     units = [

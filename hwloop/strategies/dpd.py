@@ -49,6 +49,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from hwloop import progress
 from hwloop.dpd.direct import SURROGATE_CFG, direct_learning
 from hwloop.dpd.fitting import spread_windows
 from hwloop.dpd.gmp import GMPConfig, GMPInverse, Stretch
@@ -255,9 +256,16 @@ def train(ctx: Context) -> Outcome:
     assert dev is not None and t is not None
     peak = float(np.min(np.abs(np.concatenate([dev.info.low_array, dev.info.high_array]))))
 
+    fitting: list[progress.Task] = []  # progress: between two measured rounds the fits run
+
     def query_sequence(x: np.ndarray) -> np.ndarray:
+        while fitting:
+            fitting.pop().close()
         dev.reset()
-        return dev.query(np.asarray(x, np.float32), "train")
+        y = dev.query(np.asarray(x, np.float32), "train")
+        progress.count("rounds", 1, unit="measured")
+        fitting.append(progress.task("fit", label="least-squares fits"))
+        return y
 
     inverse, details = fit_predistorter(
         query_sequence,
@@ -271,5 +279,7 @@ def train(ctx: Context) -> Outcome:
         fs=ctx.settings.fs,
         bw=ctx.settings.bw,
     )
+    while fitting:
+        fitting.pop().close()
     inverse.info = dev.info.to_dict()
     return Outcome(inverse, [], details=details, memory={"kind": "gmp"})
