@@ -173,6 +173,24 @@ def test_rounds_are_read_as_metrics_json_numbers_them() -> None:
     assert dpd.kept_index == 4 and dpd.kept_text == "direct round 1 (dpd_kept_round 1)"
     assert [r.queries for r in dpd.rounds] == [2000, 4000, 6000, 6500, 7000]
     assert dpd.rounds[4].judged_db == -53.0 and dpd.rounds[0].acpr_dbc == -31.0
+    numbered = read_rounds(  # rounds numbered across indirect and direct learning, as written today
+        {
+            "dpd_rounds": [{"round": 1, "nmse_db": -20.0, "acpr_dbc": -33.0}],
+            "dpd_direct_rounds": [
+                {"round": r, "nmse_db": -40.0, "judge_nmse_db": -50.0, "judge_acpr_dbc": -50.0 - r}
+                for r in (2, 3, 4)
+            ],
+            "dpd_kept_round": 3,
+        }
+    )
+    assert [r.label for r in numbered.rounds] == [
+        "round 1 (indirect)",
+        "round 2 (direct)",
+        "round 3 (direct)",
+        "round 4 (direct)",
+    ]
+    assert numbered.kept_index == 2 and numbered.kept_text == "round 3 (direct); dpd_kept_round 3"
+    assert numbered.rounds[2].acpr_dbc == -53.0  # the judged window's ACPR, the figure rounds are kept by
     cal = read_rounds(
         {
             "rounds": [

@@ -10,12 +10,14 @@ them (and tolerates keys that are missing, renamed or added later):
   ``queries``, ``measured_nmse_db``, ``measured_uncertainty_db``; ``kept`` is
   ``"final"`` (the inverse trained after the last round, its error predicted
   as ``final_predicted_nmse_db``) or ``"round K checkpoint"``;
-- a predistorter (``--signal``): indirect learning's ``dpd_rounds`` (numbered
-  from 1, each with ``nmse_db`` and ``acpr_dbc``), then direct learning's
-  ``dpd_direct_rounds`` (numbered from 0, also ``judge_nmse_db`` and
-  ``judge_se_db``); ``dpd_kept_round`` numbers a direct round. Queries per
-  round are the samples of its stretch (``dpd_stretch``,
-  ``dpd_direct_stretch``).
+- a predistorter (``--signal``): indirect learning's ``dpd_rounds``, then
+  direct learning's ``dpd_direct_rounds``, numbered from 1 across both by
+  their ``round`` (each with ``nmse_db`` and ``acpr_dbc``; direct rounds also
+  the judged window's ``judge_nmse_db``, ``judge_acpr_dbc`` and their standard
+  errors); ``dpd_kept_round`` is the ``round`` of the kept one. Runs written
+  before that numbered direct rounds from 0 and ``dpd_kept_round`` among them
+  alone: read as such. Queries per round are the samples of its stretch
+  (``dpd_stretch``, ``dpd_direct_stretch``).
 """
 
 from __future__ import annotations
@@ -147,12 +149,17 @@ def _dpd(m: dict[str, Any]) -> Rounds:
     direct = [r for r in m.get("dpd_direct_rounds") or [] if isinstance(r, dict)]
     n_ind, n_dir = _stretch_len(m.get("dpd_stretch")), _stretch_len(m.get("dpd_direct_stretch"))
     out = Rounds(source="dpd_rounds, dpd_direct_rounds")
+    # rounds numbered across both (their own "round"); older runs numbered direct rounds from 0
+    legacy = bool(direct) and _int(direct[0].get("round")) == 0
     spent: int | None = 0
+    numbers: list[int | None] = []
     for i, r in enumerate(ind):
         spent = None if spent is None or n_ind is None else spent + n_ind
+        number = _int(r.get("round")) or i + 1
+        numbers.append(None if legacy else number)
         out.rounds.append(
             Round(
-                f"indirect {r.get('round', i + 1)}",
+                f"indirect {number}" if legacy else f"round {number} (indirect)",
                 nmse_db=finite(r.get("nmse_db")),
                 acpr_dbc=finite(r.get("acpr_dbc")),
                 queries=spent,
@@ -161,13 +168,18 @@ def _dpd(m: dict[str, Any]) -> Rounds:
         )
     for i, r in enumerate(direct):
         spent = None if spent is None or n_dir is None else spent + n_dir
+        number = _int(r.get("round"))
+        if number is None:
+            number = i if legacy else len(ind) + i + 1
+        numbers.append(number)
+        judged_acpr = finite(r.get("judge_acpr_dbc"))
         out.rounds.append(
             Round(
-                f"direct {r.get('round', i)}",
+                f"direct {number}" if legacy else f"round {number} (direct)",
                 nmse_db=finite(r.get("nmse_db")),
-                se_db=finite(r.get("judge_se_db")),
+                se_db=finite(r.get("judge_nmse_se_db", r.get("judge_se_db"))),
                 judged_db=finite(r.get("judge_nmse_db")),
-                acpr_dbc=finite(r.get("acpr_dbc")),
+                acpr_dbc=judged_acpr if judged_acpr is not None else finite(r.get("acpr_dbc")),
                 queries=spent,
                 group="direct",
             )
@@ -177,9 +189,15 @@ def _dpd(m: dict[str, Any]) -> Rounds:
         for r in out.rounds:
             r.queries = None
     kept = _int(m.get("dpd_kept_round"))
-    if kept is not None and direct:
-        for r in out.rounds:
-            r.kept = r.label == f"direct {kept}"
-        if any(r.kept for r in out.rounds):
-            out.kept_text = f"direct round {kept} (dpd_kept_round {kept})"
+    if kept is not None:
+        for r, number in zip(out.rounds, numbers, strict=True):
+            r.kept = number == kept
+        k = out.kept_index
+        if k is not None:
+            label = out.rounds[k].label
+            out.kept_text = (
+                f"direct round {kept} (dpd_kept_round {kept})"
+                if legacy
+                else f"{label}; dpd_kept_round {kept}"
+            )
     return out
