@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-import sys
+import shutil
+from pathlib import Path
 
 import click
 
-from hwloop.cli.common import config_option, emit_json, json_option, needs_tensorflow, run_option
+from hwloop.cli.checks import check_trained_run
+from hwloop.cli.common import config_option, emit_json, json_option, run_option
+from hwloop.cli.display import Display
 
 FORMATS = ("c", "tflite", "coeffs")
 
@@ -73,23 +76,28 @@ def export_cmd(
     if (qat is None) != (device is None):
         given, missing = ("--qat", "--device") if device is None else ("--device", "--qat")
         raise click.BadParameter(f"{given} needs {missing}", param_hint=given)
-    needs_tensorflow()
+    check_trained_run(run_dir)  # before TensorFlow
     from hwloop.export.build import QAT, export_run
 
-    with _QATProgress(qat) as progress:
-        tune = None if qat is None else QAT(qat, device, seed, progress.on_step, progress.on_query)
-        manifest = export_run(
-            run_dir,
-            fmt,
-            out,
-            bits=bits,
-            weight_bits=weight_bits,
-            act_bits=act_bits,
-            io_bits=io_bits,
-            prefix=prefix,
-            force=force,
-            qat=tune,
-        )
+    created = not Path(out).exists()
+    try:
+        with Display.open("export"):  # QAT's device queries count into its "collect" row
+            manifest = export_run(
+                run_dir,
+                fmt,
+                out,
+                bits=bits,
+                weight_bits=weight_bits,
+                act_bits=act_bits,
+                io_bits=io_bits,
+                prefix=prefix,
+                force=force,
+                qat=None if qat is None else QAT(qat, device, seed),
+            )
+    except BaseException:
+        if created and Path(out).is_dir():  # a refused or failed export leaves nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     summary = {
         "run_dir": run_dir,
         "out": out,
@@ -117,31 +125,3 @@ def export_cmd(
             f"before the device rounds, {s['chosen_nmse_db']} dB kept",
             err=True,
         )
-
-
-class _QATProgress:
-    """A tqdm bar of the fine-tuning's device queries (stderr, TTY only); nothing without --qat."""
-
-    def __init__(self, total: int | None) -> None:
-        self.bar = None
-        if total:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=total, unit="q", desc="qat queries", file=sys.stderr, disable=None, leave=False
-            )
-
-    def on_query(self, kind: str, n: int, used: int) -> None:
-        if self.bar is not None and kind == "train":
-            self.bar.update(n)
-
-    def on_step(self, step: int, loss: float) -> None:
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"step {step} loss {loss:.2e}")
-
-    def __enter__(self) -> _QATProgress:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.close()

@@ -165,6 +165,11 @@ def gain_tables(inv: GMPInverse, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     terms = cfg.terms()
     if any(lag < 0 for _, _, lag in terms):
         raise UsageError("a streaming fixed-point GMP cannot use leading terms (lead > 0)")
+    if cfg.lookahead:
+        raise UsageError(
+            f"this predistorter has {cfg.lookahead} leading taps (lookahead); the fixed-point C GMP "
+            "streams causally only: export it with --format coeffs"
+        )
     groups = sorted({(m, lag) for _, m, lag in terms})
     index = {g: i for i, g in enumerate(groups)}
     tabs = np.zeros((len(groups), len(r)), np.complex128)
