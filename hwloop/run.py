@@ -24,7 +24,9 @@ from hwloop import progress as phases
 from hwloop.config import quick, quick_plan
 from hwloop.data import Pairs, load_pairs
 from hwloop.device import Device, DeviceInfo
+from hwloop.dpd.path import run_signal, run_signal_path
 from hwloop.errors import RunDirError, UsageError, spelled
+from hwloop.inverses.package import package_inverse
 from hwloop.metered import MeteredDevice, ProgressFn
 from hwloop.metrics import db_or_none
 from hwloop.querylog import QueryLog
@@ -184,7 +186,7 @@ def _start(
     """
     opts, named = plan.options, given or {}
     check_request(opts, plan.strategy, offline=device is None, given=named)
-    signal = None if opts.signal is None else _load_signal(opts)
+    signal = None if opts.signal is None else run_signal(opts)
     prior = load_pairs(opts.from_log, opts.from_data)
     if device is None:
         if prior is None:
@@ -228,7 +230,7 @@ def _run(
 
     opts = plan.options
     t_start = time.perf_counter()
-    path = None if signal is None else _signal_path(opts, signal)
+    path = None if signal is None else run_signal_path(opts, signal)
     signal, held = (None, None) if path is None else (path.train, path.held)
     name = choose(
         plan.strategy,
@@ -296,7 +298,7 @@ def _run(
         )
         outcome = run_strategy(name, ctx)
         phases.finish("collect")
-        inverse = _package(outcome, info)
+        inverse = package_inverse(outcome.inverse, outcome.memory, info)
         save_inverse(inverse, rd.path)
         if outcome.surrogate is not None:
             outcome.surrogate.save(rd.file(SURROGATE_FILE))
@@ -348,27 +350,6 @@ def _run(
     return TrainResult(metrics, rd.path, inverse)
 
 
-def _package(outcome: Outcome, info: DeviceInfo) -> Any:
-    """The inverse as users hold it: clipped to the safe range, saveable, ``apply(t)``."""
-    from hwloop.inverses.base import Inverse
-    from hwloop.inverses.models import with_clip
-    from hwloop.inverses.tapped import SequenceInverse
-
-    if outcome.memory is not None and outcome.memory.get("kind") in ("gmp", "gru"):
-        return outcome.inverse  # a GMPInverse or GRUInverse: apply(t) on whole sequences, save(run)
-    if outcome.memory is not None:
-        m = outcome.memory
-        return SequenceInverse(
-            outcome.inverse,
-            int(m["depth"]),
-            int(m["lookahead"]),
-            info.low_array,
-            info.high_array,
-            info.to_dict(),
-        )
-    return Inverse(with_clip(outcome.inverse, info.low, info.high), info.to_dict())
-
-
 def _metrics(
     plan: RunPlan,
     name: str,
@@ -403,22 +384,3 @@ def _metrics(
         "run_dir": str(rd.path),
         "seed": plan.seed,
     }
-
-
-def _load_signal(opts: TrainOptions) -> Any:
-    """The targets to linearise (the signal times --gain), its band checked: before any device."""
-    from hwloop.dpd.metrics import check_band
-    from hwloop.dpd.signals import load_signal, resolve_fs
-
-    check_band(resolve_fs(opts.fs, opts.signal), opts.bw)
-    return opts.gain * load_signal(opts.signal)
-
-
-def _signal_path(opts: TrainOptions, signal: Any) -> Any:
-    """Training and scored targets: --cfr, then --eval-signal or the end of --signal (--holdout)."""
-    from hwloop.dpd.path import signal_path
-    from hwloop.dpd.signals import resolve_fs
-
-    fs = resolve_fs(opts.fs, opts.signal)
-    keys = ("signal", "gain", "holdout", "eval_signal", "cfr", "cfr_papr")
-    return signal_path(signal, **{k: getattr(opts, k) for k in keys}, fs=fs, bw=opts.bw)

@@ -12,7 +12,6 @@ import time
 import types
 import typing
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import click
@@ -172,8 +171,6 @@ def train(**values: Any) -> None:
     if device is None and not (opts.from_log or opts.from_data) and not resume:
         raise UsageError("give --device URI (or --from-log/--from-data to train without a device)")
     check_device_uri(device)  # before TensorFlow: a bad URI is refused at once
-    if opts.init_from and not (Path(opts.init_from) / "device.json").is_file():
-        raise UsageError(f"--init-from {opts.init_from}: no trained run there (device.json missing)")
     given_from = given_options(ctx, ("strategy", "queries", "seed", *(f.name for f in option_fields())))
     given = {name: (getattr(opts, name) if hasattr(opts, name) else values[name]) for name in given_from}
     board = _TensorBoard(values["tensorboard"]) if values["tensorboard"] else None
