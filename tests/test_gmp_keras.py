@@ -157,8 +157,7 @@ def test_a_predistorter_with_leading_taps_saves_loads_and_runs_as_keras(tmp_path
 
 def test_exports_of_a_predistorter_with_leading_taps(tmp_path: Path) -> None:
     """The coefficient export carries the leading taps (and says what they mean); the fixed-point
-    C export, which streams causally, refuses them in one line."""
-    from hwloop.errors import UsageError
+    C export keeps them (tests/test_export_gmp_lookahead.py)."""
     from hwloop.export.coeffs import basis_text, read_coeffs, write_coeffs
     from hwloop.export.gmp import quantize_gmp
 
@@ -171,5 +170,4 @@ def test_exports_of_a_predistorter_with_leading_taps(tmp_path: Path) -> None:
     t = ofdm(OFDMSpec(n=500, seed=2))
     np.testing.assert_allclose(back.apply(t), inv.apply(t), atol=1e-12)
     assert "lookahead = 2" in basis_text(inv) and "x[n + 2 - m]" in basis_text(inv)
-    with pytest.raises(UsageError, match="leading taps"):
-        quantize_gmp(inv, t, 16, 16)
+    assert quantize_gmp(inv, t, 16, 16).lookahead == 2  # the C streams it with that latency

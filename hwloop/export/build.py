@@ -162,8 +162,9 @@ def golden_words(src: RunSource, q: Quant) -> tuple[np.ndarray, np.ndarray, np.n
     """Golden input words, the reference's output words for them, and the states (a GRU's)."""
     rng = np.random.default_rng(0)
     if isinstance(q, QuantGMP):
+        flush = np.zeros((q.lookahead, 2), np.int64)  # leading taps: the last drives flushed out
         t = np.concatenate(
-            [q.fmt_z.quantize(src.stretch(GOLDEN_STREAM)), edge_rows(q.fmt_z.lo, q.fmt_z.hi, 2)]
+            [q.fmt_z.quantize(src.stretch(GOLDEN_STREAM)), edge_rows(q.fmt_z.lo, q.fmt_z.hi, 2), flush]
         )
         return t, q.run(t), None
     edges = edge_rows(q.fmt_t.lo, q.fmt_t.hi, q.in_dim if isinstance(q, QuantGRU) else q.extra["dim"])
@@ -192,7 +193,8 @@ def _comment(src: RunSource, w: Widths, prefix: str) -> list[str]:
 
 def _interface(src: RunSource, q: Quant) -> dict:
     if isinstance(q, QuantGMP):
-        return {"in_dim": 2, "out_dim": 2, "stateful": True, "depth": q.depth, "lookahead": 0}
+        look = q.lookahead  # the drive of step n is sample n - look's: the latency in samples
+        return {"in_dim": 2, "out_dim": 2, "stateful": True, "depth": q.depth - look, "lookahead": look}
     if isinstance(q, QuantGRU):
         return {"in_dim": q.in_dim, "out_dim": q.out_dim, "stateful": True, "depth": 0, "lookahead": 0}
     ex = q.extra

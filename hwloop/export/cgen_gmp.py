@@ -2,7 +2,9 @@
 
 A streaming predistorter: ``PREFIX_step`` takes one target I/Q sample and
 returns one drive sample, keeping the last ``depth`` samples and their
-envelopes in a state struct. Each group (m, l) of the GMP's terms is a
+envelopes in a state struct. With leading taps (``PREFIX_LOOKAHEAD`` L)
+the drive returned by a step is the drive of the target L steps earlier.
+Each group (m, l) of the GMP's terms is a
 complex gain table over the envelope, interpolated exactly and multiplied
 into the sample m steps back: the model of `hwloop.dpd.gmp`, the arithmetic
 of `QuantGMP.run`.
@@ -86,13 +88,17 @@ def header(q: QuantGMP, prefix: str, hash8: str, comment: list[str]) -> str:
             f"#define {up}_IN_DIM 2\n#define {up}_OUT_DIM 2\n#define {up}_STATEFUL 1\n",
             f"#define {up}_T_FRAC {q.fmt_z.frac}  /* target = word / 2^{q.fmt_z.frac} ({q.fmt_z.name}) */\n",
             f"#define {up}_X_FRAC {q.fmt_x.frac}  /* drive = word / 2^{q.fmt_x.frac} ({q.fmt_x.name}) */\n",
-            f"#define {up}_DEPTH {d}\n#define {up}_GROUPS {len(q.groups)}\n",
+            f"#define {up}_DEPTH {d}  /* past samples held, delays counted from the newest target */\n",
+            f"#define {up}_LOOKAHEAD {q.lookahead}  /* latency: a step returns the drive of the target "
+            f"{q.lookahead} steps before */\n",
+            f"#define {up}_GROUPS {len(q.groups)}\n",
             f"#define {up}_TABLE_NODES {q.tab_re.shape[1]}  /* one every 2^{q.step} envelope words */\n\n",
             f"typedef struct {{\n    int16_t zi[{d + 1}], zq[{d + 1}];  /* newest first */\n",
             f"    uint32_t env[{d + 1}];  /* their envelopes isqrt(I^2 + Q^2) */\n",
             f"}} {prefix}_state;\n\n",
             f"void {prefix}_reset({prefix}_state *s);  /* zeros: an amplifier reset to idle */\n",
-            "/* One I/Q sample in, one out. */\n",
+            "/* One I/Q sample in, one out: the drive of the target LOOKAHEAD steps before (after the\n"
+            "   last target, LOOKAHEAD zero samples flush the last drives out). */\n",
             f"void {prefix}_step({prefix}_state *s, const int16_t t[2], int16_t x[2]);\n",
             f"\n#endif /* {up}_H */\n",
         ]

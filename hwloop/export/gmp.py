@@ -27,6 +27,13 @@ The tables' words are chosen by `hwloop.export.ptq.gptq_gram` below 16 bits
 rounding errors cancel where the signal goes; at 16 bits, nearest rounding.
 Each table's format holds the gain up to the largest logged envelope; past
 it, where no logged signal reached, the gain saturates.
+
+A predistorter with leading taps (``lookahead`` L, for an amplifier that is
+not minimum phase) reads the L targets after sample n. The datapath streams
+it causally: its delays count from the newest target received, n + L, so the
+tables are the same and the delay line is L samples longer, and the drive
+out of step n is sample n - L's: a latency of L samples. After the last
+target, L zero samples flush the last drives out (`QuantGMP.drive`).
 """
 
 from __future__ import annotations
@@ -74,8 +81,16 @@ class QuantGMP:
     gain: tuple[float, float] = (1.0, 0.0)
 
     @property
+    def lookahead(self) -> int:
+        """Leading taps L: the drive out of step n is sample n - L's (a latency of L samples)."""
+        return GMPConfig(**self.cfg).lookahead
+
+    @property
     def depth(self) -> int:
-        return GMPConfig(**self.cfg).depth
+        """Past samples the datapath keeps: the deepest m + l, delays counted from the newest target
+        (with leading taps that is sample n + L, so the line is L samples longer than the model's past)."""
+        cfg = GMPConfig(**self.cfg)
+        return cfg.depth + cfg.lookahead
 
     @property
     def group_shift(self) -> np.ndarray:
@@ -92,7 +107,8 @@ class QuantGMP:
         )
 
     def run(self, z: np.ndarray) -> np.ndarray:
-        """I/Q input words (n, 2) from a reset -> drive words (n, 2), exactly as the C computes them."""
+        """I/Q input words (n, 2) from a reset -> drive words (n, 2), exactly as the C computes them:
+        row n is the drive of sample n - `lookahead` (the first L rows precede the signal)."""
         z = np.asarray(z, np.int64)
         n, d = len(z), self.depth
         ext = np.concatenate([np.zeros((d, 2), np.int64), z])
@@ -114,6 +130,15 @@ class QuantGMP:
         xr = np.where(over, div_round(yr * self.peak_q, ym), yr)
         xi = np.where(over, div_round(yi * self.peak_q, ym), yi)
         return np.stack([self.fmt_x.saturate(xr), self.fmt_x.saturate(xi)], axis=1)
+
+    def drive(self, z: np.ndarray) -> np.ndarray:
+        """The drive words of target words ``z`` (n, 2), row n sample n's: `run` fed L zero samples
+        after the last (the end of the signal, as the float predistorter takes it), L rows dropped."""
+        look = self.lookahead
+        if not look:
+            return self.run(z)
+        z = np.asarray(z, np.int64)
+        return self.run(np.concatenate([z, np.zeros((look, 2), np.int64)]))[look:]
 
     def formats(self) -> dict:
         return {
@@ -165,11 +190,6 @@ def gain_tables(inv: GMPInverse, r: np.ndarray) -> tuple[np.ndarray, np.ndarray]
     terms = cfg.terms()
     if any(lag < 0 for _, _, lag in terms):
         raise UsageError("a streaming fixed-point GMP cannot use leading terms (lead > 0)")
-    if cfg.lookahead:
-        raise UsageError(
-            f"this predistorter has {cfg.lookahead} leading taps (lookahead); the fixed-point C GMP "
-            "streams causally only: export it with --format coeffs"
-        )
     groups = sorted({(m, lag) for _, m, lag in terms})
     index = {g: i for i, g in enumerate(groups)}
     tabs = np.zeros((len(groups), len(r)), np.complex128)

@@ -88,8 +88,8 @@ def _c(manifest: dict, root: Path) -> Callable[[np.ndarray], np.ndarray]:
         def words(t: np.ndarray) -> np.ndarray:
             return q.run(t)
 
-        def run(t: np.ndarray) -> np.ndarray:
-            return q.fmt_x.value(q.run(q.fmt_z.quantize(t)))
+        def run(t: np.ndarray) -> np.ndarray:  # leading taps: sample n's drive, L steps later
+            return q.fmt_x.value(q.drive(q.fmt_z.quantize(t)))
     else:
         depth, look = int(q.extra["depth"]), int(q.extra["lookahead"])
 
