@@ -108,7 +108,7 @@ def bench_onboard(tmp: Path) -> dict:
             ["avr-size", str(fw / "hwloop.elf")], capture_output=True, text=True, check=True
         )
         text, data, bss = (int(v) for v in size.stdout.splitlines()[1].split()[:3])
-        _, y_ref, _ = _query(plain, load_exported(d).apply(t))
+        _, y_ref, _ = _query(plain, load_exported(d, run=run).apply(t))
         firmware, y_board, wall = _query(fw, t)
         out[f"c{bits}"] = {
             "firmware": firmware,

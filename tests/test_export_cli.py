@@ -174,6 +174,37 @@ def test_an_export_of_another_run_or_inverse_is_refused_before_any_query(
     assert not (twin / "eval.json").exists()
 
 
+@pytest.mark.parametrize("fmt", ["c", "coeffs"])
+def test_a_gmp_export_of_another_run_is_refused_before_any_query(
+    tmp_path: Path, tmp_path_factory: pytest.TempPathFactory, fmt: str
+) -> None:
+    """Whatever the format (the fixed-point C, the coefficients): the provenance is checked before
+    the device is opened, with a signal to score on as with none."""
+    import shutil
+
+    run = trained("gmp_pa_gmp", tmp_path_factory)
+    twin = tmp_path / "twin"
+    shutil.copytree(run, twin)
+    other = tmp_path / "other"
+    cli_json("export", "--run", str(twin), "--format", fmt, "--out", str(other))
+    signal = ["--signal", "ofdm:bw=200e6,fs=800e6,n=4096,papr=8,seed=11", "--gain", "2", "--bw", "200e6"]
+    for extra in ([], signal):
+        one_line_error(
+            [
+                "eval",
+                "--run",
+                str(run),
+                "--device",
+                "serial:///dev/hwloop-no-such-port",
+                "--exported",
+                str(other),
+                *extra,
+            ],
+            f"export of run {twin.resolve()}, not of {run.resolve()}",
+        )
+    assert not (run / "eval.json").exists()
+
+
 def test_the_installed_command_prints_one_line_too(tmp_path: Path) -> None:
     code, out, err = cli(
         "export", "--run", str(tmp_path / "none"), "--format", "c", "--out", str(tmp_path / "o")
