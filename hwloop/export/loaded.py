@@ -48,6 +48,7 @@ class ExportedInverse:
     in_dim: int  # the device's input dimension (what apply returns per row)
     out_dim: int  # the device's output dimension (what a target row holds)
     details: dict = field(default_factory=dict)
+    latency: int = 0  # a GMP's leading taps: scoring gives it the targets after a stretch, as the float's
 
     def apply(self, t: np.ndarray) -> np.ndarray:
         arr = np.asarray(t, np.float64)
@@ -207,6 +208,9 @@ def load_exported(
         raise RunDirError(f"{mpath}: unknown export format {fmt!r}")
     face = manifest["interface"]
     exp = ExportedInverse(label, manifest, run, int(face["out_dim"]), int(face["in_dim"]))
+    if family == "gmp":
+        look = face.get("lookahead") if fmt == "c" else (manifest.get("gmp") or {}).get("lookahead")
+        exp.latency = int(look or 0)
     if expect is not None and (exp.in_dim, exp.out_dim) != (expect.in_dim, expect.out_dim):
         raise RunDirError(
             f"{root} inverts a {exp.in_dim}->{exp.out_dim} device, "
