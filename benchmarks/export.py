@@ -11,9 +11,11 @@ against its noise-free twin (``clean``/``clean_sequence``), both columns:
   ``hwloop train``'s defaults (``auto``, 10,000 queries);
 - 3 -> 3: ``sim:mimo3``, defaults;
 - with memory: the tapped MLP of ``sim:wh`` (sequence ILA, 10,000 queries); GMP predistorters
-  (``ila``) of ``sim:pa_gmp``, ``sim:pa_wh`` (24,000 queries on ``ofdm:n=8192,papr=8,seed=3`` at gain
-  2, scored on ``seed=11``) and of the held-out APA model (`heldout_pa`, noise 3e-4; 20,000 queries
-  on its measured train split, scored on the test split); the GRU inverse of ``sim:pa_gmp``
+  (``ila``) of ``sim:pa_gmp``, ``sim:pa_wh`` and ``sim:pa_wh?frac_delay=0.5&nmp_zero=1.5``
+  (``pa_nmp``, not minimum phase: its predistorter has leading taps, its export their latency),
+  24,000 queries on ``ofdm:n=8192,papr=8,seed=3`` at gain 2, scored on ``seed=11``; of the held-out
+  APA model (`heldout_pa`, noise 3e-4; 20,000 queries on its measured train split, scored on the
+  test split); the GRU inverse of ``sim:pa_gmp``
   (``--inverse gru``, same signal and budget).
 
 Exports: C with ``w`` weight bits, ``a`` activation bits and 16-bit words (``c16``, ``c12``,
@@ -83,6 +85,11 @@ C_VARIANTS = {
 TFLITE = {"tflite/float16": {"bits": 16}, "tflite/int16x8": {"weight_bits": 8, "act_bits": 16}}
 TFLITE["tflite/int8"] = {"bits": 8}
 WIDTHS = (16, 12, 10, 8)
+SIGNAL_PAS = {  # GMP predistorters trained on the OFDM signal; pa_nmp is not minimum phase (leading taps)
+    "pa_gmp": "sim:pa_gmp?seed=1",
+    "pa_wh": "sim:pa_wh?seed=1",
+    "pa_nmp": "sim:pa_wh?seed=1&frac_delay=0.5&nmp_zero=1.5",
+}
 
 
 def device(spec):
@@ -248,10 +255,9 @@ def bench_gmp(tmp: Path, runs: Path, with_gru: bool = False) -> dict:
     targets = (GAIN * load_signal(HELD_SIGNAL)).astype("float32")
     plans = []
     if not with_gru:
-        for pa in ("pa_gmp", "pa_wh"):
-            uri = f"sim:{pa}?seed=1"
+        for pa, uri in SIGNAL_PAS.items():
             opts = TrainOptions(signal=TRAIN_SIGNAL, gain=GAIN, fs=800e6, bw=200e6)
-            scorer = signal_scorer(uri, targets, 800e6, 200e6, open_device(f"sim:{pa}?seed=1&noise=0"))
+            scorer = signal_scorer(uri, targets, 800e6, 200e6, open_device(f"{uri}&noise=0"))
             plans.append((pa, uri, 24000, opts, scorer))
         train_file, test, meta, apa = _apa(tmp)
         opts = TrainOptions(signal=str(train_file), bw=meta["bw"])
@@ -272,6 +278,7 @@ def bench_gmp(tmp: Path, runs: Path, with_gru: bool = False) -> dict:
         run = _run(runs, name, train)
         inv = hwloop.load_inverse(run)
         cell = {"train_wall_s": round(time.perf_counter() - t0, 1), "float": score(inv.apply)}
+        cell["lookahead"] = int(getattr(inv, "latency", 0))  # leading taps: the export's latency
         for b in WIDTHS:
             exp, m, wall = _export(run, tmp / f"x_{name}", "c", bits=b)
             cell[f"c{b}"] = {**score(exp.apply), "hash8": m["hash8"], "export_s": wall}
