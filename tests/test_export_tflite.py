@@ -60,7 +60,8 @@ def test_round_trip_through_the_interpreter_matches_keras(mlp_tflite: tuple[Path
     for kind in ("int16x8", "int8"):  # the graph kept is named, with its error against float
         spec = manifest["models"][kind]
         assert (
-            spec["graph"] in ("as trained", "skip and output joined")
+            spec["graph"]
+            in ("as trained", "skip and output joined", "joined, equalised, words by error feedback")
             and 0 < spec["rms_error_vs_float"] < 0.05
         )
     m16 = TFLiteModel((out / "inverse_int16x8.tflite").read_bytes())
@@ -121,3 +122,21 @@ def test_a_tflite_file_that_does_not_match_its_golden_rows_is_refused(mlp_tflite
     np.savez(broken / "golden_float16.npz", **g)
     with pytest.raises(RunDirError, match="SHA-256"):  # the manifest catches it first
         load_exported(broken / "inverse_float16.tflite")
+
+
+def test_words_on_the_converters_int8_grid_beat_its_nearest_rounding() -> None:
+    """`on_int8_grid`: each channel's values are integer multiples of its largest |weight| / 127 (so the
+    converter, which picks that scale, rounds nothing), and the layer's output error over its inputs
+    is smaller than the converter's own nearest rounding gives."""
+    from hwloop.export.tflite import on_int8_grid
+
+    rng = np.random.default_rng(5)
+    a = np.tanh(rng.standard_normal((3000, 24)) @ rng.standard_normal((24, 24)) * 0.5)
+    w = rng.standard_normal((24, 6)) * np.linspace(0.05, 1.0, 24)[:, None]
+    step = np.max(np.abs(w), axis=0) / 127.0
+    got = on_int8_grid(w, a).astype(np.float64)
+    words = got / step
+    assert np.allclose(words, np.round(words), atol=1e-3) and np.all(np.max(np.abs(words), axis=0) > 126.99)
+    nearest = np.round(w / step) * step
+    err = np.mean((a @ (got - w)) ** 2)
+    assert err < 0.95 * np.mean((a @ (nearest - w)) ** 2), (err, np.mean((a @ (nearest - w)) ** 2))
