@@ -156,6 +156,12 @@ def _onboard_section(data: dict) -> list[str]:
     return [*out, provenance(data, [board] if "commit" in board else None, table="export/onboard"), ""]
 
 
+def _leads(data: dict) -> str:
+    """The leading taps of the ``pa_nmp`` predistorter, as measured (``?`` before it was)."""
+    cell = (data.get("gmp") or {}).get("pa_nmp") or {}
+    return str(cell.get("lookahead", "?"))
+
+
 def section_export(data: dict) -> list[str]:
     """(export) The loss of each export, per family, word width and device kind, in closed loop."""
     out = ["## Exports: what fixed point, TFLite and the on-board inverse cost", ""]
@@ -171,9 +177,11 @@ def section_export(data: dict) -> list[str]:
         "gmp",
         [
             "GMP predistorters (`ila`) as fixed-point gain tables at 16/12/10/8-bit words, scored on a",
-            "held-out signal: `sim:pa_gmp` and `sim:pa_wh` (24,000 queries on a 200 MHz OFDM signal at",
-            "gain 2), and the held-out APA model (`benchmarks/heldout_pa.py`, 20,000 queries on its",
-            "measured train split, scored on the test split):",
+            "held-out signal: `sim:pa_gmp`, `sim:pa_wh` and `pa_nmp` (`sim:pa_wh` with a fractional delay",
+            "and a zero outside the unit circle, `frac_delay=0.5&nmp_zero=1.5`: its predistorter has",
+            f"{_leads(data)} leading taps, which the C streams with that latency) (24,000 queries on a",
+            "200 MHz OFDM signal at gain 2), and the held-out APA model (`benchmarks/heldout_pa.py`,",
+            "20,000 queries on its measured train split, scored on the test split):",
         ],
     )
     if gmp:
