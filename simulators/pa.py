@@ -53,6 +53,7 @@ from scipy import signal as sps
 
 from hwloop.device import BadDeviceParameterError, DeviceInfo, IQEnvelope, Param, check_inputs
 from hwloop.simulators.base import BASE_PARAMS, NoisySim, check_base_values
+from hwloop.simulators.conditions import CONDITION_PARAMS, ConditionedPA, drift_from, is_nominal
 
 FIT_FILE = Path(__file__).resolve().parent / "data" / "pa_dpa200.npz"
 
@@ -248,7 +249,7 @@ class PASpec:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def all_params(self) -> dict[str, Param]:
-        return {**BASE_PARAMS, **self.params}
+        return {**BASE_PARAMS, **self.params, **CONDITION_PARAMS}  # temp, vdd, drift: conditions.py
 
 
 PA_SIMULATORS: dict[str, PASpec] = {
@@ -276,7 +277,7 @@ PA_SIMULATORS: dict[str, PASpec] = {
 }
 
 
-def build_pa_sim(name: str, values: Mapping[str, Any]) -> IQMemorySimDevice:
+def build_pa_sim(name: str, values: Mapping[str, Any]) -> IQMemorySimDevice | ConditionedPA:
     """Build from fully parsed parameter values (every key of ``all_params()``)."""
     spec = PA_SIMULATORS[name]
     where = f"sim:{name}"
@@ -294,6 +295,7 @@ def build_pa_sim(name: str, values: Mapping[str, Any]) -> IQMemorySimDevice:
         firmware=f"hwloop-sim/{name}",
         envelope=IQEnvelope(((0, 1),), 1.0),  # the measured input's peak |x| = 1
     )
-    return IQMemorySimDevice(
-        info, spec.system(values), noise=values["noise"], seed=values["seed"], latency=values["latency"]
-    )
+    noisy = {"noise": values["noise"], "seed": values["seed"], "latency": values["latency"]}
+    if not is_nominal(values):  # an operating condition, or a drift (simulators/conditions.py)
+        return ConditionedPA(info, spec.system(values), drift_from(values, where), **noisy)
+    return IQMemorySimDevice(info, spec.system(values), **noisy)

@@ -17,6 +17,7 @@ from hwloop.cli.common import HwloopGroup, setup_logging
 from hwloop.cli.export import export_cmd
 from hwloop.cli.farm import farm_command
 from hwloop.cli.tools import apply, devices, log_cmd, probe, report, serve
+from hwloop.cli.track import track
 from hwloop.cli.train import eval_cmd, train
 
 
@@ -34,6 +35,7 @@ def cli(verbose: int) -> None:
 for command in (devices, probe, train, eval_cmd, apply, log_cmd, report, serve, farm_command, serve_bench):
     cli.add_command(command)
 cli.add_command(export_cmd)
+cli.add_command(track)
 
 
 def main() -> None:
