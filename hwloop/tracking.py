@@ -279,7 +279,7 @@ def track(
     check_every: float = 0.0,
     threshold_db: float = 1.0,
     signal: str | None = None,
-    check_queries: int = 2048,
+    check_queries: int | None = None,
     adapt_queries: int | None = None,
     watch: tuple[str, ...] | list[str] = ("acpr", "evm"),
     max_checks: int | None = None,
@@ -289,7 +289,9 @@ def track(
     """Watch run ``run``'s predistorter on ``device`` until ``budget`` queries are spent.
 
     ``budget`` defaults to the run's own training queries, ``adapt_queries``
-    (one recalibration) to 5 % of them (at least 1,024). An unfinished session
+    (one recalibration) to 5 % of them (at least 1,024), ``check_queries`` to
+    2 % of them (512 to 2,048): a check and a recalibration together cost
+    7 % of what a retraining would. An unfinished session
     of the run is resumed with its own settings; ``given`` names the settings
     the caller set on purpose (from Python: every one away from its default),
     which must then match the session's.
@@ -308,7 +310,7 @@ def track(
     asked = {
         "budget": budget if budget is not None else trained,
         "adapt_queries": adapt_queries if adapt_queries is not None else max(1024, trained // 20),
-        "check_queries": check_queries,
+        "check_queries": check_queries if check_queries is not None else min(2048, max(512, trained // 50)),
         "threshold_db": threshold_db,
         "check_every": check_every,
         "watch": list(watch),
@@ -316,9 +318,10 @@ def track(
         "signal": signal,
     }
     if given is None:  # from Python: what differs from the defaults was asked for
-        defaults = {"check_queries": 2048, "threshold_db": 1.0, "check_every": 0.0, "watch": ["acpr", "evm"]}
+        defaults = {"threshold_db": 1.0, "check_every": 0.0, "watch": ["acpr", "evm"]}
         given = {k for k, v in asked.items() if v is not None and v != defaults.get(k, v)}
-        given |= {k for k, v in (("budget", budget), ("adapt_queries", adapt_queries)) if v is not None}
+        named = (("budget", budget), ("adapt_queries", adapt_queries), ("check_queries", check_queries))
+        given = {k for k in given if k not in dict(named)} | {k for k, v in named if v is not None}
     open_one = _unfinished(run)
     if open_one is not None:
         folder, cfg, state, rows = open_one
@@ -377,6 +380,7 @@ def track(
         "budget": s.budget,
         "stopped": state.stopped,
         "replayed_rows": metered.replayed_rows,
+        "warmup_rows": metered.warmup_rows,
         "last_check": {k: mine[-1][k] for k in ("acpr_dbc", "evm_db", "nmse_db")} if mine else None,
         "history": str(run / TRACK_DIR / HISTORY),
         "wall_s": round(time.perf_counter() - t0, 3),

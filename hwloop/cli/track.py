@@ -63,9 +63,9 @@ SETTINGS = (
 @click.option(
     "--check-queries",
     type=click.IntRange(256),
-    default=2048,
-    show_default=True,
-    help="Samples one check sends through the predistorter.",
+    default=None,
+    help="Samples one check sends through the predistorter [default: 2 % of the run's training "
+    "queries, 512 to 2048].",
 )
 @click.option(
     "--adapt-queries",
