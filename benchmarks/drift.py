@@ -191,6 +191,7 @@ def section_recal(pa: str, data: dict, force: bool) -> None:
                 "queries": recal["queries_used"],
                 "kept_round": recal["recal_kept_round"],
                 "model_nmse_db": recal["recal_model"]["nmse_db"],
+                "base_holdout_nmse_db": recal["recal_model"].get("base", {}).get("holdout_nmse_db"),
             },
         }
         cell["recal_minus_full_acpr_db"] = round(cell["recal"]["acpr_dbc"] - cell["full"]["acpr_dbc"], 2)

@@ -124,9 +124,8 @@ def publish(run: Path, version: int) -> None:
 def _start_history(run: Path, info: DeviceInfo) -> None:
     """track/v000 (the run's predistorter as trained, and its amplifier model fitted on the run's
     log) and history.json, written whole or not at all."""
-    from hwloop.data import load_run_sequences
-    from hwloop.dpd.signals import cplx
-    from hwloop.strategies.condition_model import ConditionedSurrogate, fit_base
+    from hwloop.strategies.condition_model import ConditionedSurrogate
+    from hwloop.strategies.recalibrate import model_from_log
 
     root = run / TRACK_DIR
     if (root / HISTORY).is_file():
@@ -140,11 +139,9 @@ def _start_history(run: Path, info: DeviceInfo) -> None:
         shutil.copyfile(run / MODEL_FILE, tmp / MODEL_FILE)
         fit: dict = ConditionedSurrogate.load(run / MODEL_FILE).info
     else:
-        pairs = [(cplx(x), cplx(y)) for x, y in load_run_sequences(run)]
-        if not pairs:
-            raise UsageError(f"{run}: its log holds no training sequence to model the amplifier on")
-        base, fit = fit_base(pairs)
-        ConditionedSurrogate(base, info={"base": fit}).save(tmp / MODEL_FILE)
+        model = model_from_log(run)
+        model.save(tmp / MODEL_FILE)
+        fit = model.info
     shutil.rmtree(root / "v000", ignore_errors=True)
     os.replace(tmp, root / "v000")
     m = read_json_object(run / "metrics.json") or {}

@@ -4,7 +4,7 @@ A condition change (temperature, supply, carriers, age) moves an amplifier's
 gain, compression point, AM/PM and memory, but leaves most of what it does.
 The parent run's log holds tens of thousands of answers at the old condition;
 a recalibration can afford a few thousand at the new one. So the parent's
-forward GMP surrogate F_A (`hwloop.dpd.direct.SURROGATE_CFG`, fitted on every
+forward GMP surrogate F_A (`hwloop.dpd.direct.SURROGATE_CFG`, 148 terms, fitted on every
 sequence the parent logged) is corrected, not refitted:
 
     F_B(x) = Post(F_A(Pre(x))) + R(x)
@@ -18,7 +18,7 @@ All three start at zero (F_B = F_A) and are fitted together on the new
 answers by damped Gauss-Newton (Levenberg-Marquardt): each step's damping is
 chosen on rows held out of its fit (`hwloop.dpd.fitting.ridge_fit`), a step
 that does not lower the error is halved. 40 complex numbers against F_A's
-176: few enough for a thousand answers to pin down. Measured on sim:pa_wh
+148: few enough for a thousand answers to pin down. Measured on sim:pa_wh
 from 25 to 65 deg C: a predistorter trained on F_B (2,500 answers) scored
 within 0.2 dB ACPR of a full retraining at 65 deg C (docs/drift.md).
 """
@@ -84,6 +84,7 @@ class ConditionedSurrogate:
     r: np.ndarray = field(default_factory=lambda: np.zeros(len(RESIDUAL.terms()), complex))
     m: np.ndarray = field(default_factory=lambda: np.zeros(len(ENV_POWERS) + len(ENV_TAUS), complex))
     info: dict = field(default_factory=dict)  # how it was fitted, for metrics.json
+    anchor: Pair | None = None  # answers at the parent's own condition, for a model not yet corrected
 
     file_name = FILE  # where a run keeps it (`save`)
 
@@ -94,7 +95,13 @@ class ConditionedSurrogate:
 
     def copy(self) -> ConditionedSurrogate:
         return ConditionedSurrogate(
-            self.base, self.a.copy(), self.b.copy(), self.r.copy(), self.m.copy(), dict(self.info)
+            self.base,
+            self.a.copy(),
+            self.b.copy(),
+            self.r.copy(),
+            self.m.copy(),
+            dict(self.info),
+            self.anchor,
         )
 
     # ------------------------------------------------------------ fitting
@@ -166,6 +173,7 @@ class ConditionedSurrogate:
             if gain_db < TOLERANCE_DB:
                 break
         self.info = {
+            **({"base": self.info["base"]} if "base" in self.info else {}),  # how F_A itself was fitted
             "answers": int(sum(len(x) for x, _ in pairs)),
             "start_nmse_db": round(float(start_db), 3),
             "nmse_db": round(float(10 * np.log10(max(err, 1e-300) / power)), 3),
@@ -187,6 +195,7 @@ class ConditionedSurrogate:
             r=self.r,
             m=self.m,
             info=json.dumps(self.info),
+            **({} if self.anchor is None else {"anchor_x": self.anchor[0], "anchor_y": self.anchor[1]}),
         )
         return path
 
@@ -197,9 +206,10 @@ class ConditionedSurrogate:
                 base = GMP(GMPConfig(**json.loads(str(data["base_cfg"]))), data["base"])
                 arrays = [np.asarray(data[k], complex) for k in ("a", "b", "r", "m")]
                 info = json.loads(str(data["info"]))
+                anchor = (data["anchor_x"], data["anchor_y"]) if "anchor_x" in data else None
         except (OSError, KeyError, ValueError, TypeError) as exc:
             raise RunDirError(f"{path}: not a readable amplifier surrogate ({exc})") from None
-        model = cls(base, *arrays, info=info)
+        model = cls(base, *arrays, info=info, anchor=anchor)
         shape = [len(c.terms()) for c in (PRE, POST, RESIDUAL)] + [len(ENV_POWERS) + len(ENV_TAUS)]
         if [len(v) for v in arrays] != shape:
             raise RunDirError(f"{path}: its correction does not have the shape this hwloop fits")

@@ -4,15 +4,18 @@ Each check sends one stretch of the signal through the current predistorter
 after a reset (``check_queries`` samples, the window around the signal's
 largest sample, the same every time, so two checks differ only by what the
 amplifier did) and scores it: ACPR (worse side), EVM and NMSE against the
-targets, past the first `GUARD` samples. The first check of a version is its
+targets, past the first `GUARD` samples. The session's first check is the
 baseline; a later check whose watched figures (ACPR and EVM by default) are
 worse than the baseline by more than ``threshold_db`` starts a recalibration
 (`hwloop.strategies.recalibrate.recalibrate`, ``adapt_queries`` queries) from
 the current predistorter and its amplifier model, the check's answers added
-to the model's. A recalibration whose rounds keep the current predistorter
-(training's rule: no round better by more than the scores' uncertainty)
-makes no version; its check becomes the new baseline, so a figure that
-cannot be improved does not start one recalibration after another.
+to the model's. A new version keeps the baseline (the amplifier drifts on
+while it is recalibrated: its first check must not lower the bar), and its
+first check raises it where it is better. A recalibration whose rounds keep
+the current predistorter (training's rule: no round better by more than the
+scores' uncertainty) makes no version; its check becomes the new baseline,
+so a figure that cannot be improved does not start one recalibration after
+another.
 
 The loop stops when the next check would pass ``budget`` device queries
 (checks and recalibrations together) or after ``max_checks`` checks. Every
@@ -82,7 +85,8 @@ class TrackState:
 
     checks: int = 0  # checks done in this session
     version: int = 0  # the version in service
-    baseline: dict | None = None  # the figures its first check measured
+    baseline: dict | None = None  # the figures degradation is measured from
+    fresh: bool = False  # a version came in since the last check: its first check may raise the bar
     used: dict = field(default_factory=lambda: {"eval": 0, "train": 0})  # queries by kind, this session
     adaptations: int = 0
     stopped: str | None = None  # why the session ended ("budget", "max_checks"), None while it runs
@@ -164,6 +168,9 @@ def track(
         record = {"check": state.checks, "version": state.version, **figs, "queries": state.spent}
         if condition is not None:
             record["condition"] = condition()
+        if state.baseline is not None and state.fresh:  # the new version's figures, where better
+            state.baseline = {k: min(v, figs[k]) for k, v in state.baseline.items()}
+        state.fresh = False
         worse = [] if state.baseline is None else degraded(figs, state.baseline, s.watch, s.threshold_db)
         record["baseline"] = state.baseline is None
         record["degraded"] = worse
@@ -221,6 +228,6 @@ def _adapt(
             "model": res.surrogate.info,
         },
     )
-    state.version, state.baseline = new, None
-    record["adapted_to"] = new
+    state.version, state.fresh = new, True  # the bar stays where it was (drift during the recalibration
+    record["adapted_to"] = new  # must not lower it); the new version's first check may raise it
     return journal.load(new)  # as saved (a resumed session drives exactly what this one would)
