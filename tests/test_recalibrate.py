@@ -19,7 +19,7 @@ from hwloop.errors import UsageError
 from hwloop.rundir import TrainOptions
 from hwloop.strategies.condition_model import ConditionedSurrogate, fit_base
 from hwloop.strategies.dpd import training_stretch
-from hwloop.strategies.recalibrate import keep_round, steady_rows
+from hwloop.strategies.recalibrate import steady_rows
 from hwloop.strategies.registry import choose
 
 SIGNAL = "ofdm:n=8192,papr=8,seed=3"
@@ -93,9 +93,11 @@ def test_the_corrected_model_follows_a_real_condition_change(base_model: tuple, 
 
 
 def test_recalibration_keeps_rounds_by_trainings_rule() -> None:
-    # the parent (round 0) stays unless a later round is better by more than the uncertainty
-    assert keep_round([(-40.0, 0.3), (-40.5, 0.3)]) == 0
-    assert keep_round([(-22.0, 0.2), (-47.0, 0.3)]) == 1
+    # one rule for every DPD round: ACPR first, then EVM, each up to its uncertainty (tests/test_dpd_judge.py)
+    import hwloop.strategies.recalibrate as recal
+    from hwloop.dpd import judge
+
+    assert recal.keep_round is judge.keep_round and recal.judge is judge.judge
     stretch = training_stretch(load_signal(SIGNAL), 2048)
     ok = steady_rows(stretch)
     assert ok.sum() == 2048 - 16 * len(stretch.windows) and not ok[0]

@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 import click
 from click.core import ParameterSource
 
-from hwloop.cli.common import (
-    config_option,
-    device_option,
-    emit_json,
-    json_option,
-    needs_tensorflow,
-    run_option,
-)
+from hwloop import progress
+from hwloop.cli.checks import check_device_uri, check_trained_run
+from hwloop.cli.common import config_option, device_option, emit_json, json_option, run_option
+from hwloop.cli.display import Display, quiet_option
 
 GIVEN = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 SETTINGS = (
@@ -81,7 +76,8 @@ SETTINGS = (
 )
 @click.option("--max-checks", type=click.IntRange(1), default=None, help="Stop after this many checks.")
 @json_option
-def track(run_dir: str, device: str, as_json: bool, **values: Any) -> None:
+@quiet_option
+def track(run_dir: str, device: str, as_json: bool, quiet: bool, **values: Any) -> None:
     """Watch RUN's predistorter on DEVICE a few queries at a time; recalibrate it when it degrades.
 
     Every version is kept in RUN/track/ with its figures and what it cost; the
@@ -91,20 +87,15 @@ def track(run_dir: str, device: str, as_json: bool, **values: Any) -> None:
     ctx = click.get_current_context()
     given = {k for k in SETTINGS if ctx.get_parameter_source(k) in GIVEN}
     watch = tuple(w.strip() for w in values["watch"].split(",") if w.strip())
-    needs_tensorflow()
-    from tqdm import tqdm
-
+    check_trained_run(run_dir)  # a bad run or URI refused before TensorFlow is imported
+    check_device_uri(device)
     from hwloop.tracking import track as run_track
 
-    bar = tqdm(
-        total=values["budget"], unit="q", desc="track queries", file=sys.stderr, disable=None, leave=False
-    )
+    def counted(kind: str, n: int, used: int) -> None:  # the session's queries, on the display
+        progress.count("track", n, total=values["budget"], unit="queries", label="track queries")
+        progress.count("recalibrating" if kind == "train" else "checking", n, unit="queries")
 
-    def progress(kind: str, n: int, used: int) -> None:
-        bar.update(n)
-        bar.set_postfix_str("recalibrating" if kind == "train" else "checking")
-
-    try:
+    with Display.open("track", quiet):
         result = run_track(
             run_dir,
             device,
@@ -116,11 +107,9 @@ def track(run_dir: str, device: str, as_json: bool, **values: Any) -> None:
             adapt_queries=values["adapt_queries"],
             watch=watch,
             max_checks=values["max_checks"],
-            progress=progress,
+            progress=counted,
             given=given,
         )
-    finally:
-        bar.close()
     m = result.metrics
     if as_json:
         emit_json(m)

@@ -23,9 +23,9 @@ budget in rounds on one training stretch (`hwloop.strategies.dpd.training_stretc
 4. the next round drives that predistorter: its score, and more answers for
    the next correction; and so on.
 
-Rounds are kept by training's rule (`keep_round`): the parent's predistorter
-(round 0, the incumbent) stays unless a later round scores better by more than
-the scores' uncertainty. The kept predistorter has the parent's basis; the
+Rounds are judged and kept by training's rule (`hwloop.dpd.judge`: ACPR first,
+then EVM, each up to its uncertainty): the parent's predistorter (round 0, the
+incumbent) stays unless a later round is better beyond it. The kept predistorter has the parent's basis; the
 corrected model is saved beside it, so a recalibrated run is itself a parent.
 Measured on the held-out APA model (docs/drift.md): 2,500 queries, 5 % of
 the parent's, end within 0.5 dB ACPR of a 50,000-query retraining.
@@ -43,10 +43,11 @@ import numpy as np
 
 from hwloop.device import DeviceInfo
 from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, Stretch, peak_limit
-from hwloop.dpd.metrics import acpr_db, evm_db, nmse_db
+from hwloop.dpd.judge import Judgement, judge, keep_round
+from hwloop.dpd.metrics import acpr_db, evm_db
+from hwloop.dpd.readings import OwnACPR
 from hwloop.dpd.signals import cplx, iq
 from hwloop.errors import RunDirError, UsageError
-from hwloop.metrics import keep_index, nmse_uncertainty_db
 from hwloop.strategies.base import Context, Outcome
 from hwloop.strategies.condition_model import FILE, ConditionedSurrogate, Pair, fit_base
 from hwloop.strategies.dpd import GUARD, MIN_STRETCH, fit_predistorter, training_stretch
@@ -107,12 +108,6 @@ def _parent_queries(run: Path) -> int | None:
     except (OSError, ValueError, AttributeError):
         return None
     return int(value) if isinstance(value, int) else None
-
-
-def keep_round(scores: list[tuple[float, float]]) -> int:
-    """Training's rule for the round a DPD fit keeps (`hwloop.dpd.direct.direct_learning`'s
-    ``keep="best"``): `hwloop.metrics.keep_index` with the incumbent, round 0, preferred."""
-    return keep_index(scores, prefer=[0])
 
 
 def steady_rows(stretch: Stretch) -> np.ndarray:
@@ -234,7 +229,9 @@ def recalibrate(
     reference, fitted = _reference(surrogate, n + sum(len(x) for x, _ in seen))
     model = reference.copy()  # the new condition's correction starts from the reference's
     out = Recalibration(start, model, 0, reference=fitted)
-    candidates, scores = [start], []
+    candidates: list[GMPInverse] = [start]
+    judged: list[Judgement] = []
+    rows, own = stretch.judged(), OwnACPR.of(stretch.signal, fs, bw)
     before = _retrain(reference, t, start, fs, bw) if transfer else None
     for r in range(rounds):
         cur = candidates[-1]
@@ -242,14 +239,13 @@ def recalibrate(
         y = cplx(np.asarray(query_sequence(iq(x)), np.float64))
         out.queries += len(x)
         out.pairs.append((x, y))
-        scores.append((nmse_db(y[ok], u[ok], g), nmse_uncertainty_db(iq(y[ok] / g), iq(u[ok]))))
+        judged.append(judge(y[rows] / g, u[rows], fs=fs, bw=bw, own=own))  # training's judge
         main = stretch.longest()
         out.rounds.append(
             {
                 "round": r,
                 "what": "parent" if r == 0 else ("parent + transfer" if before else "retrained on the model"),
-                "judge_nmse_db": round(scores[-1][0], 3),
-                "judge_se_db": round(scores[-1][1], 3),
+                **judged[-1].info(),
                 "acpr_dbc": round(acpr_db(y[main], fs, bw), 3),
                 "evm_db": round(evm_db(y[ok], u[ok], g, fs, bw), 3),
                 "clipped": int(np.sum(np.abs(x) >= cur.peak * (1 - 1e-6))),
@@ -262,7 +258,7 @@ def recalibrate(
         out.rounds[-1]["model_fit"] = model.fit(seen)
         retrained = _retrain(model, t, start, fs, bw)
         candidates.append(retrained if before is None else _transfer(start, retrained, before))
-    out.kept_round = keep_round(scores)
+    out.kept_round = keep_round(judged, prefer=[0])  # the parent is the incumbent
     out.inverse = candidates[out.kept_round]
     for i, rnd in enumerate(out.rounds):
         rnd["kept"] = i == out.kept_round
