@@ -293,6 +293,7 @@ def track(
     the caller set on purpose (from Python: every one away from its default),
     which must then match the session's.
     """
+    from hwloop.config import quick, quick_cap
     from hwloop.strategies.track import TrackSettings
     from hwloop.strategies.track import track as run_track
 
@@ -314,6 +315,8 @@ def track(
         "max_checks": max_checks,
         "signal": signal,
     }
+    if quick():  # HWLOOP_DOCS_QUICK: the session's budget capped, so the docs' commands run in seconds
+        asked["budget"] = quick_cap("queries", asked["budget"])
     if given is None:  # from Python: what differs from the defaults was asked for
         defaults = {"threshold_db": 1.0, "check_every": 0.0, "watch": ["acpr", "evm"]}
         given = {k for k, v in asked.items() if v is not None and v != defaults.get(k, v)}
