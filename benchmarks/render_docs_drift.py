@@ -15,14 +15,15 @@ def _label(key: str) -> str:
 def drift_conditions(r: Any) -> list[str]:
     """What a condition does to the held-out APA model and to a predistorter trained at 25 C."""
     rows = [
-        "| condition | small-signal gain (dB) | compression at peak (dB) | AM/PM at peak (deg) | ACPR, no DPD "
-        "| ACPR, the 25 C predistorter | its EVM (dB) |",
+        "| condition | small-signal gain (dB) | compression at peak (dB) | AM/PM at peak (deg) "
+        "| ACPR, no DPD | ACPR, the 25 C predistorter | its EVM (dB) |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for key, c in r["drift"]["apa"]["conditions"].items():
         rows.append(
             f"| {_label(key)} | {c['gain_db']:.2f} | {c['compression_db']:.2f} | {c['am_pm_deg']:.1f} "
-            f"| {c['no_dpd']['acpr_dbc']:.1f} | {c['parent_dpd']['acpr_dbc']:.1f} | {c['parent_dpd']['evm_db']:.1f} |"
+            f"| {c['no_dpd']['acpr_dbc']:.1f} | {c['parent_dpd']['acpr_dbc']:.1f} "
+            f"| {c['parent_dpd']['evm_db']:.1f} |"
         )
     return rows
 
@@ -30,7 +31,8 @@ def drift_conditions(r: Any) -> list[str]:
 def drift_recal(r: Any) -> list[str]:
     """Recalibration with 5 % of the parent's queries against a full retraining, at three conditions."""
     rows = [
-        "| condition | parent as it is | full retraining | recalibration | recal - full | EVM full / recal (dB) |",
+        "| condition | parent as it is | full retraining | recalibration | recal - full "
+        "| EVM full / recal (dB) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
     for key, c in r["drift"]["apa"]["recal"].items():
@@ -38,7 +40,8 @@ def drift_recal(r: Any) -> list[str]:
             f"| {_label(key)} | {c['parent_as_is']['acpr_dbc']:.1f} "
             f"| {c['full']['acpr_dbc']:.1f} ({c['full']['queries']:,} q) "
             f"| {c['recal']['acpr_dbc']:.1f} ({c['recal']['queries']:,} q) "
-            f"| {c['recal_minus_full_acpr_db']:+.2f} dB | {c['full']['evm_db']:.1f} / {c['recal']['evm_db']:.1f} |"
+            f"| {c['recal_minus_full_acpr_db']:+.2f} dB "
+            f"| {c['full']['evm_db']:.1f} / {c['recal']['evm_db']:.1f} |"
         )
     return rows
 
@@ -46,8 +49,8 @@ def drift_recal(r: Any) -> list[str]:
 def drift_track(r: Any) -> list[str]:
     """Every checkpoint of the tracked ramp: the version in service against a fresh full training."""
     rows = [
-        "| check | temp (C) | in service | tracked ACPR | full training ACPR | tracked - full | untracked ACPR "
-        "| queries so far |",
+        "| check | temp (C) | in service | tracked ACPR | full training ACPR | tracked - full "
+        "| untracked ACPR | queries so far |",
         "|---:|---:|---|---:|---:|---:|---:|---:|",
     ]
     for p in r["drift"]["apa"]["track"]["checkpoints"]:
