@@ -13,7 +13,7 @@ to the model's. A new version keeps the baseline (the amplifier drifts on
 while it is recalibrated: its first check must not lower the bar), and its
 first check raises it where it is better. A recalibration whose rounds keep
 the current predistorter (training's rule: no round better by more than the
-scores' uncertainty) makes no version; its check becomes the new baseline,
+judged uncertainty) makes no version; its check becomes the new baseline,
 so a figure that cannot be improved does not start one recalibration after
 another.
 
