@@ -39,6 +39,7 @@ from render_common import (
     verdict,
 )
 from render_dpd import section_dpd, section_dpd_families
+from render_drift import section_drift
 from render_export import section_export
 from render_farm import section_farm
 from render_input_noise import section_input_noise
@@ -319,6 +320,7 @@ def render() -> str:
     lines += section_calibration(load("calibrate_units"))
     lines += section_export(load("export"))
     lines += section_bench(load("bench_dpd"))
+    lines += section_drift(load("drift"))
     lines += section_radio(load("radio_dpd"))
     return "\n".join(lines).rstrip() + "\n"
 

@@ -11,6 +11,8 @@ import statistics
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from render_docs_drift import TABLES as DRIFT_TABLES
+
 
 def lo(values: Iterable[float]) -> float:
     return min(values)
@@ -318,11 +320,18 @@ TABLES: dict[str, Callable[[Any], list[str]]] = {
     "dpd-families": dpd_families,
     "calibration-units": calibration_units,
     "serial-throughput": serial_throughput,
+    **DRIFT_TABLES,
 }
 
 # Figures with a unit in the prose that are settings, specifications or definitions, not
 # measurements: each phrase exactly as the doc has it (the test scans what is left).
 NOT_MEASURED: dict[str, tuple[str, ...]] = {
+    "docs/drift.md": (
+        "with 5 % of them",
+        "by default 2 % of the run's",
+        "`--threshold-db` (1 dB)",
+        "default 5 % of the run's training queries",
+    ),
     "docs/dpd.md": (
         "80 % of the budget",
         "(60 % in one round below 40,000 queries)",

@@ -78,6 +78,16 @@ def _nested_fresh(cells: dict, depth: int = 2) -> bool:
     return bool(records) and all(stale(r) is None for r in records)
 
 
+def _drift_complete(data: dict) -> bool:
+    """Every amplifier's conditions, recalibrations and tracking measured by today's code."""
+    blocks = [data.get(pa, {}) for pa in ("apa", "pa_wh", "pa_gmp")]
+    return all(
+        _nested_fresh({"c": b.get("conditions", {}), "r": b.get("recal", {})})
+        and stale(b.get("track", {})) is None
+        for b in blocks
+    ) and all(b.get("track", {}).get("checkpoints") for b in blocks)
+
+
 BENCHES = (
     Bench("strategies", "strategies.py", ("--budgets", STRATEGY_BUDGETS), _strategies_complete),
     Bench("input_noise", "input_noise.py", (), _all_cells_fresh),
@@ -108,6 +118,7 @@ BENCHES = (
     Bench("calibrate_units", "calibrate_units.py", (), _all_cells_fresh),
     Bench("export", "export.py", (), _whole("gmp"), force_flag=False),
     Bench("bench_dpd", "bench_dpd.py", (), _whole("cells"), force_flag=False),
+    Bench("drift", "drift.py", (), _drift_complete),
     Bench("radio_dpd", "radio_dpd.py", (), _whole("cells"), force_flag=False),
 )
 

@@ -26,6 +26,7 @@ __all__ = [
     "load_inverse",
     "open_device",
     "run_farm",
+    "track",
     "train",
 ]
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from hwloop.farm.api import run_farm
     from hwloop.inverses.store import load_inverse
     from hwloop.run import train
+    from hwloop.tracking import track
 
 
 def __getattr__(name: str) -> Any:
@@ -47,6 +49,10 @@ def __getattr__(name: str) -> Any:
         from hwloop.farm.api import run_farm
 
         return run_farm
+    if name == "track":  # watch a deployed predistorter (hwloop track)
+        from hwloop.tracking import track
+
+        return track
     if name == "load_inverse":
         from hwloop.inverses.store import load_inverse
 

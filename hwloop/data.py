@@ -150,6 +150,17 @@ def load_run_pairs(run_dir: str | Path) -> Pairs:
     )
 
 
+def load_run_sequences(run_dir: str | Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every training sequence an earlier run of a stateful device logged, each (x, y) from a reset."""
+    from hwloop.querylog import open_run_log
+
+    qlog = open_run_log(run_dir)
+    try:
+        return qlog.sequences("train")
+    finally:
+        qlog.close()
+
+
 def _device_info(run: Path) -> dict | None:
     path = run / "device.json"
     if path.is_file():

@@ -60,6 +60,7 @@ class MeteredDevice:
         max_rate: float | None = None,
         answer_retries: int = 3,
         replay: bool = False,
+        replay_from: int = 0,
     ) -> None:
         self.device = device
         self.info = device.info
@@ -85,7 +86,20 @@ class MeteredDevice:
         self.logged_train = querylog.count("train") if querylog is not None else 0
         if replay and querylog is not None:
             self._replay.extend(querylog.calls())
+            self._skip(replay_from)
             log.info("resuming: %d logged device calls to replay", len(self._replay))
+
+    def _skip(self, rows: int) -> None:
+        """Leave the first ``rows`` logged rows out of the replay: a caller that checkpointed
+        resumes after them (e.g. a tracking session at its last committed step)."""
+        while rows > 0 and self._replay:
+            kind, x, y = self._replay[0]
+            if len(x) <= rows:
+                self._replay.popleft()
+                rows -= len(x)
+            else:
+                self._replay[0] = (kind, x[rows:], y[rows:])
+                rows = 0
 
     @property
     def remaining(self) -> int:

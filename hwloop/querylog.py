@@ -132,6 +132,20 @@ class QueryLog:
                 start = i
         return out
 
+    def sequences(self, kind: str = "train") -> list[tuple[np.ndarray, np.ndarray]]:
+        """The rows between resets, as (x, y) per sequence: what a stateful device answered from
+        rest. Only sequences whose every row is of ``kind`` are returned."""
+        rows = self._db.execute("SELECT id, kind, x, y FROM queries ORDER BY id").fetchall()
+        cuts = np.searchsorted([r[0] for r in rows], sorted(set(self.resets())), side="right")
+        out = []
+        for part in np.split(np.arange(len(rows)), cuts):
+            group = [rows[i] for i in part]
+            if group and all(r[1] == kind for r in group):
+                x = np.frombuffer(b"".join(r[2] for r in group), "<f4").reshape(-1, self.in_dim)
+                y = np.frombuffer(b"".join(r[3] for r in group), "<f4").reshape(-1, self.out_dim)
+                out.append((x.astype(np.float32), y.astype(np.float32)))
+        return out
+
     def count(self, kind: str | None = None) -> int:
         if kind is None:
             return self._scalar("SELECT COUNT(*) FROM queries")

@@ -250,7 +250,7 @@ def _run(
     if opts.init_from:
         from hwloop.strategies.parent import check_parent
 
-        check_parent(opts.init_from, info)
+        check_parent(opts.init_from, info, predistorter=opts.signal is not None)
     mask = opts.mask_for(info)
     prior_xy = None if prior is None else prior.inside(info) if dev is not None else (prior.x, prior.y)
     budget = EvalBudget.for_run(plan.queries, opts.eval_queries, opts.noise_repeats, opts.eval_targets)
@@ -300,8 +300,8 @@ def _run(
         phases.finish("collect")
         inverse = package_inverse(outcome.inverse, outcome.memory, info)
         save_inverse(inverse, rd.path)
-        if outcome.surrogate is not None:
-            outcome.surrogate.save(rd.file(SURROGATE_FILE))
+        if outcome.surrogate is not None:  # a Keras model, or a predistorter's amplifier model (file_name)
+            outcome.surrogate.save(rd.file(getattr(outcome.surrogate, "file_name", SURROGATE_FILE)))
         if metered is None:
             assert prior is not None
             for start in range(0, len(prior.x), 1024):  # the pairs it learned from, for --from-log

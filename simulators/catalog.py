@@ -284,18 +284,26 @@ TRANSPORT_PARAMS = ("max_batch", "latency")  # how a device is reached, not whic
 
 def _identified(dev: BaseDevice, name: str, values: Mapping, allowed: Mapping[str, Param]) -> BaseDevice:
     """The simulator with its identity in INFO's firmware string: the parameters that make it
-    this device (``hwloop-sim/rapp?seed=2``), so a resumed run can tell it from another one."""
+    this device (``hwloop-sim/rapp?seed=2``), so a resumed run can tell it from another one.
+    Operating conditions (simulators/conditions.py) follow a ``#``: the same device at
+    another condition (``hwloop-sim/pa_wh?seed=2#temp=60``)."""
+    from hwloop.simulators.conditions import CONDITION_PARAMS
+
     own = {
         k: v
         for k, v in sorted(values.items())
         if k not in TRANSPORT_PARAMS and k in allowed and v != allowed[k].default
     }
-    query = "&".join(f"{k}={v}" for k, v in own.items())
-    if len(query) > 96:  # INFO_OK holds at most 255 bytes of firmware: a digest instead
-        query = "sha1=" + hashlib.sha1(query.encode()).hexdigest()[:16]
-    firmware = dev.info.firmware + (f"?{query}" if query else "")
+    query = _digest("&".join(f"{k}={v}" for k, v in own.items() if k not in CONDITION_PARAMS))
+    condition = _digest("&".join(f"{k}={v}" for k, v in own.items() if k in CONDITION_PARAMS))
+    firmware = dev.info.firmware + (f"?{query}" if query else "") + (f"#{condition}" if condition else "")
     dev.info = replace(dev.info, firmware=firmware)
     return dev
+
+
+def _digest(query: str) -> str:
+    """INFO_OK holds at most 255 bytes of firmware: a long query becomes a digest."""
+    return "sha1=" + hashlib.sha1(query.encode()).hexdigest()[:16] if len(query) > 96 else query
 
 
 def _build(spec: SimSpec, values: dict) -> SimDevice:

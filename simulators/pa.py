@@ -64,6 +64,7 @@ import numpy as np
 
 from hwloop.device import BadDeviceParameterError, DeviceInfo, IQEnvelope, Param, check_inputs
 from hwloop.simulators.base import BASE_PARAMS, NoisySim, check_base_values
+from hwloop.simulators.conditions import CONDITION_PARAMS, ConditionedPA, drift_from, is_nominal
 
 FIT_FILE = Path(__file__).resolve().parent / "data" / "pa_dpa200.npz"
 
@@ -314,7 +315,7 @@ class PASpec:
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     def all_params(self) -> dict[str, Param]:
-        return {**BASE_PARAMS, **self.params}
+        return {**BASE_PARAMS, **self.params, **CONDITION_PARAMS}  # temp, vdd, drift: conditions.py
 
 
 PA_SIMULATORS: dict[str, PASpec] = {
@@ -347,7 +348,7 @@ PA_SIMULATORS: dict[str, PASpec] = {
 }
 
 
-def build_pa_sim(name: str, values: Mapping[str, Any]) -> IQMemorySimDevice:
+def build_pa_sim(name: str, values: Mapping[str, Any]) -> IQMemorySimDevice | ConditionedPA:
     """Build from fully parsed parameter values (every key of ``all_params()``)."""
     spec = PA_SIMULATORS[name]
     where = f"sim:{name}"
@@ -366,6 +367,7 @@ def build_pa_sim(name: str, values: Mapping[str, Any]) -> IQMemorySimDevice:
         envelope=IQEnvelope(((0, 1),), 1.0),  # the measured input's peak |x| = 1
     )
     system = with_linear_response(spec.system(values), values, where)
-    return IQMemorySimDevice(
-        info, system, noise=values["noise"], seed=values["seed"], latency=values["latency"]
-    )
+    noisy = {"noise": values["noise"], "seed": values["seed"], "latency": values["latency"]}
+    if not is_nominal(values):  # an operating condition, or a drift (simulators/conditions.py)
+        return ConditionedPA(info, system, drift_from(values, where), **noisy)
+    return IQMemorySimDevice(info, system, **noisy)

@@ -62,6 +62,9 @@ BAD_URIS = [
     ("serve", ["serve", "--device", "nosuch:x", "--pty"], "unknown device scheme"),
     ("serial parameter", ["probe", "--device", "serial:///dev/ttyUSB0?baud=fast"], "baud='fast'"),
     ("farm", ["farm", "--device", "sim:rapp", "--device", "nosuch:x", "--out", "f"], "unknown device scheme"),
+    ("serve-bench amplifier", ["serve-bench", "--pa", "nosuch:x"], "unknown device scheme 'nosuch'"),
+    ("serve-bench radio", ["serve-bench", "--radio", "--pa", "sim:nope"], "unknown simulator 'nope'"),
+    ("bench file", ["train", "--device", "bench:missing.toml"], "bench file missing.toml not found"),
 ]
 
 

@@ -18,6 +18,7 @@ from hwloop.cli.console import native_stderr_hidden
 from hwloop.cli.export import export_cmd
 from hwloop.cli.farm import farm_command
 from hwloop.cli.tools import apply, devices, log_cmd, probe, report, serve
+from hwloop.cli.track import track
 from hwloop.cli.train import eval_cmd, train
 
 
@@ -42,6 +43,7 @@ def cli(verbose: int) -> None:
 for command in (devices, probe, train, eval_cmd, apply, log_cmd, report, serve, farm_command, serve_bench):
     cli.add_command(command)
 cli.add_command(export_cmd)
+cli.add_command(track)
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from hwloop.cli.checks import check_device_uri
 from hwloop.errors import UsageError
 
 VISA_ONLY = ("dialect", "generator_port", "analyser_port", "gain_db")
@@ -97,6 +98,7 @@ def serve_bench(
     if wrong:
         opt = "--" + wrong[0].replace("_", "-")
         raise UsageError(f"serve-bench: {opt} {'needs' if not radio else 'is not for'} --radio")
+    check_device_uri(pa)  # the amplifier's URI refused at once, as every command refuses one
     if radio:
         rate = fs if "fs" in given else 30.72e6
         timeout = timeout_s if "timeout_s" in given else 2.0

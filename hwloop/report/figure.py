@@ -31,6 +31,7 @@ from hwloop.report.panels import (
     transfer_panel,
 )
 from hwloop.report.rounds import read_rounds
+from hwloop.report.track import condition_panel, read_history, track_panel
 
 REPORT_FILE = "report.png"
 FIGSIZE = (14.0, 9.0)
@@ -59,14 +60,18 @@ def draw_report(data: RunData) -> Any:
     except ImportError as exc:
         raise HwloopError(f"hwloop report needs matplotlib ({exc}); pip install matplotlib") from None
     iq = is_iq(data)
-    fig = Figure(figsize=(FIGSIZE[0], FIGSIZE[1] * (4 / 3 if iq else 1)), dpi=DPI, layout="constrained")
+    history = read_history(data.run_dir)  # a tracked run: one more row (hwloop.report.track)
+    rows = [3.0] + ([1.0] if iq else []) + ([1.0] if history else [])
+    fig = Figure(figsize=(FIGSIZE[0], FIGSIZE[1] * sum(rows) / 3), dpi=DPI, layout="constrained")
     FigureCanvasAgg(fig)
+    subs = fig.subfigures(len(rows), 1, height_ratios=rows) if len(rows) > 1 else [fig]
+    _draw(subs[0], data)
     if iq:
-        top, bottom = fig.subfigures(2, 1, height_ratios=[3, 1])
-        _draw(top, data)
-        draw_iq(bottom, data)
-    else:
-        _draw(fig, data)
+        draw_iq(subs[1], data)
+    if history:
+        left, right = subs[-1].subplots(1, 2, width_ratios=[2, 1])
+        track_panel(left, history)
+        condition_panel(right, history)
     return fig
 
 

@@ -31,9 +31,10 @@ class Parent:
     surrogate_refitted: bool = False
 
 
-def check_parent(run_dir: str | None, info: DeviceInfo) -> Path:
-    """RUN's recorded device must match this one (dimensions, safe range, memoryless): checked
-    from its device.json before anything is sent or written."""
+def check_parent(run_dir: str | None, info: DeviceInfo, *, predistorter: bool = False) -> Path:
+    """RUN's recorded device must match this one (dimensions, safe range, memoryless; with
+    ``predistorter``, a GMP predistorter's run instead): checked from its device.json before
+    anything is sent or written."""
     if not run_dir:
         raise UsageError("this needs --init-from RUN")
     run = Path(run_dir)
@@ -45,7 +46,13 @@ def check_parent(run_dir: str | None, info: DeviceInfo) -> Path:
         dims, low, high = (int(rec["in_dim"]), int(rec["out_dim"])), rec["low"], rec["high"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise UsageError(f"--init-from {run}: unreadable device.json ({exc})") from None
-    if rec.get("inverse_memory"):
+    kind = (rec.get("inverse_memory") or {}).get("kind")
+    if predistorter and kind != "gmp":
+        raise UsageError(
+            f"--init-from {run} with --signal recalibrates a GMP predistorter; {run} holds "
+            f"{'a ' + str(kind) + ' inverse' if kind else 'an inverse of a memoryless device'}"
+        )
+    if not predistorter and rec.get("inverse_memory"):
         raise UsageError(f"--init-from {run}: its inverse is for a device with memory")
     if dims != (info.in_dim, info.out_dim):
         raise UsageError(

@@ -61,6 +61,12 @@ STRATEGIES: dict[str, StrategyEntry] = {
         "a new unit from an earlier run: its inverse and surrogate, the new device in the forward pass",
         False,
     ),
+    "recalibrate": StrategyEntry(
+        "hwloop.strategies.recalibrate",
+        "a signal's predistorter recalibrated from an earlier run (--init-from) in a small budget: the "
+        "parent's amplifier model corrected to the new condition, the predistorter retrained on it",
+        False,
+    ),
     "dpd": StrategyEntry(
         "hwloop.strategies.dpd",
         "a signal to linearise: GMP predistorter by indirect learning (ila, iila), then direct learning with "
@@ -111,10 +117,15 @@ def choose(
             if flag:
                 raise UsageError(f"--from-log/--from-data pairs cannot join training for {what}")
     if signal:
-        if offline or hold or init_from or mask:
-            raise UsageError(
-                "--signal cannot be combined with offline training, --hold, --init-from or --mask"
-            )
+        if offline or hold or mask:
+            raise UsageError("--signal cannot be combined with offline training, --hold or --mask")
+        if init_from:
+            if inverse in ("tapped", "gru") or requested != "auto":
+                raise UsageError(
+                    "--signal with --init-from recalibrates the parent's GMP predistorter (its own method); "
+                    "drop --strategy and --inverse"
+                )
+            return "recalibrate"
         if requested == "spsa":
             raise UsageError("--signal trains a predistorter (auto, ila, iila, surrogate); spsa has none")
         if inverse in ("tapped", "gru"):
