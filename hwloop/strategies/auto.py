@@ -33,7 +33,9 @@ import keras
 import numpy as np
 
 from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
+from hwloop.strategies import surrogate
 from hwloop.strategies.base import Context, Outcome
+from hwloop.strategies.fold import FoldCheck, check_fold
 from hwloop.strategies.ila import config_for as ila_config
 from hwloop.strategies.ila import inverse_mask, train_ila
 from hwloop.strategies.joint import fit_surrogate, make_trainer
@@ -59,9 +61,12 @@ def train(ctx: Context) -> Outcome:
     n_first = (
         max(batch, round(n_first / batch) * batch) if n_first >= batch and spend >= 2 * batch else n_first
     )
-    first, split, first_sur = _uniform_stage(ctx, n_first, rng)
+    first, split, fold, first_sur = _uniform_stage(ctx, n_first, rng)
+    found = {"noise_split": split.to_dict(), "one_to_one": fold.to_dict()}
+    if fold.one_to_one is False:
+        return _as_surrogate(ctx, first, found, rng, reserve)
     if split.input_referred:
-        return _as_ila(ctx, first, split, first_sur, rng)
+        return _as_ila(ctx, first, found, first_sur, rng)
     warm = train_ila(
         dev,
         ila_cfg,
@@ -88,7 +93,7 @@ def train(ctx: Context) -> Outcome:
         on_step=ctx.on_step,
     )
     best = reselect(dev, trainer, scores, reserve)
-    details = {**round_details(scores, best, stopped), "auto_path": "refine", "noise_split": split.to_dict()}
+    details = {**round_details(scores, best, stopped), "auto_path": "refine", **found}
     details["ila_refit_queries"] = 0
     if best is not None and best.round == 0 and dev.remaining >= 16:
         details["ila_refit_queries"] = int(dev.remaining)
@@ -117,27 +122,43 @@ def _ila_refit(ctx: Context, trainer, x: np.ndarray, y: np.ndarray) -> list[floa
 
 def _uniform_stage(
     ctx: Context, n: int, rng: np.random.Generator
-) -> tuple[tuple[np.ndarray, np.ndarray], NoiseSplit, keras.Model]:
-    """The warm start's uniform pairs (the first of the draws `ila` makes), and where the noise
-    enters, split by a quick surrogate's residuals against its slope."""
+) -> tuple[tuple[np.ndarray, np.ndarray], NoiseSplit, FoldCheck, keras.Model]:
+    """The warm start's uniform pairs (the first of the draws `ila` makes); where the noise
+    enters, split by a quick surrogate's residuals against its slope; and whether the device is
+    one-to-one, from the sign of that surrogate's Jacobian determinant."""
     dev = ctx.dev
     x = dev.info.uniform(rng, n)
     y = dev.query(x, "train")
     sur, _ = fit_surrogate(x, y, FitConfig(steps=SPLIT_STEPS), seed=ctx.settings.seed + 3, mask=ctx.mask)
-    split = split_noise(x, y, sur)
-    log.info("auto: noise split on %d uniform pairs: %s", n, split.to_dict())
-    return (x, y), split, sur
+    split, fold = split_noise(x, y, sur), check_fold(x, sur)
+    log.info("auto: on %d uniform pairs, noise split %s; fold %s", n, split.to_dict(), fold.to_dict())
+    return (x, y), split, fold, sur
+
+
+def _as_surrogate(
+    ctx: Context, first: tuple[np.ndarray, np.ndarray], found: dict, rng: np.random.Generator, reserve: int
+) -> Outcome:
+    """Not one-to-one: ILA and the iterative-ILA warm start are biased, so the budget is spent as
+    `surrogate` spends it (its uniform draws, continued from the ones made; the same fit and rounds)."""
+    dev = ctx.dev
+    more = surrogate.explore_count(dev.remaining + len(first[0]), config_for(ctx)) - len(first[0])
+    x_new = dev.info.uniform(rng, max(0, more))
+    x, y = np.concatenate([first[0], x_new]), np.concatenate([first[1], dev.query(x_new, "train")])
+    log.info("auto: the device is not one-to-one (fold share %s); surrogate path", found["one_to_one"])
+    out = surrogate.from_exploration(ctx, (x, y), reserve)
+    out.details.update(auto_path="surrogate", **found)
+    return out
 
 
 def _as_ila(
     ctx: Context,
     first: tuple[np.ndarray, np.ndarray],
-    split: NoiseSplit,
+    found: dict,
     sur: keras.Model,
     rng: np.random.Generator,
 ) -> Outcome:
-    """Input-referred noise: the whole budget on uniform pairs and one ILA fit, as `ila` does
-    (the same draws, the same fit)."""
+    """Input-referred noise on a one-to-one device: the whole budget on uniform pairs and one ILA
+    fit, as `ila` does (the same draws, the same fit)."""
     dev = ctx.dev
     x_new = dev.info.uniform(rng, dev.remaining)
     x, y = np.concatenate([first[0], x_new]), np.concatenate([first[1], dev.query(x_new, "train")])
@@ -145,12 +166,10 @@ def _as_ila(
         x, y = np.concatenate([ctx.prior[0], x]), np.concatenate([ctx.prior[1], y])
     model = build_regressor(y, x, seed=ctx.settings.seed, name="inverse", mask=inverse_mask(ctx.mask))
     log.info(
-        "auto: the noise is input-referred (share %.2f); ILA on %d uniform pairs", split.input_share, len(x)
+        "auto: the noise is input-referred (share %.2f); ILA on %d uniform pairs",
+        found["noise_split"]["input_share"],
+        len(x),
     )
     curve = fit_regression(model, y, x, FitConfig(steps=ctx.settings.fit_steps), seed=ctx.settings.seed)
-    details = {
-        "auto_path": "ila",
-        "noise_split": split.to_dict(),
-        "refinement_stopped": "input-referred noise",
-    }
+    details = {"auto_path": "ila", **found, "refinement_stopped": "input-referred noise"}
     return Outcome(model, curve, sur, details)

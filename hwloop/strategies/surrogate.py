@@ -37,8 +37,19 @@ def train(ctx: Context) -> Outcome:
     dev, cfg = ctx.dev, config_for(ctx)
     rng = np.random.default_rng(ctx.settings.seed)
     reserve = reserve_for_selection(dev.remaining)
-    x = dev.info.uniform(rng, max(16, int(dev.remaining * cfg.explore_fraction)))
-    y = dev.query(x, "train")
+    x = dev.info.uniform(rng, explore_count(dev.remaining, cfg))
+    return from_exploration(ctx, (x, dev.query(x, "train")), reserve)
+
+
+def explore_count(budget: int, cfg: SurrogateConfig) -> int:
+    """The uniform pairs explored first, of a budget of ``budget`` queries."""
+    return max(16, int(budget * cfg.explore_fraction))
+
+
+def from_exploration(ctx: Context, explored: tuple[np.ndarray, np.ndarray], reserve: int) -> Outcome:
+    """Everything after the uniform exploration: surrogate, inverse, rounds, re-selection."""
+    dev, cfg = ctx.dev, config_for(ctx)
+    x, y = explored
     if ctx.prior is not None:
         x, y = np.concatenate([ctx.prior[0], x]), np.concatenate([ctx.prior[1], y])
     surrogate, curve = fit_surrogate(
