@@ -116,28 +116,41 @@ def with_params(uri: str, query: str) -> str:
     return f"{uri}{'&' if '?' in uri else '?'}{query}"
 
 
-def run(cell: Cell, method: str, seed: int) -> dict:
+@dataclass(frozen=True)
+class Reduced:
+    """A smaller matrix (the CI test): fewer queries and fit steps for the memoryless rows."""
+
+    queries: int = MEMORYLESS_QUERIES
+    fit_steps: int | None = None  # None: the default
+
+
+FULL = Reduced()
+
+
+def run(cell: Cell, method: str, seed: int, size: Reduced = FULL) -> dict:
     """One method on one cell with one seed: its score (lower is better) and what explains it."""
     t0, c0 = time.perf_counter(), time.process_time()
-    out = _run_dpd(cell, method, seed) if cell.group == "dpd" else _run_memoryless(cell, method, seed)
+    out = _run_dpd(cell, method, seed) if cell.group == "dpd" else _run_memoryless(cell, method, seed, size)
     return {**out, "wall_s": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - c0, 1)}
 
 
-def _run_memoryless(cell: Cell, method: str, seed: int) -> dict:
+def _run_memoryless(cell: Cell, method: str, seed: int, size: Reduced) -> dict:
     import hwloop
+    from hwloop.rundir import TrainOptions
 
     if cell.group == "heldout":
         from matrix_devices import heldout_device
 
         shape, level = cell.params
         device = heldout_device(shape, noise=HELDOUT_OUTPUT_NOISE, input_noise=level, seed=seed)
-        budget = MEMORYLESS_QUERIES
     else:
         sim, at = cell.params
         device = f"sim:{sim}?{NOISE_AT[at]}&seed={seed}"
-        budget = MEMORYLESS_QUERIES
+    opts = TrainOptions() if size.fit_steps is None else TrainOptions(fit_steps=size.fit_steps)
     with tempfile.TemporaryDirectory() as tmp:
-        m = hwloop.train(device, strategy=method, queries=budget, seed=seed, run_dir=tmp).metrics
+        m = hwloop.train(
+            device, strategy=method, queries=size.queries, seed=seed, run_dir=tmp, options=opts
+        ).metrics
     keep = ("closed_loop_nmse_db", "noise_floor_db", "queries_used", "auto_path", "best_round")
     out = {"score": m["closed_loop_nmse_clean_db"], **{k: m.get(k) for k in keep}}
     if method == "auto":

@@ -42,6 +42,7 @@ from render_dpd import section_dpd, section_dpd_families
 from render_export import section_export
 from render_farm import section_farm
 from render_input_noise import section_input_noise
+from render_matrix import section_matrix
 from render_sections import section_default_run, section_memory, section_overhead, section_serial
 
 from hwloop.simulators.catalog import SIMULATORS
@@ -309,6 +310,7 @@ def render() -> str:
         else missing("strategies", "python benchmarks/strategies.py")
     )
     lines += section_input_noise(load("input_noise"))
+    lines += section_matrix(load("matrix"))
     lines += section_memory(load("memory"))
     lines += section_overhead(load("overhead"))
     lines += section_serial(load("serial"))
