@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import fcntl
 import logging
 import multiprocessing
 import os
 import sys
+import tempfile
 import time
 import traceback
 from pathlib import Path
@@ -47,24 +49,39 @@ ROOTS = {  # the code a run measures, for its stamp
 STRATEGY_ROOT = "hwloop.strategies.{}"
 
 
-def roots(cell: Cell, method: str) -> list[str]:
-    extra = [] if method == "textbook" or cell.group == "dpd" else [STRATEGY_ROOT.format(method)]
-    return ROOTS[cell.group] + extra
+def roots(group: str, method: str) -> tuple[str, ...]:
+    extra = [] if method == "textbook" or group == "dpd" else [STRATEGY_ROOT.format(method)]
+    return tuple(ROOTS[group] + extra)
+
+
+_STAMPS: dict[tuple[str, ...], dict] = {}  # per worker: the code it imported, stamped when it did
 
 
 def _init_worker() -> None:
-    """One TensorFlow thread per worker process: the pool, not TensorFlow, uses the cores."""
+    """One TensorFlow thread per worker process (the pool, not TensorFlow, uses the cores); every
+    module a run can reach imported now and stamped now, so a run's stamp is the code that ran
+    even if the files change while the worker lives."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import importlib
+
     import tensorflow as tf
+    from provenance import closure
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     logging.basicConfig(level=logging.WARNING)
+    for group, (_, methods) in GROUPS.items():
+        for method in methods:
+            key = roots(group, method)
+            for module in closure(key):
+                importlib.import_module(module)
+            _STAMPS[key] = stamp(key)
 
 
 def _run(cell: Cell, method: str, seed: int) -> dict:
     try:
-        return {**run(cell, method, seed), **stamp(roots(cell, method))}
+        out = {**run(cell, method, seed), **_STAMPS[roots(cell.group, method)]}
+        return {**out, "date": time.strftime("%Y-%m-%d"), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
     except Exception as exc:  # one failed run is recorded and the matrix goes on
         error = f"{type(exc).__name__}: {exc}"
         return {"score": None, "error": error, "trace": traceback.format_exc()[-2000:]}
@@ -85,6 +102,18 @@ def plan(
     return todo
 
 
+def _save(data: dict, new: dict) -> None:
+    """Write the results, merged with what other matrix runs wrote meanwhile (under a lock): this
+    run's new cells and group times win, every other cell on disk is kept."""
+    with open(Path(tempfile.gettempdir()) / f"hwloop-{NAME}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        disk = load(NAME)
+        data["cells"] = {**disk.get("cells", {}), **new}
+        for key in ("runs", "partial_runs"):
+            data[key] = {**disk.get(key, {}), **data.get(key, {})}
+        save(NAME, data)
+
+
 def _measure(pool: cf.Executor, todo: list[tuple[Cell, str, int]], data: dict, jobs: int) -> None:
     """Run one group's runs in the pool, saving each result as it arrives, then its elapsed time."""
     t0 = time.perf_counter()
@@ -93,7 +122,7 @@ def _measure(pool: cf.Executor, todo: list[tuple[Cell, str, int]], data: dict, j
         cell, method, seed = futures[fut]
         rec = fut.result()
         data["cells"][cell.key(method, seed)] = rec
-        save(NAME, data)
+        _save(data, {cell.key(method, seed): rec})
         took = f"{rec.get('wall_s', '-')} s, cpu {rec.get('cpu_s', '-')} s"
         print(f"{cell.key(method, seed)}: {rec.get('score')} ({took}) {rec.get('error', '')}", flush=True)
     group = todo[0][0].group
@@ -105,7 +134,7 @@ def _measure(pool: cf.Executor, todo: list[tuple[Cell, str, int]], data: dict, j
         "date": time.strftime("%Y-%m-%d"),
         "cpu_s": round(sum(data["cells"][c.key(m, s)].get("cpu_s") or 0 for c, m, s in todo), 1),
     }
-    save(NAME, data)
+    _save(data, {})
 
 
 def main() -> None:

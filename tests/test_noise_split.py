@@ -42,23 +42,23 @@ def test_a_noise_free_device_is_not_flagged() -> None:
     assert not split.input_referred
 
 
-@pytest.mark.parametrize(("uri", "path"), [("sim:rapp?input_noise=0.02", "ila"), ("sim:rapp", "refine")])
-def test_auto_spends_its_budget_as_ila_where_the_noise_is_input_referred(
-    uri: str, path: str, tmp_path: Path
-) -> None:
+@pytest.mark.parametrize("uri", ["sim:rapp?input_noise=0.02", "sim:rapp"])
+def test_auto_on_a_one_to_one_device_is_iterative_ila_query_for_query(uri: str, tmp_path: Path) -> None:
+    """Input-referred noise, or output noise too small for device rounds to pay: auto asks what
+    `iila` asks, in the same chunks, so it gets the same answers and fits the same inverse."""
     opts = TrainOptions(fit_steps=400, eval_targets=200, noise_repeats=64)
     m = hwloop.train(uri, strategy="auto", queries=4000, run_dir=tmp_path, options=opts).metrics
-    assert m["auto_path"] == path and m["noise_split"]["input_referred"] is (path == "ila")
-    assert 4000 - 16 < m["queries_used"] <= 4000  # re-selection may leave under 16 unspent
-    if path == "ila":
-        assert m["refinement_stopped"] == "input-referred noise" and "round_nmse_db" not in m
-        # the inputs `ila` draws, in the same order (the answers' noise differs with the chunking)
-        hwloop.train(uri, strategy="ila", queries=4000, run_dir=tmp_path / "ila", options=opts)
-        mine, theirs = (
-            open_run_log(tmp_path).arrays("train")[0],
-            open_run_log(tmp_path / "ila").arrays("train")[0],
-        )
-        np.testing.assert_array_equal(mine, theirs)
+    assert m["auto_path"] == "iila" and m["one_to_one"]["one_to_one"] is True
+    assert m["noise_split"]["input_referred"] is ("input_noise" in uri)
+    assert ("headroom" in m) is ("input_noise" not in uri)  # measured only where rounds could help
+    if "headroom" in m:
+        assert m["headroom"]["significant"] is False and m["headroom"]["pairs"] == 1000
+    assert m["queries_used"] == 4000 and "round_nmse_db" not in m and m["refinement_stopped"]
+    ref = hwloop.train(uri, strategy="iila", queries=4000, run_dir=tmp_path / "iila", options=opts).metrics
+    (mx, my), (ix, iy) = (open_run_log(p).arrays("train") for p in (tmp_path, tmp_path / "iila"))
+    np.testing.assert_array_equal(mx, ix)
+    np.testing.assert_array_equal(my, iy)
+    assert m["closed_loop_nmse_clean_db"] == pytest.approx(ref["closed_loop_nmse_clean_db"], abs=0.05)
 
 
 # Whether ILA can work: the fold check (hwloop.strategies.fold) that gates auto's ILA path.

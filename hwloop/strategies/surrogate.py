@@ -10,7 +10,11 @@ re-measured on fresh targets.
 
 from __future__ import annotations
 
+import os
+
+import keras
 import numpy as np
+import tensorflow as tf
 
 from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
 from hwloop.strategies.base import Context, Outcome
@@ -20,12 +24,51 @@ from hwloop.strategies.rounds import reselect, round_details, run_rounds
 
 
 def config_for(ctx: Context) -> SurrogateConfig:
-    """Step counts scale with --fit-steps (defaults: 3000 and 800 at 8000)."""
+    """Step counts scale with --fit-steps (defaults: 3000 and 800 at 8000); the learning rates of
+    the joint steps decay within each phase (`PhaseCosine`)."""
+    base = SurrogateConfig()
+    pretrain, per_round = max(1, 3 * ctx.settings.fit_steps // 8), max(1, ctx.settings.fit_steps // 10)
+    if os.environ.get("SUR_SCHEDULE") == "const":
+        return SurrogateConfig(
+            surrogate_fit=FitConfig(steps=ctx.settings.fit_steps),
+            pretrain_steps=pretrain,
+            round_steps=per_round,
+        )
     return SurrogateConfig(
         surrogate_fit=FitConfig(steps=ctx.settings.fit_steps),
-        pretrain_steps=max(1, 3 * ctx.settings.fit_steps // 8),
-        round_steps=max(1, ctx.settings.fit_steps // 10),
+        pretrain_steps=pretrain,
+        round_steps=per_round,
+        inverse_lr=PhaseCosine(base.inverse_lr, [pretrain] + [per_round] * base.rounds),
+        surrogate_lr=PhaseCosine(base.surrogate_lr, [per_round] * base.rounds),
     )
+
+
+class PhaseCosine(keras.optimizers.schedules.LearningRateSchedule):
+    """A learning rate that decays by a cosine from ``lr`` to ``alpha * lr`` within each phase of
+    training (the pretraining through the surrogate, then each round), restarting at ``lr``.
+
+    At a constant rate Adam's steps keep the weights jittering about their optimum, and every
+    checkpoint a round measures carries that jitter: on `sim:rapp?noise=0.005` at 5,000 queries
+    the ILA start's -59 dB (noise-free closed loop) fell to -43 to -50 dB over the rounds while
+    the surrogate itself fitted the device to -60 dB. Decayed within each phase, each checkpoint
+    is measured where its phase's optimisation settled.
+    """
+
+    def __init__(self, lr: float, phases: list[int], alpha: float = 0.01) -> None:
+        self.lr, self.phases, self.alpha = float(lr), [int(p) for p in phases], float(alpha)
+        ends = np.cumsum(self.phases)
+        self._ends = tf.constant(ends, tf.float32)
+        self._starts = tf.constant(np.concatenate([[0], ends[:-1]]), tf.float32)
+        self._lengths = tf.constant(np.maximum(self.phases, 1), tf.float32)
+
+    def __call__(self, step):
+        step = tf.cast(step, tf.float32)
+        i = tf.minimum(tf.searchsorted(self._ends, [step], side="right")[0], len(self.phases) - 1)
+        frac = tf.clip_by_value((step - tf.gather(self._starts, i)) / tf.gather(self._lengths, i), 0.0, 1.0)
+        return self.lr * (self.alpha + (1.0 - self.alpha) * 0.5 * (1.0 + tf.cos(np.pi * frac)))
+
+    def get_config(self) -> dict:
+        return {"lr": self.lr, "phases": self.phases, "alpha": self.alpha}
 
 
 def reserve_for_selection(budget: int) -> int:
