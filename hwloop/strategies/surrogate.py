@@ -10,8 +10,6 @@ re-measured on fresh targets.
 
 from __future__ import annotations
 
-import os
-
 import keras
 import numpy as np
 import tensorflow as tf
@@ -28,12 +26,6 @@ def config_for(ctx: Context) -> SurrogateConfig:
     the joint steps decay within each phase (`PhaseCosine`)."""
     base = SurrogateConfig()
     pretrain, per_round = max(1, 3 * ctx.settings.fit_steps // 8), max(1, ctx.settings.fit_steps // 10)
-    if os.environ.get("SUR_SCHEDULE") == "const":
-        return SurrogateConfig(
-            surrogate_fit=FitConfig(steps=ctx.settings.fit_steps),
-            pretrain_steps=pretrain,
-            round_steps=per_round,
-        )
     return SurrogateConfig(
         surrogate_fit=FitConfig(steps=ctx.settings.fit_steps),
         pretrain_steps=pretrain,
