@@ -17,8 +17,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from matrix_cells import SEEDS, STRATEGIES, Reduced, dpd_cells, memoryless_cells, run  # noqa: E402
-from matrix_rules import evaluate  # noqa: E402
+from matrix_cells import SEEDS, STRATEGIES, Reduced, dpd_cells, memoryless_cells, run
+from matrix_rules import evaluate
 
 pytestmark = pytest.mark.slow
 

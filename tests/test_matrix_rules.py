@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
-from matrix_rules import AUTO_MARGIN_DB, SPREAD_DB, TEXTBOOK_MARGIN_DB, evaluate  # noqa: E402
+from matrix_rules import AUTO_MARGIN_DB, SPREAD_DB, TEXTBOOK_MARGIN_DB, evaluate
 
 SEEDS = (0, 1, 2)
 

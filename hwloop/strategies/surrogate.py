@@ -40,10 +40,10 @@ class PhaseCosine(keras.optimizers.schedules.LearningRateSchedule):
     training (the pretraining through the surrogate, then each round), restarting at ``lr``.
 
     At a constant rate Adam's steps keep the weights jittering about their optimum, and every
-    checkpoint a round measures carries that jitter: on `sim:rapp?noise=0.005` at 5,000 queries
-    the ILA start's -59 dB (noise-free closed loop) fell to -43 to -50 dB over the rounds while
-    the surrogate itself fitted the device to -60 dB. Decayed within each phase, each checkpoint
-    is measured where its phase's optimisation settled.
+    checkpoint a round measures carries that jitter (the rounds took a good ILA start 10 dB or
+    more, noise-free, below what the surrogate itself allowed, on a device whose noise hid it
+    from the measured scores). Decayed within each phase, each checkpoint is measured where its
+    phase's optimisation settled.
     """
 
     def __init__(self, lr: float, phases: list[int], alpha: float = 0.01) -> None:
