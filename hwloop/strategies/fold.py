@@ -88,11 +88,29 @@ def share_with_minority_sign(det: np.ndarray) -> tuple[float, float]:
 
 def check_fold(x: np.ndarray, surrogate: keras.Model) -> FoldCheck:
     """Whether the surrogate, fitted on the uniform inputs x, folds over them."""
+    return main_branch(x, surrogate)[1]
+
+
+def main_branch(x: np.ndarray, surrogate: keras.Model) -> tuple[np.ndarray, FoldCheck]:
+    """The rows of x on the device's main branch, and the fold check they come from.
+
+    On a folded device, the rows where det J has the majority sign (by |det J|): the
+    orientation that covers most of the reachable outputs. On the folded devices measured
+    (`saleh_folded`, `saleh_iq_folded`, the held-out folds of benchmarks/matrix_devices.py) that
+    branch alone reaches every output, so ILA on its pairs alone is one-to-one: a start on one
+    branch, where ILA on all pairs averages the preimages. Every row when the device is not
+    measured folded, or the determinant is not defined.
+    """
     n, in_dim = np.shape(x)
     out_dim = int(surrogate.output_shape[-1])
+    every = np.ones(n, bool)
     if in_dim > out_dim:
-        return FoldCheck(n, None, 0.0, "more inputs than outputs")
+        return every, FoldCheck(n, None, 0.0, "more inputs than outputs")
     if out_dim > in_dim:
-        return FoldCheck(n, None, 0.0, "more outputs than inputs: the Jacobian has no determinant")
-    share, se = share_with_minority_sign(jacobian_det(surrogate, x))
-    return FoldCheck(n, share, se)
+        return every, FoldCheck(n, None, 0.0, "more outputs than inputs: the Jacobian has no determinant")
+    det = jacobian_det(surrogate, x)
+    check = FoldCheck(n, *share_with_minority_sign(det))
+    if check.one_to_one is not False:
+        return every, check
+    positive = float(np.sum(np.abs(det[det > 0]))) >= float(np.sum(np.abs(det[det < 0])))
+    return (det > 0) if positive else (det < 0), check
