@@ -44,21 +44,58 @@ def test_a_noise_free_device_is_not_flagged() -> None:
 
 @pytest.mark.parametrize("uri", ["sim:rapp?input_noise=0.02", "sim:rapp"])
 def test_auto_on_a_one_to_one_device_is_iterative_ila_query_for_query(uri: str, tmp_path: Path) -> None:
-    """Input-referred noise, or output noise too small for device rounds to pay: auto asks what
-    `iila` asks, in the same chunks, so it gets the same answers and fits the same inverse."""
+    """On a one-to-one device auto asks what `iila` asks, in the same chunks, so it gets the same
+    answers and fits the same inverse: to the end where the noise is input-referred, up to the
+    headroom check after the first refinement where it is not."""
     opts = TrainOptions(fit_steps=400, eval_targets=200, noise_repeats=64)
     m = hwloop.train(uri, strategy="auto", queries=4000, run_dir=tmp_path, options=opts).metrics
-    assert m["auto_path"] == "iila" and m["one_to_one"]["one_to_one"] is True
-    assert m["noise_split"]["input_referred"] is ("input_noise" in uri)
-    assert ("headroom" in m) is ("input_noise" not in uri)  # measured only where rounds could help
-    if "headroom" in m:
-        assert m["headroom"]["significant"] is False and m["headroom"]["pairs"] == 1000
-    assert m["queries_used"] == 4000 and "round_nmse_db" not in m and m["refinement_stopped"]
     ref = hwloop.train(uri, strategy="iila", queries=4000, run_dir=tmp_path / "iila", options=opts).metrics
     (mx, my), (ix, iy) = (open_run_log(p).arrays("train") for p in (tmp_path, tmp_path / "iila"))
-    np.testing.assert_array_equal(mx, ix)
-    np.testing.assert_array_equal(my, iy)
-    assert m["closed_loop_nmse_clean_db"] == pytest.approx(ref["closed_loop_nmse_clean_db"], abs=0.05)
+    assert m["one_to_one"]["one_to_one"] is True
+    assert m["noise_split"]["input_referred"] is ("input_noise" in uri)
+    if "input_noise" in uri:
+        assert m["auto_path"] == "iila" and "headroom" not in m and "round_nmse_db" not in m
+        assert m["refinement_stopped"] == "input-referred noise" and m["queries_used"] == 4000
+        np.testing.assert_array_equal(mx, ix)
+        np.testing.assert_array_equal(my, iy)
+        assert m["closed_loop_nmse_clean_db"] == pytest.approx(ref["closed_loop_nmse_clean_db"], abs=0.05)
+    else:  # the uniform half and the first refinement are iila's; then the headroom decides
+        np.testing.assert_array_equal(mx[:3000], ix[:3000])
+        np.testing.assert_array_equal(my[:3000], iy[:3000])
+        room = m["headroom"]
+        assert room["pairs"] == 1000 and room["significant"] is (room["mean"] > 2 * room["se"])
+        assert m["auto_path"] == ("refine" if room["significant"] else "iila")
+        assert ("round_nmse_db" in m) is room["significant"]
+
+
+def test_headroom_sees_a_biased_inverse_through_the_noise() -> None:
+    """The headroom of `hwloop.strategies.room` against a device known exactly: zero for the
+    exact inverse, whatever the noise; the closed-loop error a biased inverse leaves, within its
+    standard error, however noisy the answers."""
+    from hwloop.device import DeviceInfo
+    from hwloop.strategies.room import headroom
+
+    info = DeviceInfo(name="t", in_dim=1, out_dim=1, max_batch=64, low=(-1.0,), high=(1.0,))
+    rng = np.random.default_rng(0)
+    x = rng.uniform(-0.9, 0.9, (4000, 1)).astype(np.float32)
+
+    def device(u):
+        return np.tanh(1.5 * np.asarray(u, np.float64))
+
+    def exact(t):
+        return np.arctanh(np.clip(np.asarray(t, np.float64), -0.999, 0.999)) / 1.5
+
+    def biased(t):
+        return 0.97 * exact(t)
+
+    for noise in (0.0, 0.05):
+        y = device(x) + rng.normal(0, noise, x.shape)
+        assert abs(headroom(x, y, exact, device, info).mean) < 1e-6
+        room = headroom(x, y, biased, device, info)
+        t = device(x)
+        truth = float(np.mean((device(biased(t)) - t) ** 2) / np.mean(t**2))
+        assert room.significant and abs(room.mean - truth) < 3 * room.se + 1e-9, (noise, room, truth)
+    assert not headroom(x, device(x) + rng.normal(0, 0.05, x.shape), exact, device, info).significant
 
 
 # Whether ILA can work: the fold check (hwloop.strategies.fold) that gates auto's ILA path.
