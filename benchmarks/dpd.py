@@ -21,8 +21,10 @@ to the same amplifier model with another noise seed (5):
 Figures: ACPR (Welch, worse side) of the measured output and of the
 noise-free one, ACLR (TS 38.104 square filter), in-band EVM and NMSE
 against the targets (gain 1), the peak drive, the coefficient count and
-the training queries. ``none``: the bare signal as the drive, EVM and NMSE
-against the least-squares gain.
+the training queries; beside them the bare signal at that drive's average
+power (``*_no_dpd``: EVM and NMSE against the least-squares gain, the answer
+time-aligned). ``none``: the bare signal at the average power of the first
+of `NONE_AT`'s drives measured in the cell, scored the same way.
 
     python benchmarks/dpd.py [--sims pa_gmp,pa_wh,...] [--signals dpa,ofdm] [--methods ...] [--force]
     python benchmarks/dpd.py --sweep   # auto at 50,000: direct rounds 2, 3, 5; the 92-term GMP throughout
@@ -55,14 +57,15 @@ NOISE = 1e-3
 GAIN = 2.0  # the one target gain every method is trained to (target peak 2.0; the PA's output peaks near 2.5)
 N_TRAIN = 16_000
 METHODS = (
-    "none",
     "textbook/50000",
     "ila/50000",
     "auto/50000",
     "textbook/20000",
     "ila/20000",
     "surrogate/20000",
+    "none",
 )
+NONE_AT = ("auto/50000", "ila/50000", "ila/20000", "textbook/50000")  # whose drive power "none" takes
 
 
 def _signals(name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -81,19 +84,41 @@ def _device(sim: str, seed: int):
     return hwloop.open_device(f"sim:{sim}{'&' if '?' in sim else '?'}noise={NOISE}&seed={seed}")
 
 
-def score(sim: str, x: np.ndarray, t: np.ndarray, gain: float | None = 1.0) -> dict:
-    """Figures of the drive x for targets t on the amplifier with noise seed 5 (``gain`` None:
-    EVM and NMSE against the least-squares gain, as for no predistortion)."""
+def _answer(sim: str, x: np.ndarray) -> np.ndarray:
+    dev = _device(sim, 5)
+    dev.reset()
+    return dev.query(safe(x))
+
+
+def bare_signal(sim: str, t: np.ndarray, rms: float) -> dict:
+    """The bare signal t at average drive power rms^2: ACPR, ACLR, and EVM and NMSE against the
+    least-squares gain, the answer time-aligned (the page's no-DPD convention)."""
+    from hwloop.dpd.scoring import bare_signal_figures
+    from hwloop.dpd.signals import cplx
+
+    x = t * (rms / float(np.sqrt(np.mean(np.sum(t.astype(np.float64) ** 2, 1)))))
+    fig = bare_signal_figures(cplx(_answer(sim, x)), cplx(t), 800e6, 200e6)
+    out = {k: round(float(v), 3) for k, v in fig.items() if not k.endswith("_se_db")}
+    out["drive_peak"] = round(float(np.hypot(x[:, 0], x[:, 1]).max()), 4)
+    return out
+
+
+def score(sim: str, x: np.ndarray, t: np.ndarray) -> dict:
+    """Figures of the drive x for targets t on the amplifier with noise seed 5, and of the bare
+    signal at the drive's average power."""
     from hwloop.dpd.metrics import aclr_db, acpr_db, dpd_report
 
     dev = _device(sim, 5)
     x = safe(x)
     dev.reset()
     y = dev.query(x)
-    r = dpd_report(y, t, gain=gain)
+    r = dpd_report(y, t, gain=1.0)
     r["aclr_db"] = round(aclr_db(y), 2)
     r["acpr_clean_dbc"] = round(acpr_db(dev.clean_sequence(x)), 3)
     r["drive_peak"] = round(float(np.hypot(x[:, 0], x[:, 1]).max()), 4)
+    r["drive_rms"] = round(float(np.sqrt(np.mean(np.sum(x.astype(np.float64) ** 2, 1)))), 5)
+    bare = bare_signal(sim, t, r["drive_rms"])
+    r.update({f"{k}_no_dpd": bare[k] for k in ("acpr_dbc", "aclr_db", "evm_db", "nmse_db")})
     return r
 
 
@@ -101,7 +126,12 @@ SWEEP = (2, 3, 5)
 
 
 def run_method(
-    sim: str, signal: str, method: str, rounds: int | None = None, textbook_gmp: bool = False
+    sim: str,
+    signal: str,
+    method: str,
+    rounds: int | None = None,
+    textbook_gmp: bool = False,
+    cell: dict | None = None,
 ) -> dict:
     """One method's fit on GAIN x the training signal and its held-out score."""
     from hwloop.strategies.dpd import fit_predistorter
@@ -109,7 +139,19 @@ def run_method(
     train, held = _signals(signal)
     t_train, t_held = GAIN * train, GAIN * held
     if method == "none":
-        return {**score(sim, held, t_held, gain=None), "terms": 0, "queries_used": 0}
+        ref = next((k for k in NONE_AT if k in (cell or {})), None)
+        if ref is None:
+            raise SystemExit(
+                f"'none' takes the drive power of one of {', '.join(NONE_AT)}: measure one first"
+            )
+        rms = cell[ref]["drive_rms"]
+        return {
+            **bare_signal(sim, t_held, rms),
+            "drive_rms": rms,
+            "drive_of": ref,
+            "terms": 0,
+            "queries_used": 0,
+        }
     name, budget = method.split("/")
     dev = _device(sim, 0)
     sent = [0]
@@ -140,7 +182,15 @@ def run_method(
         apply, terms = inv.apply, len(inv.model.cfg.terms())
     wall = time.perf_counter() - t0
     out = score(sim, apply(t_held), t_held)
-    keep = ("dpd_kept_round", "dpd_damping", "dpd_gain_bound", "dpd_surrogate_nmse_db", "dpd_steps_shrunk")
+    keep = (
+        "dpd_kept_round",
+        "dpd_damping",
+        "dpd_gain_bound",
+        "dpd_surrogate_nmse_db",
+        "dpd_steps_shrunk",
+        "dpd_lookahead",
+        "dpd_alignment",
+    )
     out.update(
         terms=terms,
         queries_used=sent[0],
@@ -187,7 +237,7 @@ def main() -> None:
             for method in args.methods.split(","):
                 if fresh(cell, method) and not args.force:
                     continue
-                cell[method] = {**run_method(sim, signal, method), **stamp(ROOTS)}
+                cell[method] = {**run_method(sim, signal, method, cell=cell), **stamp(ROOTS)}
                 data.update(
                     machine=machine(), measured_at=cell[method]["measured_at"], commit=cell[method]["commit"]
                 )

@@ -23,6 +23,15 @@ seeded output noise.
 
     python benchmarks/heldout_pa.py --data PATH/OpenDPD/datasets/APA_200MHz --name apa
     python benchmarks/heldout_pa.py --name dpa          # the bundled DPA_200MHz
+
+``apa_nmp`` is the same fitted APA model between the linear filters of a
+PA behind real converters, which the fit does not have: in front a 3-tap
+minimum-phase FIR (a converter path's ripple, 0.5 dB over the channel),
+behind a 2-tap FIR with its zero at 1.3 e^{j(pi - 0.2)}, outside the unit
+circle (an output network that is not minimum phase: about 0.57 sample of
+fractional delay over the channel, DC gain 1). Its inverse is not causal: a
+predistorter that inverts it needs the targets after each sample. Neither
+filter is one the simulators (``sim:pa_wh?frac_delay=&nmp_zero=``) use.
 """
 
 from __future__ import annotations
@@ -46,8 +55,19 @@ FIR_RIDGE = 1e-3
 GAIN_L2 = 1e-5
 
 
+# Filtered variants of a fitted model: name -> (fitted model, front FIR, back FIR).
+_FRONT = np.array([1.0, 0.1 + 0.05j, -0.04])
+_BACK = np.poly([1.3 * np.exp(1j * (np.pi - 0.2))])
+FILTERED = {"apa_nmp": ("apa", _FRONT / _FRONT.sum(), _BACK / _BACK.sum())}
+
+
+def base_name(name: str) -> str:
+    """The fitted model a (possibly filtered) held-out amplifier uses."""
+    return FILTERED[name][0] if name in FILTERED else name
+
+
 def model_file(name: str) -> Path:
-    return DATA / f"heldout_{name}.npz"
+    return DATA / f"heldout_{base_name(name)}.npz"
 
 
 class NeuralPA:
@@ -70,12 +90,47 @@ class NeuralPA:
         return np.sum(taps * gains, axis=1), ext[len(ext) - (m - 1) :].copy()
 
 
+class FilteredPA:
+    """A fitted model between two complex FIR filters (front, back), the filters' delay lines
+    carried with the model's own state."""
+
+    def __init__(self, model: NeuralPA, front: np.ndarray, back: np.ndarray) -> None:
+        self.model, self.front, self.back = model, np.asarray(front, complex), np.asarray(back, complex)
+        self.m = model.m
+
+    def initial(self) -> tuple:
+        return (
+            np.zeros(len(self.front) - 1, complex),
+            np.zeros(self.m - 1, complex),
+            np.zeros(len(self.back) - 1, complex),
+        )
+
+    def run(self, z: np.ndarray, past: tuple) -> tuple[np.ndarray, tuple]:
+        u, s0 = _fir(z, self.front, past[0])
+        v, s1 = self.model.run(u, past[1])
+        y, s2 = _fir(v, self.back, past[2])
+        return y, (s0, s1, s2)
+
+
+def _fir(z: np.ndarray, taps: np.ndarray, history: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ext = np.concatenate([history, z])
+    return np.convolve(ext, taps, mode="valid"), ext[len(ext) - (len(taps) - 1) :].copy()
+
+
+def held_out_model(name: str) -> NeuralPA | FilteredPA:
+    """The held-out amplifier ``name`` in numpy (a fitted model, or one in `FILTERED`)."""
+    with np.load(model_file(name), allow_pickle=False) as data:
+        model = NeuralPA({k: data[k] for k in data.files if not k.endswith("_input") and k != "spec"})
+    if name in FILTERED:
+        return FilteredPA(model, *FILTERED[name][1:])
+    return model
+
+
 class HeldOutPA(BaseDevice):
     """The held-out amplifier as an hwloop device: 2 -> 2, stateful, peak |x| <= 1, output noise."""
 
     def __init__(self, name: str = "apa", noise: float = 1e-3, seed: int = 0) -> None:
-        with np.load(model_file(name), allow_pickle=False) as data:
-            self.model = NeuralPA({k: data[k] for k in data.files})
+        self.model = held_out_model(name)
         info = DeviceInfo(
             name=f"heldout_{name}",
             in_dim=2,
@@ -91,8 +146,15 @@ class HeldOutPA(BaseDevice):
         self.noise, self.rng = noise, np.random.default_rng(seed)
         self._reset()
 
+    def _initial(self) -> np.ndarray | tuple:
+        return (
+            self.model.initial()
+            if isinstance(self.model, FilteredPA)
+            else np.zeros(self.model.m - 1, complex)
+        )
+
     def _reset(self) -> None:
-        self.past = np.zeros(self.model.m - 1, complex)
+        self.past = self._initial()
 
     def _query_batch(self, x: np.ndarray) -> np.ndarray:
         z = x[:, 0].astype(np.float64) + 1j * x[:, 1].astype(np.float64)
@@ -102,12 +164,13 @@ class HeldOutPA(BaseDevice):
 
     def clean_sequence(self, x: np.ndarray) -> np.ndarray:
         z = np.asarray(x, np.float64)
-        y, _ = self.model.run(z[:, 0] + 1j * z[:, 1], np.zeros(self.model.m - 1, complex))
+        y, _ = self.model.run(z[:, 0] + 1j * z[:, 1], self._initial())
         return np.stack([y.real, y.imag], axis=1).astype(np.float32)
 
 
 def signals(name: str) -> dict[str, np.ndarray]:
     """The measured input signals (train, test) the benchmarks predistort, (n, 2) float32."""
+    name = base_name(name)
     if name == "dpa":
         from hwloop.dpd.signals import dpa200
 

@@ -43,6 +43,7 @@ from render_export import section_export
 from render_farm import section_farm
 from render_input_noise import section_input_noise
 from render_matrix import section_matrix
+from render_radio import section_radio
 from render_sections import section_default_run, section_memory, section_overhead, section_serial
 
 from hwloop.simulators.catalog import SIMULATORS
@@ -320,6 +321,7 @@ def render() -> str:
     lines += section_calibration(load("calibrate_units"))
     lines += section_export(load("export"))
     lines += section_bench(load("bench_dpd"))
+    lines += section_radio(load("radio_dpd"))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -2,14 +2,15 @@
 
 Each benchmark is a separate script writing benchmarks/results/NAME.json
 (see benchmarks/README.md); this runs, one after the other, those whose
-results are missing or incomplete (all of them with ``--force``), each in
-its own interpreter so one crash or TensorFlow state cannot leak into the
-next, and then renders docs/BENCHMARKS.md from whatever results exist.
+results are missing, incomplete or stale (all of them with ``--force``),
+each in its own interpreter so one crash or TensorFlow state cannot leak
+into the next, then renders docs/BENCHMARKS.md from whatever results exist
+and rewrites the figures the docs' prose quotes (`render_docs.py`).
 A benchmark already running in another process is skipped, not doubled.
 
     python benchmarks/run_all.py                 # missing results only, then render
     python benchmarks/run_all.py --force         # re-measure everything (about two hours on 2 cores)
-    python benchmarks/run_all.py --render-only   # just rewrite docs/BENCHMARKS.md
+    python benchmarks/run_all.py --render-only   # just rewrite docs/BENCHMARKS.md and the docs' figures
     python benchmarks/run_all.py --only memory,serial
 """
 
@@ -118,6 +119,7 @@ BENCHES = (
     Bench("calibrate_units", "calibrate_units.py", (), _all_cells_fresh),
     Bench("export", "export.py", (), _whole("gmp"), force_flag=False),
     Bench("bench_dpd", "bench_dpd.py", (), _whole("cells"), force_flag=False),
+    Bench("radio_dpd", "radio_dpd.py", (), _whole("cells"), force_flag=False),
 )
 
 
@@ -159,7 +161,9 @@ def run(bench: Bench, force: bool) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--force", action="store_true", help="re-run every benchmark, even those with results")
-    ap.add_argument("--render-only", action="store_true", help="only render docs/BENCHMARKS.md")
+    ap.add_argument(
+        "--render-only", action="store_true", help="only render docs/BENCHMARKS.md and the docs' figures"
+    )
     ap.add_argument(
         "--only", default="", help="comma-separated benchmark names: " + ",".join(b.name for b in BENCHES)
     )
@@ -179,8 +183,11 @@ def main() -> None:
             if not run(bench, args.force):
                 failed.append(bench.name)
     from render import main as render
+    from render_docs import main as render_docs
 
-    render()
+    if render_docs([]) != 0:  # the docs' prose figures, rewritten from the same results
+        failed.append("render_docs (unmarked figures in the docs)")
+    render()  # refuses, naming them, while any figure is stale
     if failed:
         sys.exit(f"not (re)measured: {', '.join(failed)}")
 

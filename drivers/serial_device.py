@@ -368,3 +368,24 @@ def open_serial(uri: str) -> SerialDevice:
     """Entry-point factory for ``serial``, ``socket``, ``rfc2217``, ``loop`` URIs."""
     url, params = split_uri(uri)
     return SerialDevice(url, **params)
+
+
+def _check(uri: str) -> None:
+    """The URI's path and parameters, checked without opening the port."""
+    split_uri(uri)
+
+
+open_serial.check = _check  # type: ignore[attr-defined]
+open_serial.parameters = lambda uri: dict(PARAMS)  # type: ignore[attr-defined]
+
+
+def _describe() -> list[tuple[str, str]]:
+    return [
+        ("serial:///dev/ttyUSB0", "the hwloop wire protocol on a serial port (also /dev/..., COM3)"),
+        ("socket://HOST:PORT", "the same over raw TCP (hwloop serve --listen, ser2net)"),
+        ("rfc2217://HOST:PORT", "the same through an RFC 2217 serial server"),
+        ("loop://", "pyserial's loopback (tests only: it echoes)"),
+    ]
+
+
+open_serial.describe = _describe  # type: ignore[attr-defined]

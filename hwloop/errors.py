@@ -7,11 +7,31 @@ work as written (exit 2); every other `HwloopError` is a runtime failure
 
 from __future__ import annotations
 
+import re
+
+_SPELLED = re.compile("\x1f([^\x1e\x1f]*)\x1e([^\x1e\x1f]*)\x1f")
+
+
+def spelled(cli: str, python: str) -> str:
+    """A part of an error message that names options: the command line reads ``cli``
+    (``add --resume``), Python ``python`` (``pass resume=True``)."""
+    return f"\x1f{cli}\x1e{python}\x1f"
+
 
 class HwloopError(Exception):
-    """Base of every error hwloop raises on purpose."""
+    """Base of every error hwloop raises on purpose.
+
+    ``str(error)`` speaks Python (``resume=True``); `cli_message` speaks the
+    command line (``--resume``) where the message was written with `spelled`.
+    """
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return _SPELLED.sub(lambda m: m.group(2), super().__str__())
+
+    def cli_message(self) -> str:
+        return _SPELLED.sub(lambda m: m.group(1), super().__str__())
 
 
 class UsageError(HwloopError, ValueError):

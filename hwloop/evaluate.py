@@ -27,7 +27,8 @@ log = logging.getLogger(__name__)
 InverseFn = Callable[[np.ndarray], np.ndarray]
 EVAL_CAP = 4000  # default ceiling on evaluation + noise-floor queries
 GRAD_PROBE_REPEATS = 4  # finite differences averaged per probe point
-SIGNAL_EVAL_MIN = 8192  # samples of a signal scored at least (4 Welch segments of 2048)
+SIGNAL_EVAL_MIN = 8192  # samples of a signal scored at least (4 Welch segments of 2048)...
+MIN_SCORED = 64  # ...when the evaluation budget allows; never fewer than this
 
 
 @dataclass(frozen=True)
@@ -260,11 +261,16 @@ def probe_device(dev: Device, *, points: int = 11, repeats: int = 64, seed: int 
 
 def signal_eval_limit(train_budget: int, asked: int | None = None) -> int:
     """Queries a run's signal evaluation may spend: ``asked`` (``--eval-queries``), else a tenth
-    of the training budget, at least 1,024 and at most two `SIGNAL_EVAL_MIN` stretches and the
-    noise repeats."""
+    of the training budget (at every budget), at most two `SIGNAL_EVAL_MIN` stretches and the
+    noise repeats. A short stretch is scored, its figures' standard errors saying how short."""
     if asked is not None:
         return int(asked)
-    return int(np.clip(train_budget // 10, 1024, 2 * SIGNAL_EVAL_MIN + 256))
+    return int(min(train_budget // 10, 2 * SIGNAL_EVAL_MIN + 256))
+
+
+def _latency(inverse: InverseFn) -> int:
+    """Leading taps of a predistorter (``apply`` of an object with ``latency``), else 0."""
+    return int(getattr(getattr(inverse, "__self__", inverse), "latency", 0) or 0)
 
 
 def evaluate_signal(
@@ -278,44 +284,56 @@ def evaluate_signal(
     seed: int,
     limit: int | None = None,
     reference: str = "measure",
-    prior: dict | None = None,
     origin: tuple[Any, int] | None = None,
 ) -> Evaluation:
-    """DPD figures on a stretch of the target signal: the drive M(t) after a reset, and,
-    for comparison, the signal sent without predistortion at the same average drive power.
+    """DPD figures on a stretch of the target signal: the drive M(t) after a reset, and, for
+    comparison, the bare signal sent at the same average drive power (the one no-DPD reference).
 
-    ``acpr_dbc`` (worse adjacent channel), ``evm_db`` and ``nmse_db`` score the
-    output against the targets themselves (gain 1: the targets are in output
-    units), ``drive_peak`` and ``drive_gain_max`` the drive; ``*_no_dpd``
-    score the undistorted drive against the least-squares gain, as a DPD
+    The figures are `hwloop.dpd.scoring.signal_scores`'s: ``acpr_dbc`` (worse
+    adjacent channel, read through the error against the targets plus the
+    targets' own share, ``acpr_floor_dbc``, read on all of ``targets``),
+    ``aclr_db``, ``evm_db``, ``nmse_steady_db`` (without the
+    cold start after the reset) and ``nmse_db`` (with it), each with its
+    standard error, against the targets themselves (gain 1: the targets are in
+    output units); ``drive_peak`` and ``drive_gain_max`` of the drive;
+    ``*_no_dpd`` of the bare signal, against the least-squares gain, as a DPD
     engineer compares. Without ``limit`` it spends ``2 n`` queries for a
     stretch of n = min(len(targets), max(queries / 2, SIGNAL_EVAL_MIN))
-    samples, plus the noise repeats. With ``limit`` (a run's, `signal_eval_limit`)
-    everything together stays within it: the no-DPD reference is then measured
-    only if both stretches fit, else taken from ``prior`` (figures measured
-    during training) when given; ``reference="skip"`` never measures it.
-    ``origin`` (an `OFDMSpec` and the sample of that generated signal the
-    targets start at) adds EVM by demodulation (`hwloop.dpd.demod`):
-    ``evm_demod_db`` of the output against the targets' subcarriers, and
-    ``signal_evm_demod_db``, the targets' own against the QAM data.
+    samples, plus the noise repeats. With ``limit`` (a run's,
+    `signal_eval_limit`) everything together stays within it, the two
+    stretches and the noise repeats alike; a limit too small for two
+    stretches of `MIN_SCORED` samples scores the predistorter alone (said in
+    ``no_dpd_reference``), and ``reference="skip"`` never measures the
+    reference. A predistorter with leading taps gets the targets after the
+    stretch too, as it would deployed. ``origin`` (an `OFDMSpec` and the
+    sample of that generated signal the targets start at) adds EVM by
+    demodulation (`hwloop.dpd.demod`).
     """
-    from hwloop.dpd.metrics import aclr_db, dpd_report
-    from hwloop.dpd.signals import cplx
+    from hwloop.dpd.scoring import signal_scores
 
     t_all = np.asarray(targets, np.float32)
+    measure_ref = reference != "skip"
+    source = "measured: the bare signal at the drive's average power" if measure_ref else "skipped"
     if limit is None:
         n = min(len(t_all), max(SIGNAL_EVAL_MIN, budget.queries // 2))
-        k, measure_ref = min(n, budget.noise_repeats), reference != "skip"
+        k = min(n, budget.noise_repeats)
     else:
         k = int(min(budget.noise_repeats, max(16, limit // 20)))
-        both = reference == "measure" and (prior is None or limit - k >= 2 * SIGNAL_EVAL_MIN)
-        measure_ref = both
-        n = min(len(t_all), (limit - k) // (2 if both else 1))
+        if measure_ref and (limit - k) // 2 < MIN_SCORED:
+            measure_ref = False
+            source = f"skipped: {limit} evaluation queries cannot hold two stretches of {MIN_SCORED} samples"
+        n = min(len(t_all), (limit - k) // (2 if measure_ref else 1))
+        if n < MIN_SCORED:
+            raise UsageError(
+                f"signal scoring has {limit} queries (a tenth of the training budget); it needs at least "
+                f"{MIN_SCORED + k}: give --eval-queries"
+            )
     k = min(k, n)
     start = int(np.random.default_rng(seed + 7919).integers(0, len(t_all) - n + 1))
     t = t_all[start : start + n]
+    look = _latency(inverse)
     dev.reset()
-    x = dev.safe(np.asarray(inverse(t), np.float32))
+    x = dev.safe(np.asarray(inverse(t_all[start : start + n + look]), np.float32)[:n])
     y = dev.query(x, "eval")
     scale = np.sqrt(
         np.mean(np.sum(x.astype(np.float64) ** 2, 1))
@@ -328,45 +346,21 @@ def evaluate_signal(
     dev.reset()
     variance = noise_variance(y[:k], dev.query(x[:k], "noise"))
     dev.reset()
-    with_dpd = dpd_report(y, t, fs=fs, bw=bw, gain=1.0)
-    xc, tc = cplx(x), cplx(t)
-    big = np.abs(tc) >= 0.05 * np.abs(tc).max()
+    at = None if origin is None else (origin[0], origin[1] + start)
+    figures, details = signal_scores(t, x, y, y_none, fs=fs, bw=bw, origin=at, signal=t_all)
     scores: dict[str, float | None] = {
         "closed_loop_nmse_db": nmse_db(y, t),
         "noise_floor_db": noise_floor_db(variance, t),
         "noise_std": float(np.sqrt(np.mean(variance))),
-        **with_dpd,
-        "aclr_db": round(aclr_db(y, fs, bw), 3),
-        "drive_peak": round(float(np.abs(xc).max()), 4),
-        "drive_gain_max": round(float(np.max(np.abs(xc[big]) / np.abs(tc[big]))), 4),
+        **figures,
     }
-    if origin is not None:
-        from hwloop.dpd.demod import demod_evm_db
-
-        spec, at = origin[0], origin[1] + start
-        for key, got in (
-            ("evm_demod_db", demod_evm_db(y, spec, at, t)),
-            ("signal_evm_demod_db", demod_evm_db(t, spec, at)),
-            ("evm_demod_db_no_dpd", None if y_none is None else demod_evm_db(y_none, spec, at, t)),
-        ):
-            if got is not None:
-                scores[key] = round(got[0], 3)
-    if y_none is not None:
-        without = dpd_report(y_none, t, fs=fs, bw=bw)
-        scores.update({f"{key}_no_dpd": v for key, v in without.items()})
-        source = "measured"
-    elif prior is not None and reference != "skip":
-        keys = ("acpr_dbc", "evm_db", "nmse_db")
-        scores.update({f"{key}_no_dpd": prior[key] for key in keys if key in prior})
-        source = "training round 1"
-    else:
-        source = "skipped"
-    details = {
-        "signal_stretch": [start, start + n],
-        "eval_samples": n,
-        "fs": fs,
-        "bw": bw,
-        "no_dpd_reference": source,
-        "no_dpd_drive_scale": round(float(scale), 6),
-    }
+    details.update(
+        signal_stretch=[start, start + n],
+        eval_samples=n,
+        fs=fs,
+        bw=bw,
+        no_dpd_reference=source,
+        no_dpd_drive_scale=round(float(scale), 6),
+        eval_latency_samples=look,
+    )
     return Evaluation(scores, t, x, y, {**details, "outputs_no_dpd": y_none})

@@ -34,6 +34,7 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from hwloop import progress
 from hwloop.device import Device, DeviceInfo, DeviceRebooted, UnusableAnswer, check_inputs
 from hwloop.errors import BudgetExhausted, NonFiniteAnswer, OutOfRangeError
 from hwloop.querylog import KINDS, QueryLog
@@ -144,6 +145,10 @@ class MeteredDevice:
         self.used[kind] += n
         if self.progress is not None:
             self.progress(kind, n, self.used[kind])
+        if kind == "train":
+            progress.count("collect", n, total=self.budget, unit="queries")
+        else:
+            progress.count("evaluate", n, unit="queries")
         return out
 
     # ------------------------------------------------------------ replay

@@ -17,6 +17,7 @@ hwloop is installed, it imports hwloop only inside the fixtures.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
@@ -51,6 +52,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    # HWLOOP_DOCS_QUICK shrinks the budgets of the docs' commands; a test session (the docs'
+    # `pytest ...` commands included) keeps the budgets its tests ask for.
+    os.environ.pop("HWLOOP_DOCS_QUICK", None)
     config.addinivalue_line(
         "markers",
         f"{MARKER}(uri): the device URI the hwloop_device fixture opens when {OPTION} is not given, "

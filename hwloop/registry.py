@@ -18,7 +18,15 @@ from hwloop.errors import UnknownSchemeError, UsageError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ENTRY_POINT_GROUP", "Param", "device_schemes", "open_device", "parse_params", "uri_scheme"]
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "Param",
+    "check_uri",
+    "device_schemes",
+    "open_device",
+    "parse_params",
+    "uri_scheme",
+]
 
 ENTRY_POINT_GROUP = "hwloop.devices"
 _SCHEME_RE = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*):")
@@ -49,12 +57,7 @@ def device_schemes() -> dict[str, EntryPoint]:
     return found
 
 
-def open_device(uri: str | Device) -> Device:
-    """Open the device a URI names; a `Device` object is returned as it is."""
-    if not isinstance(uri, str):
-        if isinstance(uri, Device):
-            return uri
-        raise UsageError(f"expected a device URI or a Device, got {type(uri).__name__}")
+def _factory(uri: str) -> tuple[str, Callable[[str], Device]]:
     scheme = uri_scheme(uri)
     schemes = device_schemes()
     ep = schemes.get(scheme)
@@ -62,9 +65,32 @@ def open_device(uri: str | Device) -> Device:
         known = ", ".join(sorted(schemes)) or "none installed"
         raise UnknownSchemeError(f"unknown device scheme {scheme!r} in {uri!r} (known: {known})")
     try:
-        factory: Callable[[str], Device] = ep.load()
+        return scheme, ep.load()
     except Exception as exc:  # a broken plugin must not look like a bad URI
         raise UsageError(f"device scheme {scheme!r}: cannot load {ep.value}: {exc}") from exc
+
+
+def check_uri(uri: str) -> str:
+    """Refuse a URI that cannot name a device, without opening one; returns its scheme.
+
+    Checks the scheme, and the parameters where the scheme's factory has a
+    ``check(uri)`` attribute (the simulators, the serial schemes, bench
+    files). Needs no TensorFlow, so a command refuses a bad URI at once.
+    """
+    scheme, factory = _factory(uri)
+    check = getattr(factory, "check", None)
+    if callable(check):
+        check(uri.strip())
+    return scheme
+
+
+def open_device(uri: str | Device) -> Device:
+    """Open the device a URI names; a `Device` object is returned as it is."""
+    if not isinstance(uri, str):
+        if isinstance(uri, Device):
+            return uri
+        raise UsageError(f"expected a device URI or a Device, got {type(uri).__name__}")
+    scheme, factory = _factory(uri)
     device = factory(uri.strip())
     if not isinstance(device, Device):
         raise UsageError(f"device scheme {scheme!r}: factory returned {type(device).__name__}, not a Device")

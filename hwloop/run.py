@@ -13,22 +13,27 @@ so the same command line works after a kill at any moment.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hwloop import progress as phases
+from hwloop.config import quick, quick_plan
 from hwloop.data import Pairs, load_pairs
 from hwloop.device import Device, DeviceInfo
-from hwloop.errors import RunDirError, UsageError
+from hwloop.dpd.path import run_signal, run_signal_path
+from hwloop.errors import RunDirError, UsageError, spelled
+from hwloop.inverses.package import package_inverse
 from hwloop.metered import MeteredDevice, ProgressFn
 from hwloop.metrics import db_or_none
 from hwloop.querylog import QueryLog
 from hwloop.registry import open_device
 from hwloop.rundir import DEFAULT_QUERIES, SURROGATE_FILE, RunDir, RunPlan, TrainOptions, option_fields
 from hwloop.strategies.base import Context, Outcome, Settings
-from hwloop.strategies.registry import check_options, choose, run_strategy
+from hwloop.strategies.registry import PYTHON, check_options, choose, run_strategy
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +65,7 @@ def train(
     hold: list[int] | tuple[int, ...] | None = None,
     init_from: str | Path | None = None,
     given: dict[str, Any] | None = None,
+    given_from: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Train an inverse of ``device`` with at most ``queries`` training queries.
 
@@ -71,15 +77,25 @@ def train(
     (in_dim, out_dim) of 0/1 marks the connections the device has;
     ``init_from`` calibrates a new unit from an earlier run, and with ``hold``
     keeps the listed outputs of that run's inverse exactly as they were.
+
+    An option that would not act for the strategy that runs is a usage error
+    naming it (`check_request`): from Python, every option set away from its
+    default counts as asked for; the CLI passes what its user gave in
+    ``given`` and, in ``given_from``, where each came from (command line,
+    environment variable, config file).
     """
     opts = options or TrainOptions()
     extra = {"mask": mask, "hold": hold, "init_from": None if init_from is None else str(init_from)}
     extra = {k: v for k, v in extra.items() if v is not None}
     opts = opts.replace(**extra) if extra else opts
+    if quick():  # HWLOOP_DOCS_QUICK: every budget capped, so the docs' commands run in seconds
+        queries, opts, given = quick_plan(queries, opts, given)
     rd = RunDir(run_dir) if run_dir is not None else None
     if resume:
         if rd is None:
-            raise UsageError("--resume needs the run directory (--out DIR)")
+            raise UsageError(
+                spelled("--resume needs the run directory (--out DIR)", "resume=True needs run_dir")
+            )
         if rd.has_plan():
             # The CLI says what the user gave again; from Python, whatever options were passed.
             again = given if given is not None else ({**vars(opts)} if extra or options else {})
@@ -87,21 +103,45 @@ def train(
         if rd.log_path.exists():
             raise RunDirError(f"{rd.path} holds a query log but no config.toml: not a run hwloop can resume")
         if device is None and not (opts.from_log or opts.from_data):
-            raise UsageError(f"{rd.path} holds no run yet: give --device to start it")
+            raise UsageError(
+                f"{rd.path} holds no run yet: "
+                + spelled("give --device to start it", "give a device to start it")
+            )
         log.info("%s holds no run yet: starting it", rd.path)
     if rd is not None:
         rd.check_fresh()
     if queries < 16:
-        raise UsageError(f"--queries must be at least 16, got {queries}")
+        raise UsageError(spelled("--queries", "queries") + f" must be at least 16, got {queries}")
     uri = device if isinstance(device, str) or device is None else getattr(device, "uri", None)
     plan = RunPlan(
         uri or ("" if device is None else f"<{type(device).__name__}>"), strategy, queries, seed, opts
     )
     if given is not None:
-        named = set(given)
+        named = {name: (given_from or {}).get(name, "") for name in given}
     else:  # from Python: every option set away from its default was asked for
-        named = {f.name for f in option_fields() if getattr(opts, f.name) != f.default}
+        named = python_given(opts, queries)
     return _start(device, plan, rd, progress, on_fit_step, resume=False, given=named)
+
+
+def python_given(opts: TrainOptions, queries: int = DEFAULT_QUERIES, where: str = PYTHON) -> dict[str, str]:
+    """The options a Python caller asked for: those set away from their defaults (and ``queries``)."""
+    named = {f.name: where for f in option_fields() if getattr(opts, f.name) != f.default}
+    return named | ({"queries": where} if queries != DEFAULT_QUERIES else {})
+
+
+def check_request(
+    opts: TrainOptions,
+    strategy: str,
+    *,
+    offline: bool,
+    given: Mapping[str, str],
+    stateful: bool | None = None,
+) -> None:
+    """Refuse the options in ``given`` (name -> where it came from) that would not act for these
+    settings: before a device is opened (``stateful`` None), and again with its INFO."""
+    flags = {"signal": opts.signal is not None, "inverse": opts.inverse, "hold": bool(opts.hold)}
+    flags |= {"cfr": opts.cfr, "init_from": bool(opts.init_from), "requested": strategy}
+    check_options(given, offline=offline, stateful=stateful, **flags)
 
 
 def _resume(
@@ -114,7 +154,11 @@ def _resume(
     plan = rd.read_plan()
     plan.check_same(given, rd.path)
     if not plan.device:
-        raise UsageError(f"{rd.path} was trained offline: nothing to resume (start a new --out)")
+        raise UsageError(
+            f"{rd.path} was trained offline: nothing to resume ("
+            + spelled("start a new --out", "start a new run_dir")
+            + ")"
+        )
     if device is None and plan.device.startswith("<"):
         raise UsageError(
             f"this run used a Python device object ({plan.device}); pass the device to resume it"
@@ -132,7 +176,7 @@ def _start(
     on_fit_step: StepFn | None,
     *,
     resume: bool,
-    given: set[str] | None = None,
+    given: Mapping[str, str] | None = None,
 ) -> TrainResult:
     """Check everything that needs no device, open it, check what needs its INFO, then run.
 
@@ -140,11 +184,9 @@ def _start(
     a resumed run was checked when it started), and the signal is read and its
     band checked, all before the device is opened or the run directory written.
     """
-    opts = plan.options
-    named = given or set()
-    flags = {"signal": opts.signal is not None, "inverse": opts.inverse, "hold": bool(opts.hold)}
-    check_options(named, offline=device is None, **flags)
-    signal = None if opts.signal is None else _load_signal(opts)
+    opts, named = plan.options, given or {}
+    check_request(opts, plan.strategy, offline=device is None, given=named)
+    signal = None if opts.signal is None else run_signal(opts)
     prior = load_pairs(opts.from_log, opts.from_data)
     if device is None:
         if prior is None:
@@ -161,9 +203,10 @@ def _start(
         return _run(
             None, info, plan, rd or RunDir.new(f"offline-{prior.name}"), prior, None, None, on_fit_step, False
         )
-    dev = open_device(device)
+    with phases.task("open", label="opening the device"):
+        dev = open_device(device)
     try:
-        check_options(named, offline=False, stateful=dev.info.stateful, **flags)
+        check_request(opts, plan.strategy, offline=False, given=named, stateful=dev.info.stateful)
         return _run(
             dev, dev.info, plan, rd or RunDir.new(dev.info.name), prior, signal, progress, on_fit_step, resume
         )
@@ -183,14 +226,11 @@ def _run(
     on_fit_step: StepFn | None,
     resume: bool,
 ) -> TrainResult:
-    import keras
-
     from hwloop.evaluate import EvalBudget, evaluate, evaluate_signal, signal_eval_limit
-    from hwloop.inverses.store import save_inverse
 
     opts = plan.options
     t_start = time.perf_counter()
-    path = None if signal is None else _signal_path(opts, signal)
+    path = None if signal is None else run_signal_path(opts, signal)
     signal, held = (None, None) if path is None else (path.train, path.held)
     name = choose(
         plan.strategy,
@@ -216,6 +256,12 @@ def _run(
     budget = EvalBudget.for_run(plan.queries, opts.eval_queries, opts.noise_repeats, opts.eval_targets)
     if resume:
         rd.check_device(info)
+    with phases.task("load", label="loading TensorFlow"):  # every check that needs none is behind us
+        import keras
+
+        from hwloop.inverses.store import save_inverse
+
+    created = not rd.path.exists()
     rd.write_plan(plan, info.to_dict(), parent=opts.init_from)
     if callable(attach := getattr(dev, "attach_run_dir", None)):  # e.g. a bench's interlock log
         attach(rd.path)
@@ -251,7 +297,8 @@ def _run(
             on_step=on_fit_step,
         )
         outcome = run_strategy(name, ctx)
-        inverse = _package(outcome, info)
+        phases.finish("collect")
+        inverse = package_inverse(outcome.inverse, outcome.memory, info)
         save_inverse(inverse, rd.path)
         if outcome.surrogate is not None:
             outcome.surrogate.save(rd.file(SURROGATE_FILE))
@@ -261,6 +308,8 @@ def _run(
                 qlog.append(prior.x[start : start + 1024], prior.y[start : start + 1024], "train")
             scores: dict[str, Any] = {"closed_loop_nmse_db": None, "noise_floor_db": None}
         else:
+            total = None if signal is not None else budget.queries + 2 * budget.noise_repeats
+            phases.expect("evaluate", total, unit="queries")
             if signal is not None:
                 ev = evaluate_signal(
                     metered,
@@ -272,7 +321,6 @@ def _run(
                     seed=plan.seed,
                     limit=signal_eval_limit(plan.queries, opts.eval_queries),
                     reference="skip" if opts.skip_reference else "measure",
-                    prior=outcome.details.get("dpd_no_dpd"),
                     origin=path.origin,
                 )
                 ev.details.update(path.info)
@@ -283,35 +331,23 @@ def _run(
                 no_dpd = None
             rd.save_evaluation(ev.targets, ev.inputs, ev.outputs, no_dpd)
             scores = {**ev.scores, **ev.details}
+            phases.finish("evaluate")
+    except KeyboardInterrupt as exc:
+        exc.run_dir = rd.path  # type: ignore[attr-defined]  # the CLI says how to resume it
+        raise
+    except UsageError:
+        if created and (metered is None or not any(metered.used.values())):
+            qlog.close()  # a refusal before any query leaves no run behind
+            shutil.rmtree(rd.path, ignore_errors=True)
+        raise
     finally:
         qlog.close()
     metrics = _metrics(plan, name, scores, metered, prior_xy, outcome, rd, t_start, opts)
-    rd.write_metrics(metrics)
+    rd.write_train_metrics(metrics)  # hwloop eval's figures (metrics.json's eval) stay
     log.info(
         "closed-loop NMSE %s dB, noise floor %s dB", metrics["closed_loop_nmse_db"], metrics["noise_floor_db"]
     )
     return TrainResult(metrics, rd.path, inverse)
-
-
-def _package(outcome: Outcome, info: DeviceInfo) -> Any:
-    """The inverse as users hold it: clipped to the safe range, saveable, ``apply(t)``."""
-    from hwloop.inverses.base import Inverse
-    from hwloop.inverses.models import with_clip
-    from hwloop.inverses.tapped import SequenceInverse
-
-    if outcome.memory is not None and outcome.memory.get("kind") in ("gmp", "gru"):
-        return outcome.inverse  # a GMPInverse or GRUInverse: apply(t) on whole sequences, save(run)
-    if outcome.memory is not None:
-        m = outcome.memory
-        return SequenceInverse(
-            outcome.inverse,
-            int(m["depth"]),
-            int(m["lookahead"]),
-            info.low_array,
-            info.high_array,
-            info.to_dict(),
-        )
-    return Inverse(with_clip(outcome.inverse, info.low, info.high), info.to_dict())
 
 
 def _metrics(
@@ -348,22 +384,3 @@ def _metrics(
         "run_dir": str(rd.path),
         "seed": plan.seed,
     }
-
-
-def _load_signal(opts: TrainOptions) -> Any:
-    """The targets to linearise (the signal times --gain), its band checked: before any device."""
-    from hwloop.dpd.metrics import check_band
-    from hwloop.dpd.signals import load_signal, resolve_fs
-
-    check_band(resolve_fs(opts.fs, opts.signal), opts.bw)
-    return opts.gain * load_signal(opts.signal)
-
-
-def _signal_path(opts: TrainOptions, signal: Any) -> Any:
-    """Training and scored targets: --cfr, then --eval-signal or the end of --signal (--holdout)."""
-    from hwloop.dpd.path import signal_path
-    from hwloop.dpd.signals import resolve_fs
-
-    fs = resolve_fs(opts.fs, opts.signal)
-    keys = ("signal", "gain", "holdout", "eval_signal", "cfr", "cfr_papr")
-    return signal_path(signal, **{k: getattr(opts, k) for k in keys}, fs=fs, bw=opts.bw)

@@ -26,7 +26,7 @@ import numpy as np
 
 from hwloop.config import read_toml, write_toml
 from hwloop.device import DeviceInfo
-from hwloop.errors import RunDirError, UsageError
+from hwloop.errors import RunDirError, UsageError, spelled
 
 CONFIG_FILE = "config.toml"
 LOG_FILE = "queries.sqlite"
@@ -114,6 +114,8 @@ class TrainOptions:
         0.2,
         "Fraction of --signal (its end) held out of training and scored after it; 0: score on the "
         "training signal (not with --eval-signal).",
+        min=0.0,
+        max_open=1.0,
     )
     eval_signal: str | None = _opt(
         None, "Score the predistorter on this signal (then all of --signal trains), same forms as --signal."
@@ -222,7 +224,12 @@ class RunDir:
 
     def check_fresh(self) -> None:
         if self.log_path.exists():
-            raise UsageError(f"{self.path} already holds a run; choose another --out or add --resume")
+            raise UsageError(
+                f"{self.path} already holds a run; "
+                + spelled(
+                    "choose another --out or add --resume", "choose another run_dir or pass resume=True"
+                )
+            )
 
     def check_device(self, info: DeviceInfo) -> None:
         """A run is bound to its device: refuse, before anything is sent, a device whose
@@ -242,7 +249,10 @@ class RunDir:
             )
             raise UsageError(
                 f"{self.path} was trained on another device ({diff}); a run is bound to its device: "
-                "resume it on that device or start a new --out"
+                + spelled(
+                    "resume it on that device or start a new --out",
+                    "resume it on that device or start a new run_dir",
+                )
             )
 
     def write_plan(self, plan: RunPlan, info: dict, parent: str | None = None) -> None:
@@ -272,6 +282,15 @@ class RunDir:
 
     def write_metrics(self, metrics: dict[str, Any]) -> None:
         write_json_atomic(self.path / METRICS_FILE, metrics)
+
+    def write_train_metrics(self, metrics: dict[str, Any]) -> None:
+        """Training's metrics.json, written anew (a resume too), keeping ``hwloop eval``'s latest
+        figures under ``eval`` as eval.json holds them: a resume replays the same inverse."""
+        try:
+            figures = self.read_eval()
+        except RunDirError:  # an unreadable eval.json is eval's to rewrite, not training's to fail on
+            figures = None
+        self.write_metrics({**metrics, "eval": figures} if figures is not None else metrics)
 
     def write_eval(self, figures: dict[str, Any]) -> None:
         """``hwloop eval``'s figures, apart from training's: the latest in eval.json and under

@@ -323,4 +323,17 @@ def describe() -> list[tuple[str, str]]:
     return static + memory + pas + [(f"sim:{n}", f"2->2  {line}") for n, line in UNIT_SIMULATORS.items()]
 
 
+def check(uri: str) -> None:
+    """Refuse a ``sim:`` URI the way opening it would (name, parameters, values), keeping nothing."""
+    open_sim(uri).close()
+
+
+def parameters(uri: str) -> dict[str, Param]:
+    """The parameters a ``sim:NAME`` URI takes, with their defaults, for ``hwloop devices``."""
+    name = uri.strip()[3:].lstrip(":").partition("?")[0].strip("/") or DEFAULT_SIM
+    return _lookup(name)[0]
+
+
 open_sim.describe = describe  # type: ignore[attr-defined]
+open_sim.check = check  # type: ignore[attr-defined]
+open_sim.parameters = parameters  # type: ignore[attr-defined]

@@ -29,6 +29,18 @@ range), ``pa_wh`` saturates through its Rapp curve.
   than any GMP's lags reach: ``sim:pa_wh?thermal=0.03`` is an amplifier whose
   memory a GMP surrogate cannot fit.
 
+Both take two linear-response variants (`LINEAR_PARAMS`), the response of a
+PA between real converters: ``frac_delay=F`` (0 <= F < 1) puts a fractional
+delay of F samples in front of the amplifier (a DAC's hold between samples:
+linear interpolation, the FIR (1 - F) + F z^-1, a delay of F at DC, a droop
+of 0.5 dB (F = 0.3) to 0.7 dB (F = 0.5) at the channel edge of a 200 MHz
+channel at 800 MS/s; its zero at z = -F / (1 - F) reaches the unit circle at
+F = 0.5 and leaves it beyond); ``nmp_zero=A`` (A > 1) puts a zero at z = -A outside the unit circle
+behind it (an output network that is not minimum phase: the FIR
+(1 + A z^-1) / (1 + A), DC gain 1, within 0.5 dB over the channel for
+A >= 1.2, an in-band delay of about A / (1 + A) samples). Either makes the
+amplifier's inverse non-causal. 0 (the default) is none.
+
 Fitted by ``benchmarks/fit_pa.py`` on the train split (23,040 samples);
 coefficients in ``simulators/data/pa_dpa200.npz``. GMP: least squares with
 relative ridge 1e-4. WH: nonlinear least squares (scipy ``least_squares``)
@@ -49,7 +61,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy import signal as sps
 
 from hwloop.device import BadDeviceParameterError, DeviceInfo, IQEnvelope, Param, check_inputs
 from hwloop.simulators.base import BASE_PARAMS, NoisySim, check_base_values
@@ -149,6 +160,8 @@ class WHAmplifier:
         if not self.thermal or not len(u):
             return np.ones(len(u)), temp
         a = np.exp(-1.0 / self.tau)
+        from scipy import signal as sps  # here: opening a simulator stays light
+
         t, _ = sps.lfilter([1 - a], [1, -a], np.abs(u) ** 2 / self.P_REF, zi=a * temp)
         before = np.concatenate([temp, t[:-1]])
         return 1.0 - self.thermal * before, t[-1:].copy()
@@ -160,7 +173,54 @@ class WHAmplifier:
         return y, (s1, s2, temp)
 
 
-Amplifier = GMPAmplifier | WHAmplifier
+def frac_delay_taps(frac: float) -> np.ndarray:
+    """Linear interpolation between the last two samples, x[n - F] ~ (1 - F) x[n] + F x[n-1]: a
+    delay of F samples at DC (within 0.02 sample over |f| <= fs / 8), a droop of
+    |cos(pi f F)|-like size towards the band edges, its zero at z = -F / (1 - F)."""
+    return np.array([1.0 - frac, frac], complex)
+
+
+@dataclass(frozen=True)
+class FilteredAmplifier:
+    """An amplifier between two linear filters: x -> front FIR -> amplifier -> back FIR."""
+
+    inner: GMPAmplifier | WHAmplifier
+    front: np.ndarray
+    back: np.ndarray
+
+    def initial_state(self) -> State:
+        return (
+            np.zeros(len(self.front) - 1, complex),
+            self.inner.initial_state(),
+            np.zeros(len(self.back) - 1, complex),
+        )
+
+    def run(self, z: np.ndarray, state: State) -> tuple[np.ndarray, State]:
+        u, s0 = _fir(z, self.front, state[0])
+        v, s1 = self.inner.run(u, state[1])  # type: ignore[arg-type]
+        y, s2 = _fir(v, self.back, state[2])
+        return y, (s0, s1, s2)
+
+
+def with_linear_response(
+    system: GMPAmplifier | WHAmplifier, values: Mapping[str, Any], where: str
+) -> Amplifier:
+    """``system`` behind the ``frac_delay`` and ``nmp_zero`` filters of `LINEAR_PARAMS` (none at 0)."""
+    frac, zero = float(values["frac_delay"]), float(values["nmp_zero"])
+    if not 0 <= frac < 1:
+        raise BadDeviceParameterError(f"{where}: frac_delay must be in [0, 1) samples, got {frac}")
+    if zero != 0 and not zero > 1:
+        raise BadDeviceParameterError(
+            f"{where}: nmp_zero must be 0 (none) or > 1 (outside the unit circle), got {zero}"
+        )
+    if not frac and not zero:
+        return system
+    front = frac_delay_taps(frac) if frac else np.ones(1, complex)
+    back = np.array([1.0, zero], complex) / (1.0 + zero) if zero else np.ones(1, complex)
+    return FilteredAmplifier(system, front, back)
+
+
+Amplifier = GMPAmplifier | WHAmplifier | FilteredAmplifier
 
 
 class IQMemorySimDevice(NoisySim):
@@ -235,6 +295,12 @@ def wh_system(values: Mapping[str, Any]) -> WHAmplifier:
 
 
 DRIVE = Param(float, 1.0, "input scale before the amplifier (> 1 drives it harder into compression)")
+LINEAR_PARAMS = {
+    "frac_delay": Param(
+        float, 0.0, "fractional delay in front, samples in [0, 1) (linear interpolation; 0: none)"
+    ),
+    "nmp_zero": Param(float, 0.0, "a zero at z = -A outside the unit circle behind, A > 1 (0: none)"),
+}
 
 
 @dataclass(frozen=True)
@@ -257,7 +323,11 @@ PA_SIMULATORS: dict[str, PASpec] = {
         PASpec(
             "pa_gmp",
             "I/Q PA, generalised memory polynomial fitted to DPA_200MHz (stateful)",
-            {"drive": DRIVE, "nonlin": Param(float, 1.0, "scale of the non-linear terms (0: linear)")},
+            {
+                "drive": DRIVE,
+                "nonlin": Param(float, 1.0, "scale of the non-linear terms (0: linear)"),
+                **LINEAR_PARAMS,
+            },
             gmp_system,
         ),
         PASpec(
@@ -269,6 +339,7 @@ PA_SIMULATORS: dict[str, PASpec] = {
                 "am_pm": Param(float, 1.0, "scale of the AM/PM conversion"),
                 "thermal": Param(float, 0.0, "gain droop at the average power's temperature (0: none)"),
                 "tau": Param(float, 2000.0, "thermal time constant in samples (2.5 us at 800 MS/s)"),
+                **LINEAR_PARAMS,
             },
             wh_system,
         ),
@@ -294,6 +365,7 @@ def build_pa_sim(name: str, values: Mapping[str, Any]) -> IQMemorySimDevice:
         firmware=f"hwloop-sim/{name}",
         envelope=IQEnvelope(((0, 1),), 1.0),  # the measured input's peak |x| = 1
     )
+    system = with_linear_response(spec.system(values), values, where)
     return IQMemorySimDevice(
-        info, spec.system(values), noise=values["noise"], seed=values["seed"], latency=values["latency"]
+        info, system, noise=values["noise"], seed=values["seed"], latency=values["latency"]
     )

@@ -8,13 +8,13 @@ an export test exercises exactly what a user's run directory holds.
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from serial_fixtures import require_toolchain
 
 import hwloop
 from hwloop.rundir import TrainOptions
@@ -75,7 +75,7 @@ def cli_json(*args: str) -> dict:
 
 def compile_and_check(export: Path, cc: str = "cc") -> subprocess.CompletedProcess[str]:
     """Compile PREFIX.c with PREFIX_check.c strictly (C99, pedantic, warnings as errors) and run it."""
-    assert shutil.which(cc), f"{cc} (the host C compiler) is needed: apt-get install gcc"
+    require_toolchain(cc)
     build = subprocess.run(
         [
             cc,

@@ -11,10 +11,11 @@ from hwloop.simulators.catalog import make_sim
 
 
 def wh_query(
-    noise: float = 1e-3, seed: int = 5
+    noise: float = 1e-3, seed: int = 5, **params: float
 ) -> tuple[BaseDevice, Callable[[np.ndarray], np.ndarray], list[int]]:
-    """``sim:pa_wh``, a ``query_sequence(x)`` that resets it and sends x whole, and the lengths sent."""
-    dev = make_sim("pa_wh", noise=noise, seed=seed)
+    """``sim:pa_wh`` (with ``params``), a ``query_sequence(x)`` that resets it and sends x whole,
+    and the lengths sent."""
+    dev = make_sim("pa_wh", noise=noise, seed=seed, **params)
     calls: list[int] = []
 
     def query_sequence(x: np.ndarray) -> np.ndarray:

@@ -23,19 +23,28 @@ START_TIMEOUT_S = 30.0  # `hwloop serve` imports numpy and the simulators before
 _built: dict[str, Path] = {}  # one build per session, however many modules import `build`
 
 
+TOOLCHAIN_PACKAGES = "make gcc gcc-avr avr-libc simavr libsimavr-dev libelf-dev"
+FIRMWARE_TOOLS = ("make", "avr-gcc", "avr-objcopy", "avr-size", "cc")
+
+
+def require_toolchain(*tools: str, simavr_headers: bool = False) -> None:
+    """Fail (not skip) with the suite's one line naming the packages when a tool is missing,
+    before a test runs any of them (not a raw ``make: avr-gcc: No such file``)."""
+    missing = [t for t in tools if shutil.which(t) is None]
+    if simavr_headers and not Path("/usr/include/simavr/sim_avr.h").exists():
+        missing.append("libsimavr-dev headers")
+    if missing:
+        pytest.fail(
+            f"toolchain missing: {', '.join(missing)} - apt-get install {TOOLCHAIN_PACKAGES}",
+            pytrace=False,
+        )
+
+
 def build_firmware(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Build hwloop.elf/.hex and the simavr runner once per session; fail (not skip) without tools."""
     if "dir" in _built:
         return _built["dir"]
-    missing = [t for t in ("make", "avr-gcc", "avr-objcopy", "cc") if shutil.which(t) is None]
-    if not Path("/usr/include/simavr/sim_avr.h").exists():
-        missing.append("libsimavr-dev headers")
-    if missing:
-        pytest.fail(
-            f"firmware toolchain missing: {', '.join(missing)} - "
-            "apt-get install make gcc gcc-avr avr-libc simavr libsimavr-dev libelf-dev",
-            pytrace=False,
-        )
+    require_toolchain(*FIRMWARE_TOOLS, simavr_headers=True)
     out = tmp_path_factory.mktemp("fw")
     for target in (FIRMWARE, FIRMWARE / "runner"):
         res = subprocess.run(

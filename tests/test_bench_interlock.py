@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hwloop.device import DeviceError, OutOfRangeError
+from hwloop.device import DeviceDisconnected, DeviceError, OutOfRangeError
 from hwloop.drivers.bench.device import open_bench
 from hwloop.drivers.bench.interlock import Interlock, InterlockLog, NotArmed, Tripped
 from hwloop.simulators.fake_bench.bench import FakeBench
@@ -100,7 +100,7 @@ def test_nothing_above_peak_rms_or_papr_ever_reaches_the_generator(bench) -> Non
     dev = open_bench(f"bench:{path}")
     env = dev.info.envelope
     rng = np.random.default_rng(0)
-    dev.query(env.sample(rng, np.zeros((3000, 2), np.float32)))  # uniform over the disc, RMS at its limit
+    dev.query(env.sample(rng, np.zeros((3000, 2), np.float32)))  # over the sampling disc, RMS under the limit
     dev.query(env.clip(_ofdm(peak=1.0))[0])
     ramp = np.stack([np.linspace(0, 1, 4096) ** 3, np.zeros(4096)], 1).astype(np.float32)
     dev.query(env.clip(ramp)[0])  # the full peak
@@ -122,7 +122,8 @@ def _arm_fault(fb: FakeBench, which: str, header: str, kind: str) -> list[float]
 @pytest.mark.parametrize(
     ("which", "header", "kind", "error"),
     [
-        ("analyser", "TRAC:IQ:DATA", "late", DeviceError),  # a late block: timeout while RF is on
+        ("analyser", "*OPC?", "late", DeviceError),  # the capture never completes while RF is on
+        ("analyser", "TRAC:IQ:DATA", "late", DeviceError),  # a late block: RF is already off for the transfer
         ("analyser", "INIT", "lost_link", DeviceError),
         ("generator", "OUTP:STAT ON", "lost_link", DeviceError),  # RF went on, then the link went
         ("analyser", "INIT", "overload", DeviceError),
@@ -159,7 +160,7 @@ def test_an_exception_with_rf_on_trips_the_interlock(bench, monkeypatch: pytest.
         assert fb.generator.rf_is_on()  # RF is on while the capture code runs
         raise RuntimeError("a bug in the capture code")
 
-    monkeypatch.setattr(dev.ana, "capture", broken)
+    monkeypatch.setattr(dev.ana, "acquire", broken)
     t0 = time.time()
     with pytest.raises(RuntimeError):
         dev.query(_ofdm())
@@ -214,3 +215,90 @@ def test_sigterm_of_a_training_subprocess_turns_rf_off_within_a_second(bench) ->
     trip = next(r for r in recs if r["event"] == "trip")
     assert trip["reason"] == "SIGTERM" and trip["t"] - t_kill < 1.0
     assert any(r["event"] == "rf_off" and r["t"] - t_kill < 1.0 for r in recs if r["t"] >= trip["t"])
+
+
+@pytest.fixture
+def slow_bench(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The fake bench with a slow analyser's settings: 5 s timeouts on both instruments."""
+    monkeypatch.setenv("HWLOOP_ALLOW_RF", "1")
+    monkeypatch.setenv("HWLOOP_OPERATOR", "pytest")
+    with FakeBench("sim:pa_wh?seed=3", seed=2) as fb:
+        path = tmp_path / "lab.toml"
+        path.write_text(fb.toml(timeout_s=5.0))
+        yield fb, path
+
+
+def _off_after(fb: FakeBench, t: float) -> float:
+    """Seconds from ``t`` (the fake's clock) to the first moment the generator's RF was off."""
+    return next(p.t for p in fb.generator.played if not p.on and p.t >= t) - t
+
+
+def test_a_late_reply_turns_rf_off_within_a_second_whatever_the_timeout(slow_bench) -> None:
+    fb, path = slow_bench
+    dev = open_bench(f"bench:{path}")
+    when = _arm_fault(fb, "analyser", "*OPC?", "late")  # the capture's completion, 2 s late
+    t0 = time.monotonic()
+    with pytest.raises(DeviceError):
+        dev.query(_ofdm())
+    assert when and fb.generator.played[-1].on is False
+    assert _off_after(fb, when[0]) < 1.0  # not timeout_s (5 s) after the call
+    trip = next(r for r in _records(path) if r["event"] == "trip")
+    assert trip["reason"].startswith("watchdog") and trip["t"] - when[0] < 1.0
+    assert time.monotonic() - t0 < 5.0 + 2.0
+    dev.close()
+
+
+def test_a_closed_connection_is_a_lost_link_seen_at_once(slow_bench) -> None:
+    """pyvisa-py polls a closed socket until its timeout; the session sees the close itself."""
+    fb, path = slow_bench
+    dev = open_bench(f"bench:{path}")
+    when = _arm_fault(fb, "analyser", "*OPC?", "lost_link")  # cut while the host waits for the capture
+    t0 = time.monotonic()
+    with pytest.raises(DeviceDisconnected, match="link lost"):
+        dev.query(_ofdm())
+    took = time.monotonic() - t0
+    assert when and _off_after(fb, when[0]) < 1.0
+    assert took < 2.0  # the query ended long before the 5 s timeout
+    trip = next(r for r in _records(path) if r["event"] == "trip")
+    assert "link lost" in trip["reason"] and trip["t"] - when[0] < 1.0
+    dev.close()
+
+
+def test_the_emergency_rf_off_is_retried_until_it_gets_through(slow_bench) -> None:
+    fb, path = slow_bench
+    dev = open_bench(f"bench:{path}")
+    when: list[float] = []
+
+    def fault() -> None:  # the analyser stalls while RF is on, and the generator refuses two new links
+        when.append(time.time())
+        fb.generator.refuse(connections=2)
+        fb.analyser.late_reply(2.0)
+
+    fb.analyser.fault_on("*OPC?", fault)
+    with pytest.raises(DeviceError):
+        dev.query(_ofdm())
+    off = next(r for r in _records(path) if r["event"] == "rf_off" and r.get("via") == "second connection")
+    assert off["attempts"] >= 2 and off["readback"] == "0" and off["errors"]
+    assert _off_after(fb, when[0]) < 1.0 and not fb.generator.rf_is_on()
+    dev.close()
+
+
+def test_turn_off_retries_then_gives_up_and_logs_it(tmp_path: Path) -> None:
+    calls: list[float] = []
+
+    def flaky() -> str:
+        calls.append(time.monotonic())
+        if len(calls) < 3:
+            raise DeviceDisconnected("refused")
+        return "0"
+
+    log_ = InterlockLog(tmp_path / "log.jsonl")
+    il = Interlock(log_, "pytest", limits=None, full_scale_dbm=-8.0, emergency_off=flaky, retry_s=2.0)
+    il.trip("test")
+    assert len(calls) == 3 and log_.records[-1]["attempts"] == 3
+    never = Interlock(log_, "pytest", limits=None, full_scale_dbm=-8.0, retry_s=0.3,
+                      emergency_off=lambda: (_ for _ in ()).throw(DeviceDisconnected("down")))  # fmt: skip
+    t0 = time.monotonic()
+    assert never.turn_off("test") is False
+    assert 0.2 < time.monotonic() - t0 < 1.5 and log_.records[-1]["event"] == "rf_off_failed"
+    assert log_.records[-1]["attempts"] >= 2

@@ -1,59 +1,132 @@
-"""Benchmarks cannot go stale: a figure is refused once the code it measured has changed."""
+"""Benchmarks cannot go stale: a figure is refused once anything it depends on has changed.
+
+Every kind of change is tried on a temporary copy of the tree (never the
+real files): the firmware's C, a data file the simulators or the benchmarks
+read, a benchmark helper the script imports, a module the registry loads by
+name. Each makes the cell stale; a docstring, a comment or build output does
+not; another benchmark's script does not touch this one's cells.
+"""
 
 from __future__ import annotations
 
+import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+REAL = Path(__file__).resolve().parents[1]
+BENCH = REAL / "benchmarks"
 sys.path.insert(0, str(BENCH))
 
 import provenance  # noqa: E402 - the benchmarks' folder is not a package
 import render_common  # noqa: E402
 
-SOURCE = '''"""A module."""
-
-import hwloop.b
-
-
-def f(x):
-    """Twice x."""
-    return 2 * x
-'''
+SCRIPT = "benchmarks/dpd_heldout.py"  # imports common, dpd_common, dpd_textbook, heldout_pa
 
 
 @pytest.fixture
-def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
-    """Two modules, a -> b, standing in for the package."""
-    files = {"hwloop.a": tmp_path / "a.py", "hwloop.b": tmp_path / "b.py"}
-    files["hwloop.a"].write_text(SOURCE)
-    files["hwloop.b"].write_text("X = 1\n")
-    monkeypatch.setattr(provenance, "module_files", lambda: files)
-    return files
+def tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of everything a figure depends on, standing in for the checkout."""
+    root = tmp_path / "checkout"
+    skip = shutil.ignore_patterns("__pycache__", "*.pyc", "results")
+    for name in ("hwloop", "drivers", "simulators", "benchmarks"):
+        shutil.copytree(REAL / name, root / name, symlinks=True, ignore=skip)
+    monkeypatch.setattr(provenance, "ROOT", root)
+    return root
 
 
-def test_a_stamp_is_fresh_until_the_code_it_reaches_changes(tree: dict[str, Path]) -> None:
-    record = provenance.stamp(["hwloop.a"])
-    assert record["roots"] == ["hwloop.a"] and record["date"] and record["commit"]
-    assert provenance.closure(["hwloop.a"]) == ["hwloop.a", "hwloop.b"]
+def _edit(path: Path, change: Callable[[bytes], bytes]) -> Callable[[], None]:
+    """Change ``path``; returns what puts it back."""
+    before = path.read_bytes()
+    path.write_bytes(change(before))
+    return lambda: path.write_bytes(before)
+
+
+def _append(text: str) -> Callable[[bytes], bytes]:
+    return lambda b: b + text.encode()
+
+
+def _flip_last_byte(b: bytes) -> bytes:
+    return b[:-1] + bytes([b[-1] ^ 1])
+
+
+KINDS = [
+    ("the firmware's C", "drivers/firmware/hwloop.c", _append("\nstatic const int hwl_extra = 1;\n")),
+    ("a fitted simulator's data", "simulators/data/pa_dpa200.npz", _flip_last_byte),
+    ("the bundled signal", "hwloop/dpd/datasets/DPA_200MHz/spec.json", _append(" ")),
+    ("a benchmark's data", "benchmarks/data/heldout_apa.npz", _flip_last_byte),
+    ("a benchmark helper", "benchmarks/dpd_textbook.py", _append("\nRIDGE_EXTRA = 1e-9\n")),
+    ("a module loaded by name", "hwloop/strategies/sequence_forward.py", _append("\nLOADED_BY_NAME = 2\n")),
+    ("the script itself", SCRIPT, _append("\nEXTRA = 3\n")),
+    ("a firmware Makefile", "drivers/firmware/Makefile", _append("\n# -O3\nCFLAGS += -O3\n")),
+]
+
+
+@pytest.mark.parametrize(("kind", "rel", "change"), KINDS, ids=[k[0] for k in KINDS])
+def test_every_kind_of_change_makes_the_cell_stale(
+    tree: Path, kind: str, rel: str, change: Callable[[bytes], bytes]
+) -> None:
+    record = provenance.stamp(["hwloop.run"], script=tree / SCRIPT)
+    assert record["scheme"] == provenance.SCHEME and SCRIPT in record["bench"]
+    assert "benchmarks/dpd_textbook.py" in record["bench"] and "benchmarks/heldout_pa.py" in record["bench"]
     assert provenance.stale(record) is None
-    tree["hwloop.a"].write_text(SOURCE.replace('"""Twice x."""', '"""Double x, documented anew."""'))
-    assert provenance.stale(record) is None  # a docstring is not what runs
-    tree["hwloop.b"].write_text("X = 2\n")  # a module the root imports
+    undo = _edit(tree / rel, change)
+    assert "the code has changed" in (provenance.stale(record) or ""), kind
+    undo()
+    assert provenance.stale(record) is None  # the same content again: fresh again
+
+
+def test_what_does_not_run_leaves_the_cell_fresh(tree: Path) -> None:
+    record = provenance.stamp(script=tree / SCRIPT)
+    sf = tree / "hwloop/strategies/sequence_forward.py"
+    text = sf.read_text()
+    doc_end = text.index('"""', 3) + 3
+    sf.write_text('"""Reworded."""' + text[doc_end:].replace("\n\n", "\n\n# a comment\n", 1))
+    (tree / "drivers/firmware/hwloop.o").write_bytes(b"\x7fELF build output")
+    (tree / "hwloop/strategies/__pycache__").mkdir(exist_ok=True)
+    (tree / "hwloop/strategies/__pycache__/x.cpython-311.pyc").write_bytes(b"cache")
+    _edit(tree / "benchmarks/farm.py", _append("\nOTHER = 1\n"))  # another benchmark's script
+    _edit(tree / "benchmarks/render.py", _append("\nOTHER = 1\n"))  # the renderer draws, measures nothing
+    assert provenance.stale(record) is None
+
+
+def test_a_file_added_under_the_trees_counts(tree: Path) -> None:
+    record = provenance.stamp(script=tree / SCRIPT)
+    (tree / "simulators/data/new_fit.npz").write_bytes(b"new parameters")
     assert "the code has changed" in (provenance.stale(record) or "")
 
 
-def test_a_record_without_its_code_is_stale(tree: dict[str, Path]) -> None:
+def test_code_changed_while_a_benchmark_ran_is_never_fresh(tree: Path) -> None:
+    provenance.stamp(script=tree / SCRIPT)  # the process's first look at this tree
+    _edit(tree / "hwloop/metrics.py", _append("\nLATE = 1\n"))
+    record = provenance.stamp(script=tree / SCRIPT)
+    assert record["code"] == "changed-while-measured"
+    assert "while the code changed" in (provenance.stale(record) or "")
+
+
+def test_records_of_the_old_rule_and_without_code_are_stale() -> None:
+    old = {"date": "2026-12-01", "commit": "abc", "code": "0123456789abcdef", "roots": ["hwloop.run"]}
+    assert "old fingerprint" in (provenance.stale(old) or "")
     assert "before figures recorded their code" in (provenance.stale({"date": "2026-12-01"}) or "")
 
 
+def test_a_stamp_in_the_real_checkout_is_fresh_and_names_its_helpers() -> None:
+    record = provenance.stamp(["hwloop.run"], script=REAL / SCRIPT)
+    assert provenance.stale(record) is None
+    assert {"benchmarks/common.py", "benchmarks/dpd_common.py"} <= set(record["bench"])
+    assert "benchmarks/provenance.py" not in record["bench"]
+    files = {str(p.relative_to(REAL)) for p in provenance.tree_files()}
+    assert "drivers/firmware/hwloop.c" in files and "simulators/data/pa_dpa200.npz" in files
+    assert not any(f.startswith(("hwloop/drivers/", "hwloop/simulators/")) for f in files)  # links: once
+
+
 def test_the_caption_shows_each_tables_dates_and_commits_and_collects_stale_ones(
-    tree: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+    tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(render_common, "STALE", [])
-    good = provenance.stamp(["hwloop.a"])
+    good = provenance.stamp(script=tree / SCRIPT)
     old = {**good, "date": "2026-11-01", "commit": "abc", "code": "0" * 16}
     line = render_common.provenance({"machine": "m"}, [good], table="t")
     assert good["date"] in line and good["commit"] in line and render_common.STALE == []

@@ -20,6 +20,7 @@ from hwloop.device import BaseDevice, DeviceInfo, IQEnvelope, check_inputs
 from hwloop.errors import OutOfRangeError, ShapeError
 from hwloop.evaluate import probe_device
 from hwloop.metered import MeteredDevice
+from hwloop.querylog import open_run_log
 from hwloop.run import TrainOptions
 from hwloop.simulators.catalog import make_sim
 
@@ -93,6 +94,25 @@ def test_samplers_draw_inside_the_circle_and_under_the_rms_limit() -> None:
     assert abs(np.mean(mag**2) - 0.9**2 / 2) < 0.01
 
 
+def test_draws_under_an_rms_limit_go_row_by_row() -> None:
+    """n rows are the first n of a larger draw, and two draws in a row are one draw of their total
+    (auto's uniform stage and the rest are ila's one draw), with every batch within the limit."""
+    info = DeviceInfo("b", 2, 2, 4096, (-1, -1), (1, 1), envelope=IQEnvelope(((0, 1),), 1.0, rms=0.35))
+    for seed in range(40):
+        whole = info.uniform(np.random.default_rng(seed), 1000)
+        rng = np.random.default_rng(seed)
+        first, rest = info.uniform(rng, 300), info.uniform(rng, 700)
+        np.testing.assert_array_equal(whole[:300], first)
+        np.testing.assert_array_equal(whole[300:], rest)
+        for batch in (whole, first, rest):
+            assert info.envelope.rms_of(batch) <= 0.35
+    mag = np.hypot(*whole.astype(np.float64).T)
+    assert mag.max() > 1.1 * 0.35  # the disc (radius 0.8 sqrt 2 rms) reaches beyond the RMS level
+    # One row alone beyond the limit is scaled onto it: the batch, not the property, gives way.
+    one = info.envelope.place(np.zeros((1, 2), np.float32), np.array([[1.0, 0.5]]))
+    assert info.envelope.rms_of(one) <= 0.35 and info.envelope.rms_of(one) > 0.35 * 0.999
+
+
 def test_the_meter_clips_by_magnitude_keeping_the_phase() -> None:
     info = Held().info
     dev = MeteredDevice(Held(), None, budget=100)
@@ -144,5 +164,5 @@ def test_the_command_line_run_logs_nothing_beyond_the_peak(tmp_path: Path) -> No
     run = tmp_path / "run"
     args = ["train", "--device", "sim:saleh_iq", "--queries", "600", "--fit-steps", "100", "--out", str(run)]
     assert CliRunner().invoke(cli, args).exit_code == 0
-    x, _ = hwloop.querylog.open_run_log(run).arrays(None)  # training, evaluation and noise rows
+    x, _ = open_run_log(run).arrays(None)  # training, evaluation and noise rows
     assert len(x) > 600 and np.max(np.hypot(x[:, 0].astype(np.float64), x[:, 1])) <= 0.5

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from export_fixtures import cli_json, compile_and_check, trained
+from serial_fixtures import require_toolchain
 
 from hwloop.export.gmp import QuantGMP
 from hwloop.export.golden import read_csv, sha256, verify
@@ -117,6 +118,7 @@ def test_the_c_is_also_plain_c99_for_other_compilers_flags(
     cli_json("export", "--run", str(gmp_run), "--format", "c", "--bits", "12", "--out", str(out))
     import subprocess
 
+    require_toolchain("cc")
     for flags in (["-O0"], ["-O3", "-fwrapv"], ["-O2", "-fsanitize=undefined", "-fno-sanitize-recover"]):
         res = subprocess.run(
             ["cc", "-std=c99", *flags, "-o", "chk", "hwl_inv.c", "hwl_inv_check.c"],

@@ -21,7 +21,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 from export_fixtures import cli_json, trained
-from serial_fixtures import FIRMWARE, build_firmware, start_runner, stop_process
+from serial_fixtures import (
+    FIRMWARE,
+    FIRMWARE_TOOLS,
+    build_firmware,
+    require_toolchain,
+    start_runner,
+    stop_process,
+)
 
 import hwloop
 from hwloop.drivers.serial_device import open_serial
@@ -40,6 +47,7 @@ def rapp(x: np.ndarray) -> np.ndarray:
 
 def rebuild(tmp: Path, header: Path, *extra: str) -> Path:
     """The firmware with an exported inverse (and the simavr runner) in a directory of its own."""
+    require_toolchain(*FIRMWARE_TOOLS, simavr_headers=True)
     for target, args in ((FIRMWARE, [f"INVERSE={header}", *extra]), (FIRMWARE / "runner", [])):
         res = subprocess.run(
             ["make", "-C", str(target), f"BUILD={tmp}", *args], capture_output=True, text=True, timeout=300
@@ -118,6 +126,7 @@ def test_the_firmware_refuses_an_inverse_it_cannot_hold(
     tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
 ) -> None:
     """A tapped (stateful) export does not build into the firmware: one #error, not a wrong device."""
+    require_toolchain(*FIRMWARE_TOOLS)  # else make's "avr-gcc: No such file" would pass for the #error
     export = tmp_path / "export"
     cli_json(
         "export", "--run", str(trained("tapped", tmp_path_factory)), "--format", "c", "--out", str(export)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from serial_fixtures import require_toolchain
 
 from hwloop.export.cgen_common import ISQRT_C, PREAMBLE, tanh_c
 from hwloop.export.fixed import (
@@ -47,6 +48,7 @@ int main(void) {
 
 @pytest.fixture(scope="module")
 def helpers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    require_toolchain("cc")
     d = tmp_path_factory.mktemp("fixed")
     (d / "h.c").write_text(PREAMBLE + tanh_c() + ISQRT_C + HARNESS)
     res = subprocess.run(

@@ -90,7 +90,7 @@ def test_two_hosts_pinned_and_bad_units_fail_alone(ray_cluster: RayCluster, tmp_
     devices.write_text(
         f"# two hosts\nsim:rapp?seed=1&latency=0.005 resource={HOST_A}\n\n"
         f"sim:rapp?seed=2&latency=0.005 resource={HOST_B}\n"
-        "nope://no-such-device\n"
+        "serial:///dev/ttyNOPE0\n"  # a port no host has: fails when its actor opens it
         "sim:rapp?seed=3 resource=hwloop:nowhere\n"
     )
     out = tmp_path / "farm"
@@ -109,7 +109,7 @@ def test_two_hosts_pinned_and_bad_units_fail_alone(ray_cluster: RayCluster, tmp_
         assert run == out / u["unit"] and all((run / f).is_file() for f in LAYOUT)
         assert f'device = "{u["device"]}"' in (run / "config.toml").read_text()
         assert logged_rows(run) == 300 + u["eval_queries"] == u["history"][0]["actor_stats"]["rows"]
-    assert "UnknownSchemeError" in units["nope://no-such-device"]["error"]
+    assert "DeviceDisconnected" in units["serial:///dev/ttyNOPE0"]["error"]
     assert "hwloop:nowhere" in units["sim:rapp?seed=3"]["error"]
     for u in data["units"]:
         if u["status"] == "failed":

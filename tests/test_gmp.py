@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from pa_helpers import wh_query
 
-from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, features, fit_ls, indirect_learning, resolve_gain
+from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, features, fit_ls
+from hwloop.dpd.ila import indirect_learning, resolve_gain
 from hwloop.dpd.metrics import acpr_db, nmse_db
 from hwloop.dpd.signals import OFDMSpec, cplx, iq, ofdm
 from hwloop.errors import ShapeError, UsageError
@@ -134,3 +135,39 @@ def test_indirect_learning_rejects_a_wrong_answer_shape() -> None:
         indirect_learning(lambda x: x[:-1], u, SMALL)
     with pytest.raises(UsageError):
         indirect_learning(lambda x: x, u, SMALL, iterations=0)
+
+
+def test_leading_taps_read_the_future_and_stream_with_their_latency() -> None:
+    cfg = GMPConfig(order=3, memory=5, cross_order=3, cross_memory=2, lag=2, lookahead=2)
+    assert (
+        cfg.depth == (5 - 1) - 2
+        and cfg.future == 2
+        and len(cfg.terms()) == len(cfg.with_lookahead(0).terms())
+    )
+    z = _z(60)
+    phi = features(z, cfg)
+
+    def at(i: int) -> complex:
+        return z[i] if 0 <= i < len(z) else 0j
+
+    for col, (k, m, lag) in enumerate(cfg.terms()):
+        for n in (0, 1, 3, 30, 58, 59):
+            want = at(n + 2 - m) * abs(at(n + 2 - m - lag)) ** (k - 1)
+            assert phi[n, col] == pytest.approx(want, abs=1e-12)
+    # the same map as a causal GMP run two samples later
+    causal = GMP(cfg.with_lookahead(0), _coeffs(cfg))
+    ahead = GMP(cfg, _coeffs(cfg))
+    np.testing.assert_allclose(ahead(z)[:-2], causal(z)[2:], atol=1e-12)
+    inv = GMPInverse(ahead, peak=5.0)
+    assert inv.latency == 2
+    t = iq(z)
+    whole = inv.apply(t)
+    stream = inv.stream()
+    cuts = [0, 1, 2, 7, 30, 31, 60]
+    sent = [stream.send(t[a:b]) for a, b in itertools.pairwise(cuts)]
+    assert sum(len(s) for s in sent) == 60 - 2  # the last two wait for the targets after them
+    np.testing.assert_allclose(np.concatenate([*sent, stream.flush()]), whole, atol=1e-6)
+    with pytest.raises(UsageError):
+        GMPConfig(memory=4, lookahead=4)
+    with pytest.raises(UsageError):
+        ahead.lift(GMPConfig(order=5, memory=5, cross_order=3, cross_memory=2, lag=2))  # another lookahead

@@ -1,4 +1,4 @@
-"""Direct learning of a GMP predistorter: the surrogate's Jacobian, the Gauss-Newton step, the rounds."""
+"""Direct learning of a GMP predistorter: the Jacobian, the damped Gauss-Newton step, the rounds."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 from pa_helpers import wh_query
 
-from hwloop.dpd.direct import direct_learning, gauss_newton_step, gmp_jacobian, jacobian_times
-from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, features, indirect_learning
+from hwloop.dpd.direct import damped_step, direct_learning, gmp_jacobian, jacobian_times
+from hwloop.dpd.fitting import row_split
+from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, features
+from hwloop.dpd.ila import indirect_learning
 from hwloop.dpd.metrics import acpr_db, nmse_db
 from hwloop.dpd.signals import OFDMSpec, cplx, ofdm
 from hwloop.errors import UsageError
@@ -44,8 +46,9 @@ def test_jacobian_matches_central_finite_differences() -> None:
     np.testing.assert_allclose(many[:, 0], jd, rtol=1e-12, atol=1e-12)
 
 
-def test_gauss_newton_step_inverts_a_known_amplifier_in_few_steps() -> None:
-    """Device = surrogate = a known mild GMP: Gauss-Newton on the predistorter's coefficients converges."""
+def test_damped_step_inverts_a_known_amplifier_in_few_steps() -> None:
+    """Device = surrogate = a known mild GMP: the damped Gauss-Newton step that direct learning takes
+    converges on the predistorter's coefficients."""
     amp = GMP(CFG, np.zeros(len(CFG.terms()), complex))
     amp.coeffs[CFG.terms().index((1, 0, 0))] = 1.0
     amp.coeffs[CFG.terms().index((3, 0, 0))] = -0.3
@@ -60,7 +63,8 @@ def test_gauss_newton_step_inverts_a_known_amplifier_in_few_steps() -> None:
         e = u - amp(x)
         errors.append(nmse_db(amp(x), u, 1.0))
         alpha, beta = gmp_jacobian(amp, x)
-        coeffs = coeffs + gauss_newton_step(phi, alpha, beta, e)
+        fit_rows, hold_rows = row_split(len(u), (4, 1))
+        coeffs = coeffs + damped_step(phi, alpha, beta, e, fit_rows, hold_rows)[0]
     errors.append(nmse_db(amp(phi @ coeffs), u, 1.0))
     # One step reaches what a 5th-order, 4-tap predistorter can do here; later steps stay there.
     assert errors[0] > -25 and errors[1] < errors[0] - 15
@@ -82,7 +86,11 @@ def test_direct_learning_improves_a_poor_warm_start_on_a_signal_it_never_saw() -
     assert sum(calls) == 24000 and res.queries == 18000 and len(res.rounds) == 3
     assert res.surrogate_nmse_db is not None and res.surrogate_nmse_db > -58  # not an exact fit
     judged = [r["judge_nmse_db"] for r in res.rounds]
+    acpr = [r["judge_acpr_dbc"] for r in res.rounds]
     assert judged[res.kept_round] < judged[0] - 3 and res.kept_round > 0
+    assert acpr[res.kept_round] < acpr[0] - 2 * np.hypot(
+        res.rounds[0]["judge_acpr_se_db"], res.rounds[res.kept_round]["judge_acpr_se_db"]
+    )
     y_warm = dev.clean_sequence(warm.inverse.apply(held))
     y_dir = dev.clean_sequence(res.inverse.apply(held))
     assert nmse_db(y_dir, held, 1.0) < nmse_db(y_warm, held, 1.0) - 3

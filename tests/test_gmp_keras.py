@@ -133,3 +133,43 @@ def test_saved_inverse_loads_in_a_fresh_interpreter(tmp_path: Path) -> None:
     env = {**os.environ, "PYTHONPATH": root + os.pathsep + os.environ.get("PYTHONPATH", "")}
     subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=True, env=env, timeout=300)
     np.testing.assert_allclose(np.load(tmp_path / "x.npy"), inv.apply(t), atol=1e-5)
+
+
+def test_a_predistorter_with_leading_taps_saves_loads_and_runs_as_keras(tmp_path: Path) -> None:
+    from hwloop.inverses.store import load_inverse
+
+    cfg = GMPConfig(lookahead=3)
+    rng = np.random.default_rng(5)
+    c = 0.05 * (rng.normal(size=len(cfg.terms())) + 1j * rng.normal(size=len(cfg.terms())))
+    c[0] = 1.0
+    inv = GMPInverse(GMP(cfg, c), peak=0.9, gain=1.5)
+    t = ofdm(OFDMSpec(n=2500, seed=8))
+    want = inv.apply(t)
+    out = np.asarray(build_keras(inv).predict_on_batch(tapped(t, cfg.depth, 3)))
+    np.testing.assert_allclose(out, want, atol=2e-5)
+    save_gmp_inverse(tmp_path, inv, INFO)
+    memory = json.loads((tmp_path / "device.json").read_text())["inverse_memory"]
+    assert memory["lookahead"] == 3 and memory["depth"] == cfg.depth
+    back = load_inverse(tmp_path)
+    assert back.model.cfg.lookahead == 3 and back.latency == 3
+    np.testing.assert_allclose(back.apply(t), want, atol=1e-5)
+
+
+def test_exports_of_a_predistorter_with_leading_taps(tmp_path: Path) -> None:
+    """The coefficient export carries the leading taps (and says what they mean); the fixed-point
+    C export, which streams causally, refuses them in one line."""
+    from hwloop.errors import UsageError
+    from hwloop.export.coeffs import basis_text, read_coeffs, write_coeffs
+    from hwloop.export.gmp import quantize_gmp
+
+    cfg = GMPConfig(lookahead=2)
+    c = np.zeros(len(cfg.terms()), complex)
+    c[0], c[1] = 0.9, 0.1j
+    inv = GMPInverse(GMP(cfg, c), peak=0.9)
+    write_coeffs(inv, tmp_path)
+    back = read_coeffs(tmp_path / "gmp_coeffs.csv", peak=0.9, cfg=cfg.to_dict())
+    t = ofdm(OFDMSpec(n=500, seed=2))
+    np.testing.assert_allclose(back.apply(t), inv.apply(t), atol=1e-12)
+    assert "lookahead = 2" in basis_text(inv) and "x[n + 2 - m]" in basis_text(inv)
+    with pytest.raises(UsageError, match="leading taps"):
+        quantize_gmp(inv, t, 16, 16)

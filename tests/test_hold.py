@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
-
-from hwloop.errors import UsageError  # noqa: E402
-from hwloop.inverses.held import build_headed_regressor, retrain_with_hold, trainable_for_hold  # noqa: E402
-from hwloop.inverses.models import FitConfig, build_regressor, fit_regression  # noqa: E402
+from hwloop.errors import UsageError
+from hwloop.inverses.held import build_headed_regressor, retrain_with_hold, trainable_for_hold
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
 
 FIT = FitConfig(steps=300)
 

@@ -3,17 +3,56 @@
 from __future__ import annotations
 
 import ast
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from provenance import import_graph
-
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 400
 MAX_TOP_MODULES = 15
+INSTALLED_AS = {"hwloop": "hwloop", "drivers": "hwloop.drivers", "simulators": "hwloop.simulators"}
+
+
+def module_files() -> dict[str, Path]:
+    """Every module of the installed package by dotted name (drivers/ as hwloop.drivers, ...)."""
+    found: dict[str, Path] = {}
+    for folder, prefix in INSTALLED_AS.items():
+        base = ROOT / folder
+        for p in sorted(base.rglob("*.py")):
+            rel = p.relative_to(base)
+            if folder == "hwloop" and rel.parts[0] in ("drivers", "simulators"):
+                continue  # the checkout's links to the top-level packages
+            name = ".".join((prefix, *rel.with_suffix("").parts)).removesuffix(".__init__")
+            found[name] = p
+    return found
+
+
+def imports_of(name: str, path: Path, files: dict[str, Path]) -> set[str]:
+    """The hwloop modules ``name`` imports anywhere in its source, relative imports resolved;
+    ``from pkg import name`` counts as ``pkg.name`` when that is a module, else ``pkg``."""
+    pkg = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    edges: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                up = pkg.split(".")[: len(pkg.split(".")) - node.level + 1]
+                base = ".".join([*up, base] if base else up)
+            targets = [f"{base}.{a.name}" if f"{base}.{a.name}" in files else base for a in node.names]
+        for t in targets:
+            while t and t not in files:
+                t = t.rpartition(".")[0]
+            if t and t != name:
+                edges.add(t)
+    return edges
+
+
+def import_graph() -> dict[str, set[str]]:
+    files = module_files()
+    return {name: imports_of(name, path, files) for name, path in files.items()}
 
 
 def _imports(path: Path) -> set[str]:
@@ -66,8 +105,7 @@ def test_strategies_reach_devices_only_through_the_meter() -> None:
 
 
 def _import_graph() -> dict[str, set[str]]:
-    """Module -> modules it imports, at any depth (inside functions too): the graph the
-    benchmarks fingerprint (benchmarks/provenance.py), so both read the layout one way."""
+    """Module -> modules it imports, at any depth (inside functions too)."""
     return import_graph()
 
 

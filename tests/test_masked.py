@@ -4,15 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-keras = pytest.importorskip("keras")
-tf = pytest.importorskip("tensorflow")
-
-from hwloop.errors import ShapeError  # noqa: E402
-from hwloop.inverses.layers import MaskedDense  # noqa: E402
-from hwloop.inverses.models import FitConfig, build_regressor, fit_regression  # noqa: E402
+from hwloop.errors import ShapeError
+from hwloop.inverses.layers import MaskedDense
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
 
 MASK = np.array([[1, 0, 1], [0, 1, 1], [1, 1, 0], [0, 0, 1]], np.float32)  # (in 4, units 3)
 

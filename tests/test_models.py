@@ -10,10 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-keras = pytest.importorskip("keras")  # a hard dependency: this never skips in a real install
-
-from hwloop.inverses.layers import ClipToRange, Destandardize, Standardize  # noqa: E402
-from hwloop.inverses.models import FitConfig, build_regressor, fit_regression, with_clip  # noqa: E402
+from hwloop.inverses.layers import ClipToRange, Destandardize, Standardize
+from hwloop.inverses.models import FitConfig, build_regressor, fit_regression, with_clip
 
 
 @pytest.mark.parametrize(

@@ -8,7 +8,7 @@ import pytest
 import hwloop
 from hwloop.dpd.gmp import GMP, GMPConfig
 from hwloop.dpd.metrics import acpr_db, nmse_db
-from hwloop.dpd.signals import OFDMSpec, cplx, dpa200, ofdm
+from hwloop.dpd.signals import OFDMSpec, cplx, dpa200, iq, ofdm
 from hwloop.errors import BadDeviceParameterError, OutOfRangeError
 from hwloop.simulators.catalog import describe, make_sim
 from hwloop.simulators.pa import _fitted, gmp_terms
@@ -121,3 +121,50 @@ def test_thermal_memory_droops_the_gain_slowly_and_a_reset_cools_it() -> None:
         make_sim("pa_wh", thermal=1.0)
     with pytest.raises(BadDeviceParameterError):
         make_sim("pa_wh", tau=0.5)
+
+
+def _inband_delay(x: np.ndarray, y: np.ndarray, band: float = 0.125) -> float:
+    """Delay of y behind x in samples: the lag maximising the in-band cross-spectrum's alignment."""
+    f = np.fft.fftfreq(len(x))
+    keep = np.abs(f) <= band
+    cross = (np.fft.fft(cplx(y)) * np.conj(np.fft.fft(cplx(x))))[keep]
+    lags = np.arange(-2, 4, 0.005)
+    return float(lags[np.argmax(np.abs(np.exp(2j * np.pi * np.outer(lags, f[keep])) @ cross))])
+
+
+@pytest.mark.parametrize("frac", [0.3, 0.5])
+def test_frac_delay_delays_the_linear_response_by_a_fraction_of_a_sample(frac: float) -> None:
+    u = 0.5 * ofdm(OFDMSpec(n=8192, seed=4))
+    plain = make_sim("pa_gmp", noise=0.0, nonlin=0.0).query(u)
+    late = make_sim("pa_gmp", noise=0.0, nonlin=0.0, frac_delay=frac).query(u)
+    assert _inband_delay(plain, late) == pytest.approx(frac, abs=0.05)
+    assert nmse_db(late, plain) > -30  # not the same response
+    taps = hwloop.open_device(f"sim:pa_wh?frac_delay={frac}").system.front
+    assert np.abs(np.roots(taps)).max() == pytest.approx(frac / (1 - frac))  # on the unit circle at 0.5
+
+
+def test_nmp_zero_puts_a_zero_outside_the_unit_circle_behind_the_amplifier() -> None:
+    u = ofdm(OFDMSpec(n=4096, seed=5))
+    plain = cplx(make_sim("pa_wh", noise=0.0).query(u))
+    dev = make_sim("pa_wh", noise=0.0, nmp_zero=1.5)
+    back = dev.system.back
+    assert np.abs(np.roots(back)) == pytest.approx([1.5])
+    want = np.convolve(plain, [1 / 2.5, 1.5 / 2.5])[: len(plain)]
+    np.testing.assert_allclose(cplx(dev.query(u)), want, atol=1e-5)
+    assert _inband_delay(iq(plain), iq(want)) == pytest.approx(0.6, abs=0.05)  # about A / (1 + A)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_linear_response_variants_keep_state_and_refuse_bad_values(name: str) -> None:
+    x, _ = dpa200("val")
+    x = x[:2000]
+    dev = make_sim(name, noise=0.0, frac_delay=0.4, nmp_zero=1.3)
+    whole = dev.query(x)
+    dev.reset()
+    parts = np.concatenate([dev.query(x[:700]), dev.query(x[700:])])
+    np.testing.assert_allclose(parts, whole, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dev.clean_sequence(x), whole, rtol=1e-5, atol=1e-6)
+    assert type(make_sim(name).system).__name__ != "FilteredAmplifier"  # 0: none, the fitted model as it was
+    for bad in ("frac_delay=1", "frac_delay=-0.1", "nmp_zero=0.5", "nmp_zero=1"):
+        with pytest.raises(BadDeviceParameterError):
+            hwloop.open_device(f"sim:{name}?{bad}")

@@ -21,6 +21,17 @@ def _plugin_args() -> list[str]:
     return ["-p", PLUGIN]
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _loaded_outside_pytester() -> None:
+    """pytester's in-process runs forget every module they imported, and a C extension (numpy.fft,
+    scipy's) cannot be loaded twice in one process: open the simulators the runs use here first,
+    so this file passes alone as well as after any other."""
+    import hwloop
+
+    for uri in ("sim", "sim:saleh_iq?noise=0", "sim:mimo3", "sim:cubic", "sim:tanh?seed=3"):
+        hwloop.open_device(uri).close()
+
+
 @pytest.fixture
 def run(request: pytest.FixtureRequest):
     """pytester's in-process pytest, with the plugin loaded (tests/conftest.py loads pytester)."""
@@ -29,7 +40,9 @@ def run(request: pytest.FixtureRequest):
     pytester = request.getfixturevalue("pytester")
 
     def go(*args: str) -> pytest.RunResult:
-        return pytester.runpytest("--strict-markers", "-p", "no:cacheprovider", *_plugin_args(), *args)
+        # the inner sessions' tests build on each other in file order: pytest-randomly stays out
+        no = ["-p", "no:cacheprovider", "-p", "no:randomly"]
+        return pytester.runpytest("--strict-markers", *no, *_plugin_args(), *args)
 
     go.pytester = pytester  # type: ignore[attr-defined]
     return go

@@ -18,6 +18,7 @@ import hwloop
 from hwloop.device import BaseDevice
 from hwloop.drivers.serve import serve_in_thread
 from hwloop.querylog import open_run_log
+from hwloop.run import TrainOptions
 from hwloop.simulators.catalog import make_sim
 
 BUDGET = 2000
@@ -129,14 +130,14 @@ def test_kill_nine_five_times_then_resume(tmp_path: Path) -> None:
         queries=BUDGET,
         seed=0,
         run_dir=tmp_path / "s",
-        options=hwloop.run.TrainOptions(fit_steps=300, eval_targets=200),
+        options=TrainOptions(fit_steps=300, eval_targets=200),
     )
     assert abs(straight.metrics["closed_loop_nmse_db"] - metrics["closed_loop_nmse_db"]) < 3.0
 
 
 def test_resume_replays_instead_of_requerying(tmp_path: Path) -> None:
     """A finished run resumed again is answered entirely from its log."""
-    opts = hwloop.run.TrainOptions(fit_steps=100, eval_targets=64, noise_repeats=16)
+    opts = TrainOptions(fit_steps=100, eval_targets=64, noise_repeats=16)
     first = hwloop.train("sim:saleh", strategy="auto", queries=800, seed=1, run_dir=tmp_path, options=opts)
     dev = make_sim("saleh")  # the same device (a run is bound to it), opened anew
     again = hwloop.train(dev, run_dir=tmp_path, resume=True)
@@ -146,7 +147,7 @@ def test_resume_replays_instead_of_requerying(tmp_path: Path) -> None:
 
 
 def test_resume_on_a_directory_without_a_run_starts_it(tmp_path: Path) -> None:
-    opts = hwloop.run.TrainOptions(fit_steps=50, eval_targets=32, noise_repeats=16)
+    opts = TrainOptions(fit_steps=50, eval_targets=32, noise_repeats=16)
     for where in (tmp_path / "missing", tmp_path / "empty"):
         if where.name == "empty":
             where.mkdir()
@@ -169,7 +170,7 @@ def test_resume_on_another_device_is_refused_before_anything_is_sent(tmp_path: P
     with other parameters (its identity is in INFO's firmware string), is a usage error."""
     from hwloop.errors import UsageError
 
-    opts = hwloop.run.TrainOptions(fit_steps=50, eval_targets=32, noise_repeats=16)
+    opts = TrainOptions(fit_steps=50, eval_targets=32, noise_repeats=16)
     hwloop.train("sim:tanh?seed=3", strategy="ila", queries=300, run_dir=tmp_path, options=opts)
     config = (tmp_path / "config.toml").read_text()
     for other in (make_sim("rapp"), make_sim("tanh", seed=4), make_sim("tanh", gain=2.0, seed=3)):
@@ -178,14 +179,15 @@ def test_resume_on_another_device_is_refused_before_anything_is_sent(tmp_path: P
         assert other.stats.queries == 0
     assert (tmp_path / "config.toml").read_text() == config  # not rewritten to the other device
     same = make_sim("tanh", seed=3, max_batch=64)  # another transport limit, the same device
-    hwloop.train(same, run_dir=tmp_path, resume=True)
-    assert same.stats.queries == 0 or open_run_log(tmp_path).count("train") == 300
+    again = hwloop.train(same, run_dir=tmp_path, resume=True)
+    assert same.stats.queries == 0  # the finished run is answered from its log, in smaller chunks
+    assert again.metrics["replayed_rows"] > 300 and open_run_log(tmp_path).count("train") == 300
 
 
 def test_the_cap_holds_across_five_resumes_of_a_diverged_run(tmp_path: Path) -> None:
     """A run whose replay diverges from its log (here: one logged input changed, as a
     non-deterministic step would) may not measure past its budget, however often it is resumed."""
-    opts = hwloop.run.TrainOptions(fit_steps=50, eval_targets=32, noise_repeats=16)
+    opts = TrainOptions(fit_steps=50, eval_targets=32, noise_repeats=16)
     hwloop.train("sim:tanh", strategy="iila", queries=600, run_dir=tmp_path, options=opts)
     with sqlite3.connect(tmp_path / "queries.sqlite") as db:
         row_id, blob = db.execute(
@@ -201,3 +203,21 @@ def test_the_cap_holds_across_five_resumes_of_a_diverged_run(tmp_path: Path) -> 
         except hwloop.HwloopError as exc:
             assert "the cap holds across resumes" in str(exc)
         assert open_run_log(tmp_path).count("train") <= 600
+
+
+def test_a_resume_keeps_the_figures_hwloop_eval_wrote(tmp_path: Path) -> None:
+    """metrics.json's ``eval`` (hwloop eval's latest, as eval.json holds it) survives a resume,
+    which rewrites training's figures from the replayed run."""
+    from click.testing import CliRunner
+
+    from hwloop.cli import cli
+
+    opts = TrainOptions(fit_steps=50, eval_targets=32, noise_repeats=16)
+    hwloop.train("sim:tanh?seed=3", strategy="ila", queries=200, run_dir=tmp_path, options=opts)
+    res = CliRunner().invoke(cli, ["eval", "--run", str(tmp_path), "--device", "sim:tanh?seed=3"])
+    assert res.exit_code == 0, res.output
+    figures = json.loads((tmp_path / "eval.json").read_text())
+    assert json.loads((tmp_path / "metrics.json").read_text())["eval"] == figures
+    hwloop.train(make_sim("tanh", seed=3), run_dir=tmp_path, resume=True)
+    after = json.loads((tmp_path / "metrics.json").read_text())
+    assert after["eval"] == figures and after["replayed_rows"] > 200

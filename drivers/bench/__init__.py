@@ -1,4 +1,4 @@
-"""The RF bench as a device (``bench:FILE.toml``): a vector signal generator and a signal analyser over VISA.
+"""The RF bench as a device (``bench:FILE.toml``): a generator and an analyser over VISA, or a transceiver.
 
 One module per job, transport apart from instrument (PyMeasure style):
 ``config`` (the bench file), ``session`` (PyVISA resource, timeouts, recovery,
@@ -8,5 +8,11 @@ R&S SMW/FSW), ``instruments`` (settings written and read back), ``alignment``
 RF off on every abnormal path, the log), ``device`` (`BenchDevice`,
 `open_bench`), ``probe`` (delay, gain, noise floor, compression).
 
-May import: hwloop.device and this package only (PyVISA, numpy, scipy outside hwloop).
+The radio's pair of ends beside them, the alignment and interlock shared:
+``radio_config`` (the ``[radio]`` table), ``radio`` (a Pluto / AD9361 / AD9364
+through pyadi-iio: read-backs, cyclic TX, captures, TX off over a second
+context), ``impairments`` (IQ image, carrier offset, DC, capture phase),
+``radio_device`` (`RadioDevice`).
+
+May import: hwloop.device and this package only (PyVISA, pyadi-iio, numpy, scipy outside hwloop).
 """

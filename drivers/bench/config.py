@@ -14,9 +14,15 @@ rms_dbm, papr_db, max_samples); the rest are this driver's, with defaults:
   ``settle_s`` (0), ``calibration_db`` (-20: RMS of the calibration signal
   below full scale), ``calibration_samples`` (4096);
 - ``[interlock]`` ``log`` (default ``<bench file stem>.interlock.jsonl`` beside
-  the bench file), ``min_correlation`` (0.5), ``watchdog_s`` (0.05 poll).
+  the bench file), ``min_correlation`` (0.5), ``watchdog_s`` (0.05 poll),
+  ``rf_grace_s`` (0.5: how long past its expected end a call made with RF on
+  may run before RF goes off, whatever the instruments' ``timeout_s``; at most
+  0.8 so RF is off within 1 s), ``emergency_retry_s`` (5: how long RF off over a
+  second connection is retried when it fails).
 
-Every mistake is one line naming the file, the table and the key.
+A file with a ``[radio]`` table instead of ``[generator]`` + ``[analyser]`` is a
+transceiver (`radio_config`); `device.load_bench_file` reads either. Every mistake is
+one line naming the file, the table and the key.
 """
 
 from __future__ import annotations
@@ -76,6 +82,8 @@ class Interlock:
     log: Path
     min_correlation: float = 0.5
     watchdog_s: float = 0.05
+    rf_grace_s: float = 0.5
+    emergency_retry_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -143,21 +151,49 @@ def _instrument(where: str, doc: dict, name: str, choices: tuple[str, ...]) -> d
     return out
 
 
-def load_config(path: str | Path) -> BenchConfig:
-    """Read and check a bench file; every problem is one `UsageError` line."""
+def read_toml(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """The bench file's path and its TOML document; a missing or malformed file is one line."""
     p = Path(path).expanduser()
     where = str(p)
     try:
-        doc = tomllib.loads(p.read_text())
+        return p, tomllib.loads(p.read_text())
     except FileNotFoundError:
         raise UsageError(f"bench file {where} not found") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UsageError(f"bench file {where}: cannot read it ({exc})") from None
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"bench file {where}: not valid TOML ({exc})") from None
+
+
+def interlock_table(p: Path, doc: dict[str, Any]) -> Interlock:
+    """The ``[interlock]`` table, the same for an instrument bench and a radio."""
+    i = _Table(str(p), "interlock", doc.get("interlock", {}))
+    log = Path(i.get("log", str, p.stem + ".interlock.jsonl")).expanduser()
+    out = Interlock(
+        log=log if log.is_absolute() else p.parent.resolve() / log,
+        min_correlation=i.get("min_correlation", float, 0.5, lambda v: 0 < v < 1, need="in (0, 1)"),
+        watchdog_s=i.get("watchdog_s", float, 0.05, lambda v: 0.005 <= v <= 1, need="in [0.005, 1]"),
+        rf_grace_s=i.get("rf_grace_s", float, 0.5, lambda v: 0 < v <= 0.8, need="in (0, 0.8]"),
+        emergency_retry_s=i.get("emergency_retry_s", float, 5.0, lambda v: 0 <= v <= 60, need="in [0, 60]"),
+    )
+    i.done()
+    return out
+
+
+def load_config(path: str | Path) -> BenchConfig:
+    """Read and check an instrument bench file; every problem is one `UsageError` line."""
+    p, doc = read_toml(path)
+    return bench_config(p, doc)
+
+
+def bench_config(p: Path, doc: dict[str, Any]) -> BenchConfig:
+    """Check an instrument bench file's document (``[generator]`` + ``[analyser]``)."""
+    where = str(p)
     known = {"generator", "analyser", "signal", "limits", "interlock"}
     if extra := sorted(set(doc) - known):
-        raise UsageError(f"{where}: unknown table [{extra[0]}] (known: {', '.join(sorted(known))})")
+        raise UsageError(
+            f"{where}: unknown table [{extra[0]}] (known: {', '.join(sorted(known))}, or [radio])"
+        )
     gen = Instrument(**_instrument(where, doc, "generator", GENERATORS))
     ana = Analyser(**_instrument(where, doc, "analyser", ANALYSERS))
     s = _Table(where, "signal", doc.get("signal"))
@@ -190,12 +226,4 @@ def load_config(path: str | Path) -> BenchConfig:
         raise UsageError(f"{where}: [limits] max_samples leaves no room after the guard of {signal.guard}")
     if signal.calibration_db + signal.full_scale_dbm > limits.rms_dbm:
         raise UsageError(f"{where}: [signal] calibration_db puts the calibration above rms_dbm")
-    i = _Table(where, "interlock", doc.get("interlock", {}))
-    log = Path(i.get("log", str, p.stem + ".interlock.jsonl")).expanduser()
-    interlock = Interlock(
-        log=log if log.is_absolute() else p.parent.resolve() / log,
-        min_correlation=i.get("min_correlation", float, 0.5, lambda v: 0 < v < 1, need="in (0, 1)"),
-        watchdog_s=i.get("watchdog_s", float, 0.05, lambda v: 0.005 <= v <= 1, need="in [0.005, 1]"),
-    )
-    i.done()
-    return BenchConfig(p.resolve(), gen, ana, signal, limits, interlock)
+    return BenchConfig(p.resolve(), gen, ana, signal, limits, interlock_table(p, doc))

@@ -40,41 +40,18 @@ from hwloop.device import (
 )
 from hwloop.drivers.bench import personalities
 from hwloop.drivers.bench.alignment import Alignment, align, causal_offset
-from hwloop.drivers.bench.config import BenchConfig, load_config
+from hwloop.drivers.bench.config import BenchConfig, bench_config, read_toml
 from hwloop.drivers.bench.instruments import Analyser, Generator
 from hwloop.drivers.bench.interlock import Interlock, InterlockLog, check_armed, period_levels
+from hwloop.drivers.bench.radio_config import RadioConfig, radio_config
 from hwloop.drivers.bench.session import ScpiSession, quick_command, resource_manager
+from hwloop.drivers.bench.signals import MEMORY, calibration_signal, quantise
 
 log = logging.getLogger(__name__)
 log.addHandler(logging.NullHandler())
 
 INSTALL_HINT = "pip install 'hwloop[bench]'"
-MEMORY = 1 << 24  # samples: the generic set's waveform and record-length ceiling
-CAL_SEED = 20240623
 DRIFT_SAMPLES = 0.1  # a capture's own delay estimate this far from the session's is flagged
-
-
-def quantise(z: np.ndarray) -> np.ndarray:
-    """int16 (n, 2) I,Q of complex z in full-scale units, never above |z| in magnitude."""
-    z = np.asarray(z, complex)
-    iq = np.rint(np.stack([z.real, z.imag], axis=1) * 32767.0)
-    over = np.hypot(iq[:, 0], iq[:, 1]) > np.abs(z) * 32767.0
-    if over.any():  # rounding both parts up can step outside |z|: round those toward zero
-        iq[over] = np.trunc(np.stack([z[over].real, z[over].imag], axis=1) * 32767.0)
-    return np.clip(iq, -32767, 32767).astype(np.int16)
-
-
-def calibration_signal(n: int, rms: float, peak: float) -> np.ndarray:
-    """Seeded complex noise inside +-0.4 fs, clipped to 9 dB PAPR, at RMS ``rms`` (peak below ``peak``)."""
-    rng = np.random.default_rng(CAL_SEED)
-    z = rng.normal(size=n) + 1j * rng.normal(size=n)
-    keep = np.abs(np.fft.fftfreq(n)) < 0.4
-    for _ in range(4):
-        z = np.fft.ifft(np.fft.fft(z) * keep)
-        limit = np.sqrt(np.mean(np.abs(z) ** 2) * 10**0.9)
-        z = np.where(np.abs(z) > limit, z * limit / np.maximum(np.abs(z), 1e-300), z)
-    z *= rms / np.sqrt(np.mean(np.abs(z) ** 2))
-    return z * min(1.0, 0.999 * peak / np.abs(z).max())
 
 
 class BenchDevice(BaseDevice):
@@ -119,6 +96,8 @@ class BenchDevice(BaseDevice):
                 emergency_off=self._emergency_off,
                 sessions=self.sessions,
                 watchdog_s=cfg.interlock.watchdog_s,
+                grace_s=cfg.interlock.rf_grace_s,
+                retry_s=cfg.interlock.emergency_retry_s,
             )
             self.log.record("identified", generator=gen.idn, analyser=ana.idn)
             self.gen.configure(self.fs, cfg.limits.rms_dbm)
@@ -151,7 +130,7 @@ class BenchDevice(BaseDevice):
     # ------------------------------------------------------------ one ARB period
     def _emergency_off(self) -> str:
         d = self.gen.d
-        reply = quick_command(self._rm, self.cfg.generator.resource, [d.rf(False)], d.rf_query(), 1.0)
+        reply = quick_command(self._rm, self.cfg.generator.resource, [d.rf(False)], d.rf_query(), 0.5)
         if reply != "0":
             raise DeviceError(f"generator: output read back {reply!r} after {d.rf(False)!r}")
         return reply
@@ -174,9 +153,12 @@ class BenchDevice(BaseDevice):
             )
             if self.cfg.signal.settle_s:
                 time.sleep(self.cfg.signal.settle_s)
-            capture, overloaded = self.ana.capture(self.periods * len(iq), self.fs)
-            self.gen.stop()
+            n = self.periods * len(iq)
+            self.ana.acquire(n, self.fs)
+            il.allow_rf()  # tripped during the capture (the watchdog, a lost link): not used
+            self.gen.stop()  # RF is on only while the analyser captures; the transfer comes after
             il.note_rf(False, cause="capture done", readback=0)
+            capture, overloaded = self.ana.fetch(n)
         except BaseException as exc:
             il.trip(f"{type(exc).__name__}: {exc}")
             raise
@@ -307,20 +289,40 @@ def _bench_path(uri: str) -> Path:
     return Path(rest)
 
 
-def open_bench(uri: str) -> BenchDevice:
-    """Entry point for ``bench:FILE.toml``: extra installed, file valid, RF armed, then the instruments."""
-    try:
-        import pyvisa  # noqa: F401
-        import pyvisa_py  # noqa: F401
-    except ImportError:
-        raise MissingExtraError(f"bench: devices need PyVISA and pyvisa-py: {INSTALL_HINT}") from None
-    cfg = load_config(_bench_path(uri))
-    operator = check_armed()
-    return BenchDevice(cfg, operator, uri=uri)
+def load_bench_file(path: str | Path) -> BenchConfig | RadioConfig:
+    """A `BenchConfig` (``[generator]`` + ``[analyser]``) or a `RadioConfig` (``[radio]``)."""
+    p, doc = read_toml(path)
+    return radio_config(p, doc) if "radio" in doc else bench_config(p, doc)
+
+
+def open_bench(uri: str) -> BaseDevice:
+    """Entry point for ``bench:FILE.toml``: file valid, extra installed, RF armed, then the hardware.
+
+    A file with ``[generator]`` + ``[analyser]`` is an instrument bench (`BenchDevice`, extra
+    ``hwloop[bench]``); one with ``[radio]`` a transceiver (`RadioDevice`, extra ``hwloop[sdr]``)."""
+    cfg = load_bench_file(_bench_path(uri))
+    if isinstance(cfg, BenchConfig):
+        try:
+            import pyvisa  # noqa: F401
+            import pyvisa_py  # noqa: F401
+        except ImportError:
+            raise MissingExtraError(f"bench: devices need PyVISA and pyvisa-py: {INSTALL_HINT}") from None
+        operator = check_armed()
+        return BenchDevice(cfg, operator, uri=uri)
+    from hwloop.drivers.bench.radio_device import open_radio
+
+    return open_radio(cfg, uri)
 
 
 def _describe() -> list[tuple[str, str]]:
-    return [("bench:FILE.toml", "2->2  RF bench: signal generator + analyser over VISA (hwloop[bench])")]
+    return [
+        ("bench:FILE.toml", "2->2  RF bench: signal generator + analyser over VISA (hwloop[bench])"),
+        (
+            "bench:FILE.toml",
+            "2->2  [radio]: a Pluto/AD9361/AD9364 transceiver through pyadi-iio (hwloop[sdr])",
+        ),
+    ]
 
 
 open_bench.describe = _describe  # type: ignore[attr-defined]
+open_bench.check = lambda uri: load_bench_file(_bench_path(uri))  # type: ignore[attr-defined]  # no instrument

@@ -142,12 +142,21 @@ class Analyser:
             raise ReadbackError(f"{self.s.name}: record length read back {got:g}, wrote {n}")
         self.rlen = n
 
-    def capture(self, n: int, fs: float) -> tuple[np.ndarray, bool]:
-        """One capture of ``n`` samples: (complex sqrt(mW), overloaded)."""
+    def acquire(self, n: int, fs: float) -> None:
+        """One capture of ``n`` samples, done when this returns (what needs RF on)."""
         self.set_rlen(n)
         self.s.write(self.d.init())
-        self.s.opc(self.s.timeout_s + n / fs + n * CAPTURE_ALLOWANCE_S)
+        expected = n / fs + n * CAPTURE_ALLOWANCE_S
+        self.s.opc(self.s.timeout_s + expected, expected_s=expected)
+
+    def fetch(self, n: int) -> tuple[np.ndarray, bool]:
+        """The last capture (``n`` samples, complex sqrt(mW)) and whether it overloaded (RF may be off)."""
         overloaded = self.d.overloaded(self.s.query(self.d.overload_query()))
         block = self.s.query_block(self.d.fetch(), 8 * n)
         _check_errors(self.s, "capture")
         return self.d.decode(block), overloaded
+
+    def capture(self, n: int, fs: float) -> tuple[np.ndarray, bool]:
+        """One capture of ``n`` samples: (complex sqrt(mW), overloaded)."""
+        self.acquire(n, fs)
+        return self.fetch(n)

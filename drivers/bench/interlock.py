@@ -7,11 +7,21 @@
   the level that will be set) is checked against peak, RMS, PAPR and length
   before a byte goes out (`check_period`); a violation is `OutOfRangeError`.
 - Trips: an exception or timeout in the measurement path, a lost link, an
-  overload, SIGTERM, SIGINT (Ctrl-C), interpreter exit, or the watchdog
-  (an instrument call still running past its deadline while RF is on) all
-  call `trip`, which turns RF off over a second, fresh connection to the
-  generator (the first may be stuck), reads the state back and logs it. A
+  overload, SIGTERM, SIGINT (Ctrl-C), interpreter exit, or the watchdog all
+  call `trip`, which turns RF off over a second, fresh connection (the first
+  may be stuck), reads the state back and logs it; if that fails it is tried
+  again until ``retry_s`` has passed (a link that drops often comes back). A
   tripped interlock never arms again in this session: queries raise.
+- The watchdog (a thread, every ``watchdog_s``) trips when, with RF on, a call
+  runs past its expected end by more than ``grace_s`` (whatever the
+  instrument's own read timeout: RF is off within 1 s of a late reply), or
+  past its timeout; and, RF on or not, it asks each busy session whether its
+  link is lost (`check_link`: the peer closed the connection), so a lost link
+  turns RF off at once instead of a timeout later.
+- Levels: an instrument bench checks dBm at the generator's output (full
+  scale ``full_scale_dbm``, int16 codes of full scale 32767), a radio dBFS at
+  its DAC (full scale 0 dB, 12-bit codes of full scale 2047): `LevelLimits`
+  says which.
 - The log: one JSON object a line, appended and fsynced as it happens
   (``armed``, ``rf_on``, ``rf_off``, ``trip``, ``refused``, ``closed``), kept in
   the bench file's folder and, once a run starts, in its run directory too.
@@ -29,6 +39,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -110,13 +121,38 @@ class InterlockLog:
             self.paths.append(path)
 
 
-def period_levels(iq: np.ndarray, full_scale_dbm: float) -> tuple[float, float, float]:
-    """(RMS level dBm, peak dBm, PAPR dB) of an int16 (n, 2) period played at full scale P_fs.
+@dataclass(frozen=True)
+class LevelLimits:
+    """Peak, RMS (``unit``: dBm at the generator, dBFS at a radio's DAC), PAPR and length of a period."""
+
+    peak: float
+    rms: float
+    papr_db: float
+    max_samples: int
+    unit: str = "dBm"
+    code_fs: float = 32767.0  # the integer code of digital full scale
+    max_tx_gain_db: float | None = None  # a radio: the largest TX gain ever written
+
+    @classmethod
+    def of(cls, limits: Any) -> LevelLimits:
+        """From an instrument bench's ``[limits]`` (dBm) or a radio's (dBFS)."""
+        if isinstance(limits, LevelLimits):
+            return limits
+        if hasattr(limits, "peak_dbfs"):
+            return cls(limits.peak_dbfs, limits.rms_dbfs, limits.papr_db, limits.max_samples, "dBFS",
+                       2047.0, limits.max_tx_gain_db)  # fmt: skip
+        return cls(limits.peak_dbm, limits.rms_dbm, limits.papr_db, limits.max_samples)
+
+
+def period_levels(
+    iq: np.ndarray, full_scale_dbm: float, code_fs: float = 32767.0
+) -> tuple[float, float, float]:
+    """(RMS level, peak, PAPR dB) of an integer (n, 2) period played at full scale ``full_scale_dbm``.
 
     The level written is rounded down to 1e-4 dB, and peak and PAPR follow from
     the level written, so what the generator computes is what was checked.
     """
-    mag2 = (iq.astype(np.float64) ** 2).sum(axis=1) / 32767.0**2
+    mag2 = (iq.astype(np.float64) ** 2).sum(axis=1) / code_fs**2
     ms = float(mag2.mean())
     if ms <= 0:
         return -math.inf, -math.inf, 0.0
@@ -138,13 +174,17 @@ class Interlock:
         emergency_off: Callable[[], str],
         sessions: Iterable[Any] = (),
         watchdog_s: float = 0.05,
+        grace_s: float = 0.5,
+        retry_s: float = 5.0,
     ) -> None:
         self.log = log_
         self.operator = operator
-        self.limits = limits
+        self.limits = None if limits is None else LevelLimits.of(limits)
         self.full_scale_dbm = full_scale_dbm
         self.emergency_off = emergency_off
         self.sessions = list(sessions)
+        self.grace_s = grace_s
+        self.retry_s = retry_s
         self.rf_on = False
         self.tripped: str | None = None
         self._lock = threading.RLock()
@@ -158,21 +198,31 @@ class Interlock:
     def check_period(self, iq: np.ndarray) -> float:
         """The level to set for this period, or `OutOfRangeError` naming the limit (nothing sent)."""
         lim = self.limits
+        assert lim is not None
         n = len(iq)
-        level, peak, papr = period_levels(iq, self.full_scale_dbm)
+        level, peak, papr = period_levels(iq, self.full_scale_dbm, lim.code_fs)
+        u = lim.unit
         why = ""
         if n > lim.max_samples:
             why = f"{n} samples exceed max_samples {lim.max_samples}"
-        elif peak > lim.peak_dbm:
-            why = f"peak {peak:.3f} dBm exceeds peak_dbm {lim.peak_dbm}"
-        elif level > lim.rms_dbm:
-            why = f"RMS {level:.3f} dBm exceeds rms_dbm {lim.rms_dbm}"
+        elif peak > lim.peak + 1e-9:
+            why = f"peak {peak:.3f} {u} exceeds the peak limit {lim.peak} {u}"
+        elif level > lim.rms + 1e-9:
+            why = f"RMS {level:.3f} {u} exceeds the RMS limit {lim.rms} {u}"
         elif papr > lim.papr_db:
             why = f"PAPR {papr:.2f} dB (guard included) exceeds papr_db {lim.papr_db}"
         if why:
             self.log.record("refused", reason=why)
             raise OutOfRangeError(f"bench: {why}; nothing sent")
         return level
+
+    def check_tx_gain(self, db: float) -> None:
+        """A radio's TX gain (read back) at or below ``max_tx_gain_db``, or `OutOfRangeError`."""
+        top = None if self.limits is None else self.limits.max_tx_gain_db
+        if top is not None and db > top + 1e-9:
+            why = f"TX gain {db:g} dB exceeds max_tx_gain_db {top:g}"
+            self.log.record("refused", reason=why)
+            raise OutOfRangeError(f"bench: {why}; nothing sent")
 
     # ------------------------------------------------------------ RF state
     def allow_rf(self) -> None:
@@ -185,19 +235,44 @@ class Interlock:
             self.log.record("rf_on" if on else "rf_off", **fields)
 
     def trip(self, reason: str) -> None:
-        """RF off now over a second connection, logged; the session never arms again."""
+        """RF off now over a second connection (retried up to ``retry_s``), logged; never re-armed."""
         with self._lock:
             first = self.tripped is None
             if first:
                 self.tripped = reason
             self.log.record("trip", reason=reason, first=first)
-            try:
-                state = self.emergency_off()
-                self.rf_on = False
-                self.log.record("rf_off", via="second connection", readback=state, reason=reason)
-            except Exception as exc:
-                self.log.record("rf_off_failed", via="second connection", error=str(exc), reason=reason)
-                log.error("bench: could not turn RF off over a second connection: %s", exc)
+            self.turn_off(reason)
+
+    def turn_off(self, reason: str) -> bool:
+        """`emergency_off` until it succeeds or ``retry_s`` has passed; True when RF read back off."""
+        with self._lock:
+            t_end = time.monotonic() + self.retry_s
+            attempts, errors = 0, []
+            while True:
+                attempts += 1
+                try:
+                    state = self.emergency_off()
+                except Exception as exc:
+                    errors.append(f"{type(exc).__name__}: {exc}")
+                else:
+                    self.rf_on = False
+                    self.log.record(
+                        "rf_off", via="second connection", readback=state, reason=reason, attempts=attempts,
+                        **({"errors": errors[-3:]} if errors else {}),
+                    )  # fmt: skip
+                    return True
+                if time.monotonic() + 0.1 > t_end:
+                    break
+                time.sleep(min(0.05 * attempts, 0.5))
+            self.log.record(
+                "rf_off_failed", via="second connection", error=errors[-1], reason=reason, attempts=attempts
+            )
+            log.error(
+                "bench: could not turn RF off over a second connection (%d attempts): %s",
+                attempts,
+                errors[-1],
+            )
+            return False
 
     # ------------------------------------------------------------ handlers
     def install(self) -> None:
@@ -232,15 +307,27 @@ class Interlock:
         if self.rf_on:
             self.trip("interpreter exit with RF on")
 
+    def overdue(self, now: float) -> str | None:
+        """Why RF must go off now (a call past its expected end plus the grace, or past its
+        deadline, while RF is on; a lost link), or None."""
+        for s in self.sessions:
+            lost = s.check_link() if hasattr(s, "check_link") else None
+            if lost:
+                return f"link lost: {lost}"
+            if not self.rf_on:
+                continue
+            deadline, since = s.deadline, getattr(s, "busy_since", None)
+            if since is not None:
+                soft = since + getattr(s, "expected_s", 0.0) + self.grace_s
+                deadline = soft if deadline is None else min(deadline, soft)
+            if deadline is not None and now > deadline:
+                return f"watchdog: {s.name} call still running {now - deadline:.2f} s past its deadline"
+        return None
+
     def _watch(self, poll: float) -> None:
         while not self._stop.wait(poll):
-            if not self.rf_on or self.tripped:
+            if self.tripped:
                 continue
-            now = time.monotonic()
-            for s in self.sessions:
-                deadline = s.deadline
-                if deadline is not None and now > deadline:
-                    self.trip(
-                        f"watchdog: {s.name} call still running {now - deadline:.2f} s past its deadline"
-                    )
-                    break
+            why = self.overdue(time.monotonic())
+            if why and (self.rf_on or why.startswith("link lost")):
+                self.trip(why)

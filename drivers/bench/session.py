@@ -13,8 +13,14 @@ What a session guarantees, because real benches taught it (docs/bench.md):
   and read by length, then the instrument's ``\\n`` terminator is checked;
 - ``opc`` waits for ``*OPC?`` -> 1; ``errors`` drains ``SYST:ERR?`` to
   ``0,"No error"`` (at most 32 entries, -350 overflow included);
-- ``busy_since``/``deadline`` say whether an I/O call is running and until
-  when it may, for the interlock's watchdog on another thread.
+- ``busy_since``/``deadline``/``expected_s`` say whether an I/O call is
+  running, until when it may, and how long it should take, for the
+  interlock's watchdog on another thread;
+- a closed connection is recognised as such, not as a timeout: pyvisa-py
+  keeps polling a socket whose peer has closed until its timeout runs out,
+  so `check_link` (the watchdog's, every few tens of milliseconds) peeks at
+  the socket of a busy session; at end of file it marks the link lost and
+  closes the socket, which ends the blocked read at once.
 
 A lost link (the peer closed, a write failed) raises `DeviceDisconnected`,
 a late reply `DeviceTimeout`; both leave the session out of step.
@@ -22,7 +28,9 @@ a late reply `DeviceTimeout`; both leave the session out of step.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import select
 import socket
 import threading
 import time
@@ -60,6 +68,8 @@ class ScpiSession:
         self.in_step = False
         self.busy_since: float | None = None
         self.deadline: float | None = None
+        self.expected_s = 0.0
+        self.lost = ""
         self.recoveries = 0
         self._lock = threading.Lock()
         self._open()
@@ -78,43 +88,72 @@ class ScpiSession:
         res.timeout = int(self.timeout_s * 1000)
         _no_delay(self._rm, res)
         self._res = res
+        self._sock = _socket_of(self._rm, res)
+        self.lost = ""
 
-    def _io(self, what: str, timeout: float, call: Callable[[], Any]) -> Any:
+    def _io(self, what: str, timeout: float, call: Callable[[], Any], expected_s: float = 0.0) -> Any:
         """Run one I/O call under the timeout; any failure leaves the session out of step."""
         import pyvisa
 
         if not self.in_step and self.idn:
             self.recover()
         with self._lock:
+            self.expected_s = expected_s
             self.busy_since = time.monotonic()
             self.deadline = self.busy_since + timeout
             self._res.timeout = max(1, int(timeout * 1000))
             try:
-                return call()
+                out = call()
+                if self.lost:  # the watchdog closed the socket under a call that then returned
+                    raise DeviceDisconnected(f"{self.name}: link lost during {what!r}: {self.lost}")
+                return out
             except pyvisa.errors.VisaIOError as exc:
                 self.in_step = False
+                if self.lost:
+                    raise DeviceDisconnected(f"{self.name}: link lost during {what!r}: {self.lost}") from None
                 if exc.error_code == pyvisa.constants.StatusCode.error_timeout:
                     raise DeviceTimeout(f"{self.name}: no reply to {what!r} within {timeout:g} s") from None
                 raise DeviceDisconnected(f"{self.name}: I/O error on {what!r}: {exc.description}") from None
-            except (OSError, AttributeError) as exc:  # a closed socket: pyvisa-py sets it to None
+            except (OSError, AttributeError, ValueError) as exc:  # a closed socket: pyvisa-py sets it to None
                 self.in_step = False
-                raise DeviceDisconnected(f"{self.name}: link lost during {what!r}: {exc}") from None
+                if isinstance(exc, ValueError) and not self.lost:
+                    raise
+                raise DeviceDisconnected(
+                    f"{self.name}: link lost during {what!r}: {self.lost or exc}"
+                ) from None
             except BaseException:
                 self.in_step = False
                 raise
             finally:
                 self.busy_since = self.deadline = None
+                self.expected_s = 0.0
+
+    def check_link(self) -> str:
+        """If a call is running on a socket whose peer has closed: mark the link lost, close the
+        socket (the blocked read then ends) and say so; else "" (for the watchdog thread)."""
+        sock = self._sock
+        if self.busy_since is None or sock is None or self.lost:
+            return ""
+        why = peer_closed(sock)
+        if why:
+            self.lost = f"{self.resource} {why}"
+            log.warning("%s: %s", self.name, self.lost)
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            with contextlib.suppress(OSError):
+                sock.close()
+        return self.lost
 
     # ------------------------------------------------------------ commands
     def write(self, cmd: str) -> None:
         self._io(cmd, self.timeout_s, lambda: self._res.write(cmd))
 
-    def query(self, cmd: str, timeout: float | None = None) -> str:
+    def query(self, cmd: str, timeout: float | None = None, expected_s: float = 0.0) -> str:
         def call() -> str:
             self._res.write(cmd)
             return self._res.read().strip()
 
-        return self._io(cmd, timeout or self.timeout_s, call)
+        return self._io(cmd, timeout or self.timeout_s, call, expected_s)
 
     def write_block(self, prefix: str, payload: bytes, timeout: float | None = None) -> None:
         """``prefix`` then the block ``#<d><len><payload>`` then ``\\n``, header by PyVISA."""
@@ -161,8 +200,8 @@ class ScpiSession:
             raise DeviceError(f"{self.name}: {cmd!r} answered {reply!r}, not 0 or 1")
         return reply == "1"
 
-    def opc(self, timeout: float | None = None) -> None:
-        reply = self.query("*OPC?", timeout)
+    def opc(self, timeout: float | None = None, expected_s: float = 0.0) -> None:
+        reply = self.query("*OPC?", timeout, expected_s)
         if reply != "1":
             self.in_step = False
             raise DeviceError(f"{self.name}: *OPC? answered {reply!r}, not 1")
@@ -234,9 +273,53 @@ class _OutOfStep(Exception):
     """A reply that cannot be the answer to the command just written."""
 
 
+def _socket_of(rm: Any, res: Any) -> socket.socket | None:
+    """The TCP socket under a pyvisa-py SOCKET resource, or None (another kind of resource)."""
+    try:
+        sock = rm.visalib.sessions[res.session].interface
+    except (AttributeError, KeyError, TypeError):
+        return None
+    return sock if isinstance(sock, socket.socket) else None
+
+
+def peer_closed(sock: socket.socket) -> str:
+    """ "closed the connection" / "reset the connection" when the peer has, else "" (never blocks)."""
+    try:
+        data = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+    except (BlockingIOError, InterruptedError):
+        return ""
+    except ConnectionResetError:
+        return "reset the connection"
+    except OSError as exc:
+        return f"socket error: {exc}"
+    return "" if data else "closed the connection"
+
+
+def _await_reply(sock: socket.socket | None, timeout_s: float) -> None:
+    """Wait until a reply starts arriving; a peer that closes is `DeviceDisconnected` at once."""
+    if sock is None:
+        return
+    t_end = time.monotonic() + timeout_s
+    while True:
+        left = t_end - time.monotonic()
+        if left <= 0:
+            raise DeviceTimeout(f"no reply within {timeout_s:g} s")
+        readable, _, _ = select.select([sock], [], [], min(left, 0.05))
+        if readable:
+            why = peer_closed(sock)
+            if why:
+                raise DeviceDisconnected(f"the instrument {why}")
+            return
+
+
 def quick_command(rm: Any, resource: str, commands: list[str], query: str, timeout_s: float) -> str:
-    """A second, short-lived connection: write ``commands``, answer ``query``, close (the interlock)."""
-    res = rm.open_resource(resource, open_timeout=int(timeout_s * 1000), read_termination="\n")
+    """A second, short-lived connection: write ``commands``, answer ``query``, close (the interlock).
+
+    A peer that closes the connection is an error at once, not after the timeout."""
+    try:
+        res = rm.open_resource(resource, open_timeout=int(timeout_s * 1000), read_termination="\n")
+    except Exception as exc:  # pyvisa raises plain Exception for a refused connection
+        raise DeviceDisconnected(f"cannot open {resource}: {exc}") from None
     try:
         res.write_termination = "\n"
         res.timeout = int(timeout_s * 1000)
@@ -244,6 +327,8 @@ def quick_command(rm: Any, resource: str, commands: list[str], query: str, timeo
         for cmd in commands:
             res.write(cmd)
         res.write(query)
+        _await_reply(_socket_of(rm, res), timeout_s)
         return res.read().strip()
     finally:
-        res.close()
+        with contextlib.suppress(Exception):
+            res.close()

@@ -14,6 +14,7 @@ import click
 
 from hwloop.cli.bench import serve_bench
 from hwloop.cli.common import HwloopGroup, setup_logging
+from hwloop.cli.console import native_stderr_hidden
 from hwloop.cli.export import export_cmd
 from hwloop.cli.farm import farm_command
 from hwloop.cli.tools import apply, devices, log_cmd, probe, report, serve
@@ -23,12 +24,19 @@ from hwloop.cli.train import eval_cmd, train
 @click.group(
     cls=HwloopGroup, context_settings={"auto_envvar_prefix": "HWLOOP", "help_option_names": ["-h", "--help"]}
 )
-@click.option("-v", "--verbose", count=True, help="More log lines on stderr (-v info, -vv debug).")
+@click.option(
+    "-v",
+    "--verbose",
+    count=True,
+    help="More log lines on stderr (-v info, -vv debug and TensorFlow's own logs).",
+)
 @click.version_option(package_name="hwloop")
 def cli(verbose: int) -> None:
     """Train a neural network to be the inverse of a device you can only query."""
     setup_logging(verbose)
-    click.get_current_context().obj = {"verbose": verbose}
+    ctx = click.get_current_context()
+    ctx.obj = {"verbose": verbose}
+    ctx.with_resource(native_stderr_hidden(show=verbose >= 2))  # TensorFlow's C++ logs: only with -vv
 
 
 for command in (devices, probe, train, eval_cmd, apply, log_cmd, report, serve, farm_command, serve_bench):

@@ -14,11 +14,13 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
+from hwloop.cli.console import StderrHandler, interrupted_message
 from hwloop.errors import HwloopError, UsageError
 
 log = logging.getLogger("hwloop")
@@ -58,10 +60,14 @@ class HwloopGroup(click.Group):
         try:
             return super().invoke(ctx)
         except HwloopError as exc:
-            click.echo(f"hwloop: error: {exc}", err=True)
+            click.echo(f"hwloop: error: {exc.cli_message()}", err=True)
             ctx.exit(exc.exit_code)
-        except KeyboardInterrupt:
-            click.echo("hwloop: interrupted", err=True)
+        except BrokenPipeError:  # `hwloop devices | head`: the reader left; nothing to say
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            ctx.exit(1)
+        except KeyboardInterrupt as exc:
+            click.echo(interrupted_message(exc), err=True)
             ctx.exit(130)
         except OSError as exc:
             click.echo(f"hwloop: error: {exc}", err=True)
@@ -87,7 +93,30 @@ def _load_config(ctx: click.Context, _param: click.Parameter, value: str | None)
     if unknown and isinstance(section, dict) and section:
         raise click.BadParameter(f"unknown option(s) for {name}: {', '.join(unknown)}")
     ctx.default_map = {**(ctx.default_map or {}), **{k: v for k, v in flat.items() if k in known}}
+    ctx.meta[CONFIG_META] = value
     return value
+
+
+CONFIG_META = "hwloop.config_file"
+
+
+def given_options(ctx: click.Context, names: Iterable[str]) -> dict[str, str]:
+    """The options of ``names`` the user gave, each with where: "given on the command line",
+    "given in HWLOOP_TRAIN_GAIN", "given in config file c.toml" (a config file's values reach
+    click as its default map); options left at their defaults are absent."""
+    params = {p.name: p for p in ctx.command.params}
+    found: dict[str, str] = {}
+    for name in names:
+        source = ctx.get_parameter_source(name)
+        if source == ParameterSource.COMMANDLINE:
+            found[name] = "given on the command line"
+        elif source == ParameterSource.ENVIRONMENT:
+            param = params.get(name)
+            envvar = getattr(param, "envvar", None) or f"{ctx.auto_envvar_prefix}_{name.upper()}"
+            found[name] = f"given in {envvar if isinstance(envvar, str) else ' or '.join(envvar)}"
+        elif source == ParameterSource.DEFAULT_MAP:
+            found[name] = f"given in config file {ctx.meta.get(CONFIG_META, '(--config)')}"
+    return found
 
 
 def config_option(f: Callable) -> Callable:
@@ -123,36 +152,11 @@ def emit_json(obj: dict) -> None:
 
 def setup_logging(verbose: int) -> None:
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    handler = logging.StreamHandler(sys.stderr)
+    handler = StderrHandler()  # follows sys.stderr: above a live progress display, past hidden native logs
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger("hwloop")
     root.handlers[:] = [handler]
     root.setLevel(level)
-
-
-def _quiet_tensorflow(verbose: int) -> None:
-    """Import TensorFlow with its C++ start-up chatter (oneDNN, CUDA probes)
-    kept off stderr; those lines are printed before any log level applies."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    if verbose or "tensorflow" in sys.modules:
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
-        import tensorflow  # noqa: F401
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-def needs_tensorflow() -> None:
-    """Import TensorFlow quietly (once), honouring -v."""
-    ctx = click.get_current_context()
-    _quiet_tensorflow((ctx.find_root().obj or {}).get("verbose", 0))
 
 
 def load_npy(path: str, what: str) -> Any:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import click
 
-from hwloop.cli.common import config_option, emit_json, json_option, needs_tensorflow, run_option
+from hwloop.cli.checks import check_trained_run
+from hwloop.cli.common import config_option, emit_json, json_option, run_option
+from hwloop.cli.display import Display
 
 FORMATS = ("c", "tflite", "coeffs")
 
@@ -49,10 +54,17 @@ def export_cmd(
     """Export a run's inverse as fixed-point C, TFLite or GMP coefficients into --out."""
     if io_bits is not None and fmt != "c":
         raise click.BadParameter("--io-bits applies to --format c only", param_hint="--io-bits")
-    needs_tensorflow()
+    check_trained_run(run_dir)  # before TensorFlow
     from hwloop.export.build import export_run
 
-    manifest = export_run(run_dir, fmt, out, bits=bits, io_bits=io_bits, prefix=prefix, force=force)
+    created = not Path(out).exists()
+    try:
+        with Display.open("export"):
+            manifest = export_run(run_dir, fmt, out, bits=bits, io_bits=io_bits, prefix=prefix, force=force)
+    except BaseException:
+        if created and Path(out).is_dir():  # a refused or failed export leaves nothing behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     summary = {
         "run_dir": run_dir,
         "out": out,

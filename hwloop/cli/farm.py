@@ -15,7 +15,12 @@ from typing import Any
 
 import click
 
+from hwloop import progress
+from hwloop.cli.checks import check_device_uri, resume_command
+from hwloop.cli.common import given_options
+from hwloop.cli.display import Display, quiet_option
 from hwloop.cli.train import options_from, plan_options, run_options
+from hwloop.config import quick, quick_plan
 from hwloop.errors import UsageError
 from hwloop.rundir import option_fields
 
@@ -90,6 +95,7 @@ def summary_table(farm: dict) -> str:
     help="CPUs Ray books per unit's run (fractions let several latency-bound runs share a core).",
 )
 @click.option("--resume", is_flag=True, help="Finish the farm in --out: ok units are kept, others resume.")
+@quiet_option
 @click.option("--json", "as_json", is_flag=True, help="Print farm.json as one JSON object on stdout.")
 def farm_command(
     devices: tuple[str, ...],
@@ -98,6 +104,7 @@ def farm_command(
     ray_address: str | None,
     unit_cpus: float,
     resume: bool,
+    quiet: bool,
     as_json: bool,
     **train_values: Any,
 ) -> None:
@@ -108,10 +115,12 @@ def farm_command(
     from hwloop.farm.units import UnitSpec, parse_devices_file
 
     ctx = click.get_current_context()
-    import_ray()  # without Ray: one line saying how to install it
     specs: list[UnitSpec] = [UnitSpec(d) for d in devices]
     if devices_file:
         specs += parse_devices_file(devices_file)
+    for spec in specs:  # scheme and parameters, before Ray starts; opening is each unit's own
+        check_device_uri(spec.uri)
+    import_ray()  # without Ray: one line saying how to install it
     if resume:
         given = [n for n in TRAIN_OPTIONS if ctx.get_parameter_source(n) == ParameterSource.COMMANDLINE]
         if specs or given:
@@ -121,25 +130,44 @@ def farm_command(
     else:
         if not specs:
             raise UsageError("give at least one --device URI or a --devices-file")
-        plan = dataclasses.asdict(options_from(train_values))  # a mask file read, --hold parsed, checked
+        opts = options_from(train_values)  # a mask file read, --hold parsed, checked
+        from hwloop.run import check_request
+
+        given = given_options(ctx, TRAIN_OPTIONS)  # an option that would not act on any unit: refused
+        check_request(opts, train_values["strategy"], offline=False, given=given)
+        plan = dataclasses.asdict(opts)
         fixed = {k: train_values[k] for k in ("strategy", "queries", "seed")}
         options = {k: v for k, v in {**fixed, **plan}.items() if v is not None}
+        if quick():  # HWLOOP_DOCS_QUICK: capped here, so workers need not see the environment
+            from hwloop.rundir import TrainOptions
+
+            q, opts, _ = quick_plan(options["queries"], TrainOptions(**plan), None)
+            capped = {**fixed, "queries": q, **dataclasses.asdict(opts)}
+            options = {k: v for k, v in capped.items() if v is not None}
 
     from hwloop.farm.api import run_farm
 
     def done(entry: dict) -> None:
         click.echo(unit_line(entry), err=True)
+        progress.count("units", 1, unit="done")
 
-    with contextlib.redirect_stdout(sys.stderr):  # Ray prints its raylets' warnings on stdout
-        result = run_farm(
-            specs,
-            out=out,
-            ray_address=ray_address,
-            resume=resume,
-            unit_cpus=unit_cpus,
-            on_unit_done=done,
-            **options,
-        )
+    with Display.open("farm", quiet), contextlib.redirect_stdout(sys.stderr):  # Ray warns on stdout
+        if specs:
+            progress.expect("units", len(specs), unit="done")
+        try:
+            result = run_farm(
+                specs,
+                out=out,
+                ray_address=ray_address,
+                resume=resume,
+                unit_cpus=unit_cpus,
+                on_unit_done=done,
+                **options,
+            )
+        except KeyboardInterrupt as exc:
+            exc.kept = f"every unit's answers so far are in its query log under {out}"  # type: ignore[attr-defined]
+            exc.resume_command = resume_command("farm", out, ray_address=ray_address)  # type: ignore[attr-defined]
+            raise
     data = result.to_dict()
     if as_json:
         click.echo(json.dumps(data, default=str))

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
+from hwloop.cli.checks import check_device_uri, check_trained_run
 from hwloop.cli.common import (
     config_option,
     device_option,
     emit_json,
     json_option,
     load_npy,
-    needs_tensorflow,
     run_option,
 )
 from hwloop.errors import UsageError
@@ -23,32 +24,74 @@ from hwloop.errors import UsageError
 @config_option
 @json_option
 def devices(as_json: bool) -> None:
-    """List device schemes, simulators and detected serial ports."""
+    """List device schemes, simulators with their parameters, and detected serial ports (on stdout)."""
     from hwloop.registry import device_schemes
 
     schemes = device_schemes()
-    listed: list[dict[str, str]] = []
+    listed: list[dict[str, Any]] = []
+    seen: set[int] = set()
     for scheme, ep in sorted(schemes.items()):
         try:
             factory = ep.load()
         except Exception as exc:  # a broken plugin is reported, not fatal
             listed.append({"uri": f"{scheme}:", "description": f"(cannot load: {exc})"})
             continue
+        if id(factory) in seen:  # one factory behind several schemes describes them all once
+            continue
+        seen.add(id(factory))
         describe = getattr(factory, "describe", None)
-        if callable(describe):
-            listed += [{"uri": u, "description": d} for u, d in describe()]
-        else:
-            listed.append({"uri": f"{scheme}:", "description": ep.value})
+        entries = describe() if callable(describe) else [(f"{scheme}:", ep.value)]
+        for uri, line in entries:
+            item: dict[str, Any] = {"uri": uri, "description": line, "group": scheme}
+            params = _parameters(factory, uri)
+            if params:
+                item["parameters"] = params
+            listed.append(item)
     ports = _serial_ports()
     if as_json:
-        emit_json({"schemes": sorted(schemes), "devices": listed, "serial_ports": ports})
+        shown = [{k: v for k, v in item.items() if k != "group"} for item in listed]
+        emit_json({"schemes": sorted(schemes), "devices": shown, "serial_ports": ports})
         return
-    click.echo("Devices:", err=True)
-    for item in listed:
-        click.echo(f"  {item['uri']:<22} {item['description']}", err=True)
-    click.echo("Serial ports:" if ports else "Serial ports: none detected", err=True)
+    click.echo(_device_listing(listed))
+    click.echo("Serial ports:" if ports else "Serial ports: none detected")
     for p in ports:
-        click.echo(f"  {p['device']:<22} {p['description']}", err=True)
+        click.echo(f"  {p['device']:<22} {p['description']}")
+
+
+def _parameters(factory: Any, uri: str) -> dict[str, Any]:
+    """A URI's parameters and defaults, where its scheme's factory can say (``parameters(uri)``)."""
+    get = getattr(factory, "parameters", None)
+    if not callable(get):
+        return {}
+    try:
+        return {k: p.default for k, p in get(uri).items()}
+    except Exception:  # a listing never fails on one entry
+        return {}
+
+
+def _device_listing(listed: list[dict[str, Any]]) -> str:
+    """Devices, one a line, each followed by its own parameters; parameters every device of a
+    scheme shares (same default) are said once, at the top."""
+    by_scheme: dict[str, list[dict[str, Any]]] = {}
+    for item in listed:
+        by_scheme.setdefault(item.get("group") or item["uri"].split(":")[0], []).append(item)
+    lines = ["Devices (URI, what it is; parameters: name=default):"]
+    for items in by_scheme.values():
+        params = [i.get("parameters") or {} for i in items]
+        shared = {k: v for k, v in params[0].items() if all(p.get(k, object()) == v for p in params)}
+        if len(items) > 1 and shared:
+            label = "/".join(dict.fromkeys(i["uri"].split(":")[0] for i in items))
+            lines.append(f"  every {label}: URI takes " + _params_text(shared))
+        for item, own in zip(items, params, strict=True):
+            lines.append(f"  {item['uri']:<22} {item['description']}")
+            rest = own if len(items) == 1 else {k: v for k, v in own.items() if k not in shared}
+            if rest:
+                lines.append(" " * 25 + _params_text(rest))
+    return "\n".join(lines)
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={v:.6g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
 
 def _serial_ports() -> list[dict[str, str]]:
@@ -75,7 +118,8 @@ def _serial_ports() -> list[dict[str, str]]:
 @click.option("--seed", default=0, show_default=True, type=int)
 @json_option
 def probe(device: str, points: int, repeats: int, seed: int, as_json: bool) -> None:
-    """Show a device's info, a sweep of each input and a noise estimate."""
+    """Show a device's info, a sweep of each input and a noise estimate (on stdout)."""
+    check_device_uri(device)
     from hwloop.evaluate import probe_device
     from hwloop.registry import open_device
 
@@ -90,17 +134,16 @@ def probe(device: str, points: int, repeats: int, seed: int, as_json: bool) -> N
     info = report["info"]
     click.echo(
         f"{info['name']}: {info['in_dim']} in -> {info['out_dim']} out, max_batch {info['max_batch']}, "
-        f"safe range {info['low']} .. {info['high']}{', stateful' if info['stateful'] else ''}",
-        err=True,
+        f"safe range {info['low']} .. {info['high']}{', stateful' if info['stateful'] else ''}"
     )
     for sweep in report["sweeps"]:
-        click.echo(f"sweep of input {sweep['input']}:", err=True)
+        click.echo(f"sweep of input {sweep['input']}:")
         for xv, yv in zip(sweep["x"], sweep["y"], strict=True):
-            click.echo(f"  {xv:+.4f} -> {', '.join(f'{v:+.5f}' for v in yv)}", err=True)
-    click.echo(f"noise std per output: {', '.join(f'{v:.3g}' for v in report['noise_std'])}", err=True)
+            click.echo(f"  {xv:+.4f} -> {', '.join(f'{v:+.5f}' for v in yv)}")
+    click.echo(f"noise std per output: {', '.join(f'{v:.3g}' for v in report['noise_std'])}")
     for key, value in report.items():  # what the device itself measured (probe_report)
         if key not in ("info", "sweeps", "noise_std"):
-            click.echo(f"{key}: {value}", err=True)
+            click.echo(f"{key}: {value}")
 
 
 TRAIN_PLAN_OPTIONS = (
@@ -140,8 +183,8 @@ def apply(run_dir: str, in_path: str, out_path: str) -> None:
 
     from hwloop.inverses.store import load_inverse
 
+    check_trained_run(run_dir)  # before TensorFlow, as the targets file is
     targets = load_npy(in_path, "targets file")
-    needs_tensorflow()
     inverse = load_inverse(run_dir)
     x = inverse.apply(targets)
     np.save(out_path, x)
@@ -184,7 +227,7 @@ def log_cmd(run_dir: str, export: str, kind: str) -> None:
     "--out", type=click.Path(dir_okay=False), default=None, help="PNG path [default: RUN/report.png]."
 )
 def report(run_dir: str, out: str | None) -> None:
-    """Draw a run's report.png (transfer, closed loop, error, training curves) from its directory."""
+    """Draw a run's report.png (transfer, closed loop, error, fits, rounds; I/Q: AM/AM, AM/PM, spectrum)."""
     from hwloop.report.figure import write_report
 
     click.echo(f"wrote {write_report(run_dir, out=out)}", err=True)
@@ -255,6 +298,7 @@ def serve(
 
     if use_pty == (listen is not None):
         raise UsageError("serve needs exactly one of --pty or --listen tcp://HOST:PORT")
+    check_device_uri(device)
     faults = FaultConfig(
         drop=drop, garble=garble, duplicate=duplicate, reboot_after=reboot_after, baud=baud, seed=fault_seed
     )

@@ -8,7 +8,6 @@ with what its config.toml recorded.
 from __future__ import annotations
 
 import dataclasses
-import sys
 import time
 import types
 import typing
@@ -16,23 +15,26 @@ from collections.abc import Callable
 from typing import Any
 
 import click
-from click.core import ParameterSource
 
+from hwloop import progress
+from hwloop.cli.checks import check_device_uri, check_exists, check_trained_run, resume_command
 from hwloop.cli.common import (
     config_option,
     device_option,
     emit_json,
     fmt_db,
+    given_options,
     json_option,
     load_npy,
-    needs_tensorflow,
     run_option,
 )
+from hwloop.cli.display import Display, quiet_option
+from hwloop.cli.summary import run_summary as _summary
+from hwloop.cli.summary import signal_summary
+from hwloop.config import quick_cap
 from hwloop.errors import UsageError
 from hwloop.rundir import DEFAULT_QUERIES, TrainOptions, option_fields
-from hwloop.strategies.registry import STRATEGIES, USER_CHOICES
-
-GIVEN_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+from hwloop.strategies.registry import STRATEGIES, USER_CHOICES, check_eval_options
 
 
 def _click_type(f: dataclasses.Field) -> Any:
@@ -44,7 +46,11 @@ def _click_type(f: dataclasses.Field) -> Any:
     if base is int:
         return click.IntRange(meta.get("min"), meta.get("max"))
     if base is float:
-        return click.FloatRange(min=meta.get("min_open"), min_open="min_open" in meta)
+        low = meta.get("min_open", meta.get("min"))
+        high = meta.get("max_open", meta.get("max"))
+        if low is None and high is None:
+            return click.FLOAT  # no range to show (a FloatRange without bounds reads "x<=None")
+        return click.FloatRange(low, high, min_open="min_open" in meta, max_open="max_open" in meta)
     return str
 
 
@@ -143,6 +149,7 @@ def run_options(f: Callable) -> Callable:
     help="Write training scalars (fit loss, queries) as TensorBoard logs to this directory.",
 )
 @click.option("--print-config", is_flag=True, help="Print the effective settings as TOML and exit.")
+@quiet_option
 @json_option
 def train(**values: Any) -> None:
     """Train an inverse of DEVICE and save it in a run directory."""
@@ -154,7 +161,7 @@ def train(**values: Any) -> None:
         shown = {
             k: v
             for k, v in values.items()
-            if v is not None and k not in ("print_config", "as_json", "resume")
+            if v is not None and k not in ("print_config", "as_json", "resume", "quiet")
         }
         click.echo(dumps_toml({"train": shown}), nl=False)
         return
@@ -163,27 +170,36 @@ def train(**values: Any) -> None:
         raise UsageError("--resume needs the run directory: --out DIR")
     if device is None and not (opts.from_log or opts.from_data) and not resume:
         raise UsageError("give --device URI (or --from-log/--from-data to train without a device)")
-    given = {
-        name: (getattr(opts, name) if hasattr(opts, name) else values[name])
-        for name in ("strategy", "queries", "seed", *(f.name for f in option_fields()))
-        if ctx.get_parameter_source(name) in GIVEN_SOURCES
-    }
-    needs_tensorflow()
+    check_device_uri(device)  # before TensorFlow: a bad URI is refused at once
+    given_from = given_options(ctx, ("strategy", "queries", "seed", *(f.name for f in option_fields())))
+    given = {name: (getattr(opts, name) if hasattr(opts, name) else values[name]) for name in given_from}
+    board = _TensorBoard(values["tensorboard"]) if values["tensorboard"] else None
     from hwloop.run import train as run_train
 
-    with _Progress(values["queries"], values["tensorboard"]) as bar:
-        result = run_train(
-            device,
-            strategy=values["strategy"],
-            queries=values["queries"],
-            seed=values["seed"],
-            run_dir=out,
-            options=opts,
-            progress=bar.on_query,
-            on_fit_step=bar.on_fit_step,
-            resume=resume,
-            given=given,
-        )
+    with Display.open("train", values["quiet"]) as shown:
+        try:
+            result = run_train(
+                device,
+                strategy=values["strategy"],
+                queries=values["queries"],
+                seed=values["seed"],
+                run_dir=out,
+                options=opts,
+                progress=board.on_query if board else None,
+                on_fit_step=board.fanout(shown.on_fit_step) if board else shown.on_fit_step,
+                resume=resume,
+                given=given,
+                given_from=given_from,
+            )
+        except KeyboardInterrupt as exc:
+            run_dir = getattr(exc, "run_dir", None) or out
+            if run_dir is not None:
+                exc.kept = f"every answer so far is in {run_dir}/queries.sqlite"  # type: ignore[attr-defined]
+                exc.resume_command = resume_command("train", run_dir, device=device)  # type: ignore[attr-defined]
+            raise
+        finally:
+            if board is not None:
+                board.close()
     m = {k: v for k, v in result.metrics.items() if k != "train_curve"}
     if values["as_json"]:
         emit_json(m)
@@ -191,61 +207,41 @@ def train(**values: Any) -> None:
     click.echo(_summary(m), err=True)
 
 
-def _summary(m: dict) -> str:
-    return (
-        f"{m['strategy']} on {m['device']}: closed-loop NMSE {fmt_db(m['closed_loop_nmse_db'])}, "
-        f"noise floor {fmt_db(m['noise_floor_db'])}, {m['queries_used']} training + "
-        f"{m['eval_queries']} evaluation queries, {m['wall_s']:.1f} s -> {m['run_dir']}"
-    )
+class _TensorBoard:
+    """Training scalars (fit loss, queries per kind) as TensorBoard summaries, for --tensorboard.
 
+    TensorFlow is imported at the first scalar, after the run has checked its
+    inputs and opened the device."""
 
-class _Progress:
-    """tqdm bar for training queries with the fit loss as a postfix (stderr, TTY only),
-    and, with ``tensorboard``, the same scalars as TensorBoard summaries."""
+    def __init__(self, logdir: str) -> None:
+        import importlib.util
 
-    def __init__(self, total: int, tensorboard: str | None = None) -> None:
-        from tqdm import tqdm
-
-        self.bar = tqdm(
-            total=total, unit="q", desc="train queries", file=sys.stderr, disable=None, leave=False
-        )
-        self.writer = None
+        if importlib.util.find_spec("tensorboard") is None:  # tf.summary needs it
+            raise UsageError("--tensorboard needs TensorBoard: pip install 'hwloop[tensorboard]'")
+        self.logdir = logdir
+        self.writer: Any = None
         self.fit_step = 0  # across fits: the curve of the whole run
-        if tensorboard:
-            import tensorflow as tf
-
-            try:
-                import tensorboard as _tb  # noqa: F401 - tf.summary needs it
-            except ImportError:
-                raise UsageError(
-                    "--tensorboard needs TensorBoard: pip install 'hwloop[tensorboard]'"
-                ) from None
-            self.writer = tf.summary.create_file_writer(tensorboard)
 
     def _scalar(self, name: str, value: float, step: int) -> None:
-        if self.writer is not None:
-            import tensorflow as tf
+        import tensorflow as tf
 
-            with self.writer.as_default():
-                tf.summary.scalar(name, value, step=step)
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(self.logdir)
+        with self.writer.as_default():
+            tf.summary.scalar(name, value, step=step)
 
     def on_query(self, kind: str, n: int, used: int) -> None:
-        if kind == "train":
-            self.bar.update(n)
-        else:
-            self.bar.set_postfix_str(f"evaluating: {used} {kind} queries")
         self._scalar(f"queries/{kind}", used, self.fit_step)
 
-    def on_fit_step(self, step: int, loss: float) -> None:
-        self.bar.set_postfix_str(f"fit step {step} loss {loss:.2e}")
-        self.fit_step += 100
-        self._scalar("fit/loss", loss, self.fit_step)
+    def fanout(self, shown: Callable[[int, float], None]) -> Callable[[int, float], None]:
+        def on_fit_step(step: int, loss: float) -> None:
+            shown(step, loss)
+            self.fit_step += 100
+            self._scalar("fit/loss", loss, self.fit_step)
 
-    def __enter__(self) -> _Progress:
-        return self
+        return on_fit_step
 
-    def __exit__(self, *exc: object) -> None:
-        self.bar.close()
+    def close(self) -> None:
         if self.writer is not None:
             self.writer.flush()
             self.writer.close()
@@ -263,6 +259,7 @@ class _Progress:
     default=None,
     help="An export of the run (hwloop export): measured the same way, reported beside it as exported_*.",
 )
+@quiet_option
 @json_option
 def eval_cmd(
     run_dir: str,
@@ -276,31 +273,44 @@ def eval_cmd(
     bw: float,
     seed: int,
     exported: str | None,
+    quiet: bool,
     as_json: bool,
 ) -> None:
     """Measure a trained inverse's closed-loop error on a device; with --signal, ACPR, EVM and NMSE."""
-    needs_tensorflow()
+    given = given_options(click.get_current_context(), EVAL_SETTINGS)
+    check_eval_options(given, signal=signal is not None)  # an option that would not act: refused
+    TrainOptions(eval_queries=eval_queries, eval_targets=eval_targets)  # the plan's own checks
+    fill = signal is None and eval_targets is None  # HWLOOP_DOCS_QUICK: the budget capped
+    eval_queries = quick_cap("eval_queries", eval_queries, fill=fill)
+    eval_targets = quick_cap("eval_targets", eval_targets)
+    check_device_uri(device)  # everything that needs no TensorFlow, first
+    check_trained_run(run_dir)
+    check_exists(exported, "export")
+    from hwloop.dpd.signals import load_signal, resolve_fs
     from hwloop.evaluate import EvalBudget, evaluate
-    from hwloop.inverses.store import load_inverse
     from hwloop.metered import MeteredDevice
     from hwloop.metrics import db_or_none
     from hwloop.registry import open_device
     from hwloop.rundir import RunDir
 
-    TrainOptions(eval_queries=eval_queries, eval_targets=eval_targets)  # the plan's own checks
     t0 = time.perf_counter()
+    recorded = RunDir(run_dir).read_metrics() or {}
+    budget = EvalBudget.for_run(
+        int(recorded.get("queries_used") or 4000), eval_queries, noise_repeats, eval_targets
+    )
+    fs = resolve_fs(fs, signal)  # the signal's own sample rate unless --fs is given
+    if signal is not None:
+        load_signal(signal)  # a bad signal is refused before TensorFlow, too
+    click.get_current_context().with_resource(Display.open("eval", quiet))
+    if signal is None:
+        progress.expect("evaluate", budget.queries + 2 * budget.noise_repeats, unit="queries")
+    from hwloop.inverses.store import load_inverse
+
     inverse = load_inverse(run_dir)
     if exported is not None:
         from hwloop.export.loaded import evaluate_exported, load_exported
 
         exp_inv = load_exported(exported, inverse)
-    recorded = RunDir(run_dir).read_metrics() or {}
-    budget = EvalBudget.for_run(
-        int(recorded.get("queries_used") or 4000), eval_queries, noise_repeats, eval_targets
-    )
-    from hwloop.dpd.signals import resolve_fs
-
-    fs = resolve_fs(fs, signal)  # the signal's own sample rate unless --fs is given
     dev = open_device(device)
     try:
         if (dev.info.in_dim, dev.info.out_dim) != (inverse.in_dim, inverse.out_dim):
@@ -332,7 +342,7 @@ def eval_cmd(
     m = {
         "device": device,
         "run_dir": run_dir,
-        **{k: db_or_none(v) if k.endswith("_db") else v for k, v in ev.scores.items()},
+        **{k: db_or_none(v) if k.endswith("_db") and v is not None else v for k, v in ev.scores.items()},
         "eval_queries": metered.used["eval"] + metered.used["noise"],
         "wall_s": round(time.perf_counter() - t0, 3),
     }
@@ -344,10 +354,15 @@ def eval_cmd(
     if as_json:
         emit_json(m)
         return
-    click.echo(
-        f"{device}: closed-loop NMSE {fmt_db(m['closed_loop_nmse_db'])}, "
-        f"noise floor {fmt_db(m['noise_floor_db'])} ({m['eval_queries']} queries)",
-        err=True,
-    )
+    if signal is not None:
+        click.echo(f"{device}: {signal_summary(m)}, {m['eval_queries']} queries", err=True)
+        if m.get("evm_demod_note"):
+            click.echo(f"hwloop: EVM by demodulation {m['evm_demod_note']}", err=True)
+    else:
+        click.echo(
+            f"{device}: closed-loop NMSE {fmt_db(m['closed_loop_nmse_db'])}, "
+            f"noise floor {fmt_db(m['noise_floor_db'])} ({m['eval_queries']} queries)",
+            err=True,
+        )
     if exported is not None:
         click.echo(f"{m['exported']}: closed-loop NMSE {fmt_db(m['exported_closed_loop_nmse_db'])}", err=True)

@@ -8,6 +8,8 @@ import numpy as np
 
 from hwloop.errors import ShapeError
 
+RMS_FILL = 0.8  # with an RMS limit, the sampling disc's expected RMS as a fraction of the limit
+
 
 @dataclass(frozen=True)
 class IQEnvelope:
@@ -69,17 +71,31 @@ class IQEnvelope:
         return arr, int(over.sum())
 
     def sample(self, rng: np.random.Generator, x: np.ndarray) -> np.ndarray:
-        """Replace the paired columns of ``x`` by points uniform over the disc |x| <= peak,
-        then scale the batch to the RMS limit if it is above it."""
+        """Replace the paired columns of ``x`` by points uniform over the sampling disc (`place`)."""
         return self.place(x, rng.uniform(0.0, 1.0, (np.shape(x)[0], 2 * len(self.pairs))))
 
+    @property
+    def radius(self) -> float:
+        """The disc `place` draws on: the peak's, or with an RMS limit one whose expected RMS is
+        `RMS_FILL` of the limit (uniform on a disc of radius R: RMS = R / sqrt 2)."""
+        if self.rms is None:
+            return self.peak
+        return min(self.peak, RMS_FILL * np.sqrt(2.0) * self.rms)
+
     def place(self, x: np.ndarray, u: np.ndarray) -> np.ndarray:
-        """`sample` from given uniforms u (n, 2 per pair), row by row: the first rows of a larger
-        draw are the rows of a smaller one."""
+        """`sample` from given uniforms u (n, 2 per pair), row by row: each row depends on its own
+        uniforms only, so the first rows of a larger draw are the rows of a smaller one, and two
+        draws in a row are one draw of their total.
+
+        With an RMS limit the disc is `radius`'s, so a batch's RMS is about `RMS_FILL` of the
+        limit; a batch above the limit by chance (one row alone, one time in five; 16 rows,
+        measured 1.5e-5 of draws) is scaled down to it as a whole, and only such a batch's rows
+        differ from a larger draw's.
+        """
         arr = np.array(x, np.float32)
         n = arr.shape[0]
         for k, (i, q) in enumerate(self.pairs):
-            r = self.peak * np.sqrt(u[:, 2 * k])
+            r = self.radius * np.sqrt(u[:, 2 * k])
             phi = np.pi * (2.0 * u[:, 2 * k + 1] - 1.0)
             arr[:, i], arr[:, q] = r * np.cos(phi), r * np.sin(phi)
         arr, _ = self.clip(arr)  # the float32 rounding of r = peak

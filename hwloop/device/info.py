@@ -70,7 +70,8 @@ class DeviceInfo:
 
         Per axis over [low, high]; with an envelope, each complex pair
         uniformly over its disc (within the box), the batch kept under the
-        RMS limit.
+        RMS limit (`IQEnvelope.place`: row by row, so n rows are the first n
+        of a larger draw).
         """
         if self.envelope is None:
             return rng.uniform(self.low_array, self.high_array, size=(n, self.in_dim)).astype(np.float32)

@@ -3,10 +3,12 @@
 Owns signals (OFDM generation, I/Q files, datasets, their sample rates),
 the field's metrics (ACPR, ACLR, EVM, NMSE; EVM by demodulation in demod),
 the generalised memory polynomial and its conditioned least squares
-(fitting), direct learning through a surrogate's Jacobian, crest factor
-reduction (cfr), a run's signal path (path) and the report's I/Q panels.
+(fitting), indirect learning (ila) and its time alignment (align), direct
+learning through a surrogate's Jacobian (direct), judging and keeping rounds
+by the field's figures (judge), crest factor reduction (cfr) and a run's
+signal path (path); the report draws its I/Q panels (`hwloop.report.iq`).
 
 May import: hwloop.errors, hwloop.metrics (the one rule for noisy scores),
-numpy, scipy (matplotlib inside the panels).
+numpy, scipy.
 Never imports Keras, strategies, the meter, the run or the CLI.
 """

@@ -38,10 +38,11 @@ import numpy as np
 
 from hwloop.dpd.fitting import RIDGES, Normal, RidgeFit, ridge_fit, row_split
 from hwloop.dpd.gmp import GMP, GMPConfig, GMPInverse, Stretch, features, peak_limit
+from hwloop.dpd.judge import Judgement, contenders, judge, keep_round
 from hwloop.dpd.metrics import acpr_db, nmse_db
+from hwloop.dpd.readings import OwnACPR
 from hwloop.dpd.signals import cplx, iq
 from hwloop.errors import ShapeError, UsageError
-from hwloop.metrics import keep_index, nmse_uncertainty_db, tied
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +52,7 @@ LM_DAMPING = tuple(10.0 ** np.arange(-8.0, 1.5, 0.5))  # Levenberg-Marquardt dam
 GAIN_FLOOR = 0.05  # the drive gain is bounded where |u| >= 5 % of the peak target
 GAIN_BOUND = 1.5  # ... to this many times the warm start's largest drive gain
 OOB_WEIGHT = 1.0  # out-of-band error weight in steps and judge (1: plain NMSE; 10 lost 1.6 dB ACPR on pa_gmp)
-SPLIT = (3, 1, 1)  # row blocks: step fit, damping choice, judge (the score of a round)
+SPLIT = (3, 1)  # row blocks outside the judged window: step fit, damping choice
 
 
 def gmp_jacobian(model: GMP, z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -105,16 +106,6 @@ def _real_system(phi: np.ndarray, alpha: np.ndarray, beta: np.ndarray) -> np.nda
     """J (phi dc) as a real matrix on [Re dc, Im dc]: J is real-linear, not complex-linear, so
     J(phi (a + i b)) = J(phi) a + J(i phi) b for real a, b."""
     return np.concatenate([jacobian_times(alpha, beta, phi), jacobian_times(alpha, beta, 1j * phi)], axis=1)
-
-
-def gauss_newton_step(phi: np.ndarray, alpha: np.ndarray, beta: np.ndarray, e: np.ndarray) -> np.ndarray:
-    """Complex coefficient step dc minimising |J (phi dc) - e|^2 (real and imaginary parts free)."""
-    if phi.shape[0] != e.shape[0]:
-        raise ShapeError(f"basis has {phi.shape[0]} rows, residual {e.shape[0]}")
-    a = _real_system(phi, alpha, beta)
-    sol, *_ = np.linalg.lstsq(np.vstack([a.real, a.imag]), np.concatenate([e.real, e.imag]), rcond=None)
-    p = phi.shape[1]
-    return sol[:p] + 1j * sol[p:]
 
 
 def damped_step(
@@ -174,7 +165,7 @@ class DirectResult:
     shrunk: int = 0  # steps halved to keep inside the gain bound
     damping: list[float] = field(default_factory=list)  # Levenberg-Marquardt damping chosen per step
     surrogate_ridge: float | None = None
-    tied_with_best: list[int] = field(default_factory=list)  # rounds the judge could not tell from the best
+    tied_with_best: list[int] = field(default_factory=list)  # rounds the keep rule could not tell apart
 
 
 def fit_gmp_surrogate(
@@ -190,17 +181,6 @@ def fit_gmp_surrogate(
     return GMP(cfg, rf.coeffs), rf
 
 
-def _score(
-    y: np.ndarray, u: np.ndarray, g: complex, rows: np.ndarray, weight: np.ndarray | None
-) -> tuple[float, float]:
-    """(NMSE dB, its standard error dB) of the answer y against G u on ``rows``, the error weighted
-    by W (`band_weight`) as the step's least squares weighs it."""
-    err = y / g - u if weight is None else weighted(y / g - u, weight)
-    return nmse_db(u[rows] + err[rows], u[rows], 1.0), nmse_uncertainty_db(
-        iq(u[rows] + err[rows]), iq(u[rows])
-    )
-
-
 def direct_learning(
     query_sequence: Callable[[np.ndarray], np.ndarray],
     u: np.ndarray | Stretch,
@@ -214,21 +194,25 @@ def direct_learning(
     fs: float = 800e6,
     bw: float = 200e6,
     oob_weight: float | None = None,
+    first_round: int = 0,
 ) -> DirectResult:
     """Refine the predistorter ``start`` for the target u (n, 2) or `Stretch`, in target units.
 
     ``measurements`` rounds each drive the reset amplifier with the current
     predistorter on the stretch; between rounds a damped Gauss-Newton
     (Levenberg-Marquardt) step through the surrogate moves the coefficients.
-    The stretch's rows are dealt in blocks to three parts (`SPLIT`): the step
-    is fitted on the first, its damping chosen on the second, and every round
-    is scored on the third, which no step was fitted on. Each step starts from
-    the best-scored round; a round that scored worse halves the step, a
-    better one restores it. A step whose drive gain (`drive_gain`) exceeds
-    `GAIN_BOUND` times the warm start's is halved before it is sent.
-    ``keep="best"`` returns the round `hwloop.metrics.keep_index` keeps with
-    the warm start preferred (a round replaces it only when it scored better
-    by more than the scores' uncertainty); ``keep="last"`` the last one.
+    Every round is judged (`hwloop.dpd.judge.judge`: ACPR, ACLR, EVM, NMSE and
+    their uncertainty) on one window of the stretch that no step is fitted on
+    (`Stretch.judged`); the other rows are dealt in blocks to the step's fit
+    and to choosing its damping (`SPLIT`). Each step starts from the round
+    the keep rule would keep so far (`hwloop.dpd.judge.keep_round`, latest
+    first); a round that does not become it halves the step, one that does
+    restores it. A step whose drive gain (`drive_gain`) exceeds `GAIN_BOUND`
+    times the warm start's is halved before it is sent. ``keep="best"``
+    returns the round the keep rule keeps with the warm start preferred (a
+    round replaces it only when its ACPR, or at a tied ACPR its EVM, is better
+    by more than their uncertainty); ``keep="last"`` the last one. Rounds are
+    numbered from ``first_round`` (after the warm start's own rounds).
     """
     if measurements < 1 or keep not in ("best", "last"):
         raise UsageError(f"direct_learning: measurements >= 1 and keep best|last, got {measurements}, {keep}")
@@ -236,7 +220,11 @@ def direct_learning(
     uc = stretch.u
     g, peak, cfg = complex(start.gain), start.peak, start.model.cfg
     phi = stretch.basis(cfg)
-    fit_rows, hold_rows, judge = row_split(len(uc), SPLIT, valid=stretch.rows(cold=True))
+    judged_rows = stretch.judged()
+    own = OwnACPR.of(stretch.signal, fs, bw)
+    usable = stretch.rows(cold=True) & stretch.tails(cfg.future)
+    usable[judged_rows] = False
+    fit_rows, hold_rows = row_split(len(uc), SPLIT, valid=usable)
     oob = OOB_WEIGHT if oob_weight is None else oob_weight
     weight = None if oob == 1 else band_weight(len(uc), fs, bw, oob)
     normal = Normal.empty(len(surrogate_cfg.terms()))  # the surrogate's normal equations, per sequence
@@ -246,7 +234,8 @@ def direct_learning(
     coeffs = start.model.coeffs.copy()
     bound = GAIN_BOUND * drive_gain(peak_limit(phi @ coeffs, peak), uc)
     result = DirectResult(start, 0, gain_bound=round(bound, 4))
-    tried: list[tuple[np.ndarray, tuple[float, float]]] = []
+    tried: list[np.ndarray] = []
+    judged: list[Judgement] = []
     best = 0
     size, sur_ridge = step, None
     for r in range(measurements):
@@ -255,29 +244,29 @@ def direct_learning(
         result.queries += len(x)
         normal.add(features(x, surrogate_cfg), y)
         answers.append(y)
-        sc = _score(y, uc, g, judge, weight)
-        tried.append((coeffs.copy(), sc))
+        judged.append(judge(y[judged_rows] / g, uc[judged_rows], fs=fs, bw=bw, own=own))
+        tried.append(coeffs.copy())
+        steady = stretch.valid
         result.rounds.append(
             {
-                "round": r,
+                "round": first_round + r,
                 "step": round(size, 4) if r else 0.0,
                 "nmse_db": round(nmse_db(y, uc, g), 3),
-                "judge_nmse_db": round(sc[0], 3),
-                "judge_se_db": round(sc[1], 3),
+                "nmse_steady_db": round(nmse_db(y[steady], uc[steady], g), 3),
+                **judged[-1].info(),
                 "acpr_dbc": round(acpr_db(y[stretch.longest()], fs, bw), 3),
                 "clipped": int(np.sum(np.abs(x) >= peak * (1 - 1e-6))),
                 "drive_gain": round(drive_gain(x, uc), 4),
             }
         )
-        if r and sc[0] < tried[best][1][0]:
-            best, size = r, step
-        elif r:
-            size *= 0.5  # the step overshot: a shorter one from the best round
+        if r:  # the next step starts from the round kept so far; one that did not win halves it
+            best = keep_round(judged)
+            size = step if best == r else size * 0.5
         result.rounds[-1]["better_than_best"] = bool(best == r and r > 0)
-        log.info("direct learning round %d: %s", r, result.rounds[-1])
+        log.info("direct learning round %d: %s", first_round + r, result.rounds[-1])
         if r == measurements - 1:
             break
-        base = tried[best][0]
+        base = tried[best]
         x_b, y_b = peak_limit(phi @ base, peak), answers[len(answers) - len(tried) + best]
         rf = normal.solve(RIDGES if sur_ridge is None else (sur_ridge,))
         surrogate, sur_ridge = GMP(surrogate_cfg, rf.coeffs), rf.ridge
@@ -294,9 +283,8 @@ def direct_learning(
             result.shrunk += 1
         else:
             coeffs = base
-    scores = [sc for _, sc in tried]
-    pick = len(tried) - 1 if keep == "last" else keep_index(scores, prefer=[0])
+    pick = len(tried) - 1 if keep == "last" else keep_round(judged, prefer=[0])
     result.kept_round = pick
-    result.tied_with_best = [i for i, sc in enumerate(scores) if tied(sc, scores[best])]
-    result.inverse = GMPInverse(GMP(cfg, tried[pick][0].copy()), peak=peak, gain=g)
+    result.tied_with_best = contenders(judged)
+    result.inverse = GMPInverse(GMP(cfg, tried[pick].copy()), peak=peak, gain=g)
     return result

@@ -13,29 +13,32 @@ least-squares solve finds (`fit_ls`, a fixed small ridge; the predistortion
 fits use `hwloop.dpd.fitting.ridge_fit` instead: scaled columns, the ridge
 chosen on rows held out of the fit). The
 lagging terms catch the envelope memory (thermal, bias network) that aligned
-terms miss. Leading terms need future samples, so a causal, streaming
+terms miss. Leading envelope terms need future samples, so a streaming
 predistorter (`GMPInverse`) refuses them; the basis offers them for offline
 behavioural modelling.
 
-Indirect learning (`indirect_learning`): a postdistorter fitted on the
-amplifier's normalised output y/G -> its input x is copied in front of the
-amplifier as the predistorter; three rounds of drive, measure, refit close
-most of the gap that the first round leaves, because each refit sees the
-amplifier where the predistorter drives it. A round's sequence is a
-`Stretch`: windows spread over the signal, sent back to back after one
-reset, so one fit sees the signal's statistics rather than one stretch of it.
+Leading taps (``lookahead`` L): every delay counts from sample n + L instead
+of n, so the aligned terms reach L samples into the future. An amplifier
+whose linear response delays the signal by a fraction of a sample, or is not
+minimum phase (a zero outside the unit circle), has no causal inverse: its
+post-inverse needs the answer's next samples, and the predistorter copied
+from it the target's. A predistorter with L leading taps streams with a
+latency of L samples (`GMPStream` returns each drive sample once the L
+targets after it have arrived).
+
+A round's sequence is a `Stretch`: windows spread over the signal, sent
+back to back after one reset, so one fit sees the signal's statistics rather
+than one stretch of it. Indirect learning is `hwloop.dpd.ila`, direct
+learning `hwloop.dpd.direct`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from hwloop.dpd.fitting import ridge_fit, row_split
-from hwloop.dpd.metrics import acpr_db, linear_gain, nmse_db
 from hwloop.dpd.signals import cplx, iq
 from hwloop.errors import ShapeError, UsageError
 
@@ -61,12 +64,17 @@ class GMPConfig:
     lag: int = 4  # L, lagging envelope lags l = 1..L
     lead: int = 0  # leading envelope lags (non-causal, offline only)
     even: bool = True  # include even orders (|x| to odd powers)
+    lookahead: int = 0  # leading taps: delays count from n + lookahead (a latency of that many samples)
 
     def __post_init__(self) -> None:
         if self.order < 1 or self.memory < 1:
             raise UsageError(f"GMP order and memory must be >= 1, got {self.order} and {self.memory}")
         if min(self.cross_order, self.cross_memory) < 1 or min(self.lag, self.lead) < 0:
             raise UsageError("GMP cross_order and cross_memory must be >= 1, lag and lead >= 0")
+        if not 0 <= self.lookahead < self.memory:
+            raise UsageError(
+                f"GMP lookahead must be in [0, memory), got {self.lookahead} (memory {self.memory})"
+            )
 
     def orders(self, top: int, start: int = 1) -> list[int]:
         return [k for k in range(start, top + 1) if self.even or k % 2 == 1]
@@ -85,32 +93,46 @@ class GMPConfig:
 
     @property
     def depth(self) -> int:
-        """How many past samples a causal evaluation needs."""
-        return max(k_m_l[1] + max(k_m_l[2], 0) for k_m_l in self.terms())
+        """How many past samples an evaluation needs (before sample n)."""
+        return max(0, max(k_m_l[1] + max(k_m_l[2], 0) for k_m_l in self.terms()) - self.lookahead)
+
+    @property
+    def future(self) -> int:
+        """How many samples after sample n an evaluation needs."""
+        return self.lookahead + self.lead
 
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def with_lookahead(self, lookahead: int) -> GMPConfig:
+        """The same orders and memory with ``lookahead`` leading taps."""
+        return GMPConfig(**{**self.to_dict(), "lookahead": int(lookahead)})
 
-def features(z: np.ndarray, cfg: GMPConfig, history: np.ndarray | None = None) -> np.ndarray:
+
+def features(
+    z: np.ndarray, cfg: GMPConfig, history: np.ndarray | None = None, future: np.ndarray | None = None
+) -> np.ndarray:
     """Complex basis matrix (n, n_terms) of complex samples z (n,).
 
     ``history`` holds the ``cfg.depth`` samples before z (oldest first; zeros,
-    a reset device, if None); leading terms see zeros after the end.
+    a reset device, if None); ``future`` the samples after it that leading
+    taps and leading envelope terms see (up to ``cfg.future``; zeros past what
+    is given: the end of the signal).
     """
     z = np.asarray(z, np.complex128)
     if z.ndim != 1:
         raise ShapeError(f"GMP features need a 1-D complex sequence, got shape {z.shape}")
-    d = cfg.depth
+    d, f = cfg.depth, cfg.future
     past = np.zeros(d, complex) if history is None else np.asarray(history, complex)
     if past.shape != (d,):
         raise ShapeError(f"GMP history must hold {d} samples, got {past.shape}")
-    ext = np.concatenate([past, z, np.zeros(cfg.lead, complex)])
+    ahead = np.zeros(0, complex) if future is None else np.asarray(future, complex)[:f]
+    ext = np.concatenate([past, z, ahead, np.zeros(f - len(ahead), complex)])
     mag = np.abs(ext)
-    n = len(z)
+    n, base = len(z), d + cfg.lookahead  # sample n sits at ext[d + n]; delay m reads ext[base + n - m]
 
     def at(delay: int) -> slice:
-        return slice(d - delay, d - delay + n)
+        return slice(base - delay, base - delay + n)
 
     cols = [ext[at(m)] * (mag[at(m + lag)] ** (k - 1) if k > 1 else 1.0) for k, m, lag in cfg.terms()]
     return np.stack(cols, axis=1)
@@ -153,11 +175,15 @@ class GMP:
         """Least-squares GMP from complex sequence z_in (from a reset) to z_out."""
         return cls(cfg, fit_ls(features(z_in, cfg), np.asarray(z_out, np.complex128), ridge))
 
-    def __call__(self, z: np.ndarray, history: np.ndarray | None = None) -> np.ndarray:
-        return features(z, self.cfg, history) @ self.coeffs
+    def __call__(
+        self, z: np.ndarray, history: np.ndarray | None = None, future: np.ndarray | None = None
+    ) -> np.ndarray:
+        return features(z, self.cfg, history, future) @ self.coeffs
 
     def lift(self, cfg: GMPConfig) -> GMP:
         """The same map in a richer basis: shared terms keep their coefficients, new ones are 0."""
+        if cfg.lookahead != self.cfg.lookahead:
+            raise UsageError(f"GMP.lift: lookahead {self.cfg.lookahead} cannot become {cfg.lookahead}")
         index = {term: i for i, term in enumerate(cfg.terms())}
         c = np.zeros(len(index), complex)
         for coeff, term in zip(self.coeffs, self.cfg.terms(), strict=True):
@@ -219,13 +245,41 @@ class Stretch:
         return ok
 
     def basis(self, cfg: GMPConfig) -> np.ndarray:
+        """The predistorter's basis on each window, its past and (leading taps) its future taken
+        from the signal around the window, as a deployed predistorter sees them."""
         d = cfg.depth
         parts = []
         for a, b in self.windows:
             past = self.signal[max(0, a - d) : a]
             past = np.concatenate([np.zeros(d - len(past), complex), past])
-            parts.append(features(self.signal[a:b], cfg, past))
+            parts.append(features(self.signal[a:b], cfg, past, self.signal[b : b + cfg.future]))
         return np.vstack(parts)
+
+    def tails(self, count: int) -> np.ndarray:
+        """False on the last ``count`` rows of each window: where a post-inverse with ``count``
+        leading taps would read the answer to the next window's first samples."""
+        ok = np.ones(sum(b - a for a, b in self.windows), bool)
+        at = 0
+        for a, b in self.windows:
+            at += b - a
+            if count:
+                ok[max(at - count, at - (b - a)) : at] = False
+        return ok
+
+    def judged(self) -> slice:
+        """The contiguous rows a round is judged on, which no step is fitted on: the last window that
+        does not hold the signal's largest sample, past its guard; with one window, its last quarter."""
+        lengths = [b - a for a, b in self.windows]
+        starts = np.cumsum([0, *lengths])
+        if len(self.windows) == 1:
+            return slice(int(starts[1] - lengths[0] // 4), int(starts[1]))
+        peak = int(np.argmax(np.abs(self.signal)))
+        pick = next(
+            i
+            for i in range(len(self.windows) - 1, -1, -1)
+            if not self.windows[i][0] <= peak < self.windows[i][1]
+        )
+        return slice(int(starts[pick] + min(self.guard, lengths[pick])), int(starts[pick + 1]))
 
     def spans(self) -> list[list[int]]:
         return [[a, b] for a, b in self.windows]
@@ -242,29 +296,49 @@ class Stretch:
 
 
 class GMPStream:
-    """A predistorter run chunk by chunk, its past samples carried between chunks."""
+    """A predistorter run chunk by chunk, its past samples carried between chunks.
+
+    With leading taps (``lookahead`` L) the drive of a sample needs the L
+    targets after it: `send` returns the drive of every sample whose L next
+    targets have arrived (L fewer than sent, in all), `flush` the last L as
+    at the end of a signal. That is the predistorter's latency.
+    """
 
     def __init__(self, inverse: GMPInverse) -> None:
         self.inverse = inverse
-        self.history = np.zeros(inverse.model.cfg.depth, complex)
+        cfg = inverse.model.cfg
+        self.history = np.zeros(cfg.depth, complex)
+        self.pending = np.zeros(0, complex)  # targets received whose drive is not out yet
 
-    def send(self, t: np.ndarray) -> np.ndarray:
-        """Drive (m, 2) for the next m target samples (m, 2)."""
-        z = cplx(t) if len(t) else np.zeros(0, complex)
-        if not len(z):
-            return np.zeros((0, 2), np.float32)
-        out = self.inverse.model(z, self.history)
+    def _run(self, z: np.ndarray, future: np.ndarray) -> np.ndarray:
+        out = self.inverse.model(z, self.history, future)
         d = len(self.history)
         self.history = np.concatenate([self.history, z])[len(z) :] if d else self.history
         return iq(peak_limit(out, self.inverse.peak))
+
+    def send(self, t: np.ndarray) -> np.ndarray:
+        """Drive (m', 2) for the next target samples (m, 2): m' = m without leading taps."""
+        look = self.inverse.model.cfg.lookahead
+        z = np.concatenate([self.pending, cplx(t) if len(t) else np.zeros(0, complex)])
+        ready = max(0, len(z) - look)
+        self.pending = z[ready:]
+        if not ready:
+            return np.zeros((0, 2), np.float32)
+        return self._run(z[:ready], z[ready:])
+
+    def flush(self) -> np.ndarray:
+        """The drive of the last samples sent, the targets after them taken as zero (the end)."""
+        z, self.pending = self.pending, np.zeros(0, complex)
+        return self._run(z, np.zeros(0, complex)) if len(z) else np.zeros((0, 2), np.float32)
 
 
 @dataclass
 class GMPInverse:
     """A causal GMP predistorter: target I/Q sequence (n, 2) -> drive (n, 2), |drive| <= peak.
 
-    ``apply`` starts from a reset (zero past); `stream` carries the past
-    across chunks and gives the same samples.
+    ``apply`` starts from a reset (zero past) and takes the targets after the
+    end as zero; `stream` carries the past across chunks and gives the same
+    samples (``lookahead`` of them later).
     """
 
     model: GMP
@@ -283,117 +357,14 @@ class GMPInverse:
     def stream(self) -> GMPStream:
         return GMPStream(self)
 
+    @property
+    def latency(self) -> int:
+        """Samples a streamed drive lags its target by: the leading taps."""
+        return self.model.cfg.lookahead
+
     def apply(self, t: np.ndarray) -> np.ndarray:
-        return self.stream().send(np.asarray(t, np.float64))
+        stream = self.stream()
+        x = stream.send(np.asarray(t, np.float64))
+        return np.concatenate([x, stream.flush()]) if self.latency else x
 
     __call__ = apply
-
-
-QuerySequence = Callable[[np.ndarray], np.ndarray]
-
-
-@dataclass
-class ILAResult:
-    """What `indirect_learning` returns: the predistorter, the gain and each round's figures."""
-
-    inverse: GMPInverse
-    gain: complex
-    rounds: list[dict] = field(default_factory=list)
-    queries: int = 0
-    pairs: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (drive, answer) per round
-
-
-def resolve_gain(mode: str | float | complex, y: np.ndarray, u: np.ndarray) -> complex:
-    """The target gain G from the amplifier's answer y to the undistorted signal u.
-
-    ``peak``: |G| = max|y| / max|u|, the gain that keeps the output peak
-    where the amplifier put it without predistortion, so the predistorter
-    never needs more drive than u had; ``avg``: |G| = the least-squares gain;
-    ``small``: |G| = the least-squares gain on samples below 10 % of the
-    peak. The phase of G is always that of the least-squares gain (the
-    predistorter is not asked to undo a constant rotation). A number is
-    taken as G itself.
-    """
-    if not isinstance(mode, str):
-        return complex(mode)
-    yc, uc = cplx(y), cplx(u)
-    g_ls = linear_gain(yc, uc)
-    if mode == "peak":
-        mag = float(np.abs(yc).max() / np.abs(uc).max())
-    elif mode == "avg":
-        mag = abs(g_ls)
-    elif mode == "small":
-        small = np.abs(uc) < 0.1 * np.abs(uc).max()
-        if small.sum() < 16:
-            raise UsageError("gain='small': fewer than 16 samples below 10 % of the peak")
-        mag = abs(linear_gain(yc[small], uc[small]))
-    else:
-        raise UsageError(f"gain must be a number, 'peak', 'avg' or 'small', got {mode!r}")
-    return mag * np.exp(1j * np.angle(g_ls))
-
-
-def indirect_learning(
-    query_sequence: QuerySequence,
-    u: np.ndarray | Stretch,
-    cfg: GMPConfig | None = None,
-    *,
-    gain: str | float | complex = "peak",
-    start_gain: complex = 1.0,
-    iterations: int = 3,
-    ridge: float | None = None,
-    peak: float = 1.0,
-    fs: float = 800e6,
-    bw: float = 200e6,
-) -> ILAResult:
-    """Fit a GMP predistorter for target signal u (n, 2), or a `Stretch`, by indirect learning.
-
-    ``query_sequence(x)`` resets the amplifier and returns its answer (n, 2)
-    to the whole drive x; it is called ``iterations`` times with n rows each.
-    Round 1 drives u / start_gain (the predistorter starts as a scaled
-    identity), which is also where the gain G is measured (see `resolve_gain`).
-    ``ridge=None`` chooses each post-inverse's ridge on a fifth of the rows
-    held out of its fit (`hwloop.dpd.fitting.ridge_fit`); a number is a fixed
-    ridge (`fit_ls`).
-    """
-    cfg = cfg or GMPConfig()
-    stretch = u if isinstance(u, Stretch) else Stretch.whole(u)
-    uc = stretch.u
-    if iterations < 1:
-        raise UsageError(f"iterations must be >= 1, got {iterations}")
-    phi = stretch.basis(cfg)
-    coeffs = GMP.identity(cfg, 1.0 / complex(start_gain)).coeffs
-    fit_rows, hold_rows = row_split(len(uc), (4, 1), valid=stretch.valid)
-    g: complex | None = None
-    result = ILAResult(GMPInverse(GMP(cfg, coeffs), peak=peak), 1.0)
-    for it in range(iterations):
-        xc = peak_limit(phi @ coeffs, peak)
-        x = iq(xc).astype(np.float64)
-        y = np.asarray(query_sequence(x), np.float64)
-        if y.shape != x.shape:
-            raise ShapeError(f"query_sequence returned shape {y.shape} for a drive of shape {x.shape}")
-        result.queries += len(x)
-        result.pairs.append((x, y))
-        if g is None:
-            g = resolve_gain(gain, y, iq(uc))
-            log.info("ILA: target gain G = %.4f at %.2f deg (%s)", abs(g), np.degrees(np.angle(g)), gain)
-        yc = cplx(y)
-        main = stretch.longest()
-        row = {
-            "round": it + 1,
-            "acpr_dbc": round(acpr_db(yc[main], fs, bw), 3),
-            "nmse_db": round(nmse_db(yc, uc, g), 3),
-            "clipped": int(np.sum(np.abs(xc) >= peak * (1 - 1e-6))),
-        }
-        post = features(yc / g, cfg)
-        if ridge is None:
-            rf = ridge_fit(post, xc, fit_rows, hold_rows)
-            coeffs = rf.coeffs
-            row.update(rf.info())
-        else:
-            ok = stretch.valid
-            coeffs = fit_ls(post[ok], xc[ok], ridge)
-        result.rounds.append(row)
-        log.info("ILA round %d: %s", it + 1, row)
-        result.inverse = GMPInverse(GMP(cfg, coeffs.copy()), peak=peak, gain=g)
-    result.gain = complex(g)
-    return result

@@ -11,6 +11,7 @@ scored targets are (`origin`), so the evaluation can demodulate them
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -58,3 +59,23 @@ def signal_path(
         spec, offset = ofdm_spec(signal), len(train) if held is not None else 0
     info = {**info, "eval_held_out": held is not None}
     return SignalPath(train, held, None if spec is None else (spec, offset), info)
+
+
+def run_signal(opts: Any) -> np.ndarray:
+    """The targets to linearise (the signal times --gain), its band checked: before any device.
+
+    ``opts`` is a run's `hwloop.rundir.TrainOptions` (read by attribute: dpd stays below rundir)."""
+    from hwloop.dpd.metrics import check_band
+    from hwloop.dpd.signals import resolve_fs
+
+    check_band(resolve_fs(opts.fs, opts.signal), opts.bw)
+    return opts.gain * load_signal(opts.signal)
+
+
+def run_signal_path(opts: Any, signal: np.ndarray) -> SignalPath:
+    """Training and scored targets: --cfr, then --eval-signal or the end of --signal (--holdout)."""
+    from hwloop.dpd.signals import resolve_fs
+
+    fs = resolve_fs(opts.fs, opts.signal)
+    keys = ("signal", "gain", "holdout", "eval_signal", "cfr", "cfr_papr")
+    return signal_path(signal, **{k: getattr(opts, k) for k in keys}, fs=fs, bw=opts.bw)

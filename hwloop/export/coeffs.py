@@ -65,6 +65,16 @@ def basis_text(inv: GMPInverse) -> str:
                 "",
                 "Aligned terms: k = 1..order, m = 0..memory-1, l = 0; lagging terms: k = 2..cross_order,",
                 "m = 0..cross_memory-1, l = 1..lag (even orders included when even = True).",
+                *(
+                    [
+                        f"Leading taps (lookahead = {cfg.lookahead}): every delay counts from sample n + "
+                        f"{cfg.lookahead}, so x[n - m] above reads x[n + {cfg.lookahead} - m]; the drive of",
+                        f"sample n needs the targets up to n + {cfg.lookahead} (a latency of {cfg.lookahead} "
+                        "samples streamed); targets after the last are zero.",
+                    ]
+                    if cfg.lookahead
+                    else []
+                ),
                 f"{GOLDEN}: targets (tI, tQ) and the drive (xI, xQ) this model gives them, from a reset.",
             ]
         )

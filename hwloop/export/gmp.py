@@ -154,6 +154,11 @@ def quantize_gmp(inv: GMPInverse, targets: np.ndarray, bits: int, io_bits: int) 
     terms = np.array(cfg.terms(), np.int64).reshape(-1, 3)
     if np.any(terms[:, 2] < 0):
         raise UsageError("a streaming fixed-point GMP cannot use leading terms (lead > 0)")
+    if cfg.lookahead:
+        raise UsageError(
+            f"this predistorter has {cfg.lookahead} leading taps (lookahead); the fixed-point C GMP "
+            "streams causally only: export it with --format coeffs"
+        )
     t = np.asarray(targets, np.float64)
     r_in = TARGET_MARGIN * float(np.max(np.hypot(t[:, 0], t[:, 1])))
     fmt_z = q_for_range(r_in, io_bits, 24)

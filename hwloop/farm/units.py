@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hwloop.errors import RunDirError, UsageError
+from hwloop.errors import RunDirError, UsageError, spelled
 from hwloop.rundir import train_kwargs
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,17 @@ def _absolute(options: dict) -> dict:
     }
 
 
+def check_farm_options(train_options: dict) -> None:
+    """Every unit's options, checked once before anything starts: unknown ones, and ones that
+    would not act (`hwloop.run.check_request`, as ``hwloop.train`` would for each unit)."""
+    from hwloop.run import DEFAULT_QUERIES, check_request, python_given
+
+    kw = train_kwargs(train_options)
+    opts = kw["options"].replace(**{k: kw[k] for k in ("mask", "hold", "init_from") if k in kw})
+    given = python_given(opts, kw.get("queries", DEFAULT_QUERIES), where="passed to hwloop.run_farm")
+    check_request(opts, kw.get("strategy", "auto"), offline=False, given=given)
+
+
 def plan_farm(devices: Iterable[str | UnitSpec], out: Path, resume: bool, train_options: dict) -> dict:
     """The farm's units and train options: new ones, or those recorded in OUT/farm.json."""
     specs = [d if isinstance(d, UnitSpec) else UnitSpec(str(d)) for d in devices]
@@ -132,8 +143,11 @@ def plan_farm(devices: Iterable[str | UnitSpec], out: Path, resume: bool, train_
     if not specs:
         raise UsageError("a farm needs at least one device (--device URI or --devices-file FILE)")
     if (out / FARM_JSON).exists():
-        raise UsageError(f"{out} already holds a farm; choose another --out or add --resume")
-    train_kwargs(train_options)  # unknown options fail here, before anything starts
+        raise UsageError(
+            f"{out} already holds a farm; "
+            + spelled("choose another --out or add --resume", "choose another out or pass resume=True")
+        )
+    check_farm_options(train_options)  # unknown options, and options that would not act, fail here
     names = unit_names(s.uri for s in specs)
     units = [
         {"device": s.uri, "unit": n, "resource": s.resource, "status": "pending"}

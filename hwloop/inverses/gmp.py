@@ -1,8 +1,9 @@
 """The GMP predistorter as a Keras model, so it saves and loads as ``inverse.keras``.
 
 The model takes the tapped target sequence that `hwloop.inverses.tapped.tapped`
-builds with ``depth = cfg.depth`` and ``lookahead = 0``: row n holds
-[I, Q] of t[n], t[n-1], ..., t[n-depth]. `GMPFeatures` turns a row into the
+builds with ``depth = cfg.depth`` and ``lookahead = cfg.lookahead`` (the
+predistorter's leading taps, 0 for a causal one): row n holds [I, Q] of
+t[n+lookahead], ..., t[n], ..., t[n-depth]. `GMPFeatures` turns a row into the
 real and imaginary parts of the GMP basis, a bias-free Dense layer holds the
 least-squares coefficients (a complex product written as a real 2F x 2
 matrix), and `PeakLimit` bounds the drive's magnitude. Because a row carries
@@ -12,7 +13,7 @@ surrogate) with exact gradients.
 
 Run directory hook (the family record `FAMILY`): `save_gmp_inverse` writes
 ``inverse.keras`` and ``device.json`` with ``inverse_memory = {"depth": D,
-"lookahead": 0, "kind": "gmp", ...}``; `hwloop.inverses.store.load_inverse`
+"lookahead": L, "kind": "gmp", ...}``; `hwloop.inverses.store.load_inverse`
 reads them back into a `hwloop.dpd.gmp.GMPInverse` (numpy, float64,
 streaming) through `from_keras`. The Keras form itself
 stays an exact float32 model of the predistorter on tapped rows, which
@@ -48,7 +49,7 @@ class GMPFeatures(keras.layers.Layer):
         self.terms = self.cfg.terms()
 
     def call(self, x):  # type: ignore[override]
-        taps = self.cfg.depth + 1
+        taps = self.cfg.depth + 1 + self.cfg.lookahead  # row: t[n + lookahead], ..., t[n - depth]
         re = [x[:, 2 * j] for j in range(taps)]
         im = [x[:, 2 * j + 1] for j in range(taps)]
         mag = [ops.sqrt(ops.maximum(re[j] * re[j] + im[j] * im[j], _TINY)) for j in range(taps)]
@@ -97,7 +98,7 @@ def kernel_to_complex(w: np.ndarray) -> np.ndarray:
 def build_keras(inv: GMPInverse) -> keras.Model:
     """A Keras model equal to ``inv`` on tapped rows (float32)."""
     cfg = inv.model.cfg
-    inp = keras.Input((2 * (cfg.depth + 1),), name="tapped_target")
+    inp = keras.Input((2 * (cfg.depth + 1 + cfg.lookahead),), name="tapped_target")
     phi = GMPFeatures(cfg.to_dict(), name="gmp_features")(inp)
     lin = keras.layers.Dense(2, use_bias=False, name="gmp_linear", dtype="float32")
     x = PeakLimit(inv.peak, name="peak_limit")(lin(phi))
@@ -118,7 +119,8 @@ def save_gmp_inverse(run_dir: str | Path, inv: GMPInverse, device_info: dict) ->
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     g = complex(inv.gain)
-    memory = {"depth": inv.model.cfg.depth, "lookahead": 0, "kind": KIND, "gain": [g.real, g.imag]}
+    cfg = inv.model.cfg
+    memory = {"depth": cfg.depth, "lookahead": cfg.lookahead, "kind": KIND, "gain": [g.real, g.imag]}
     return save_model(run, build_keras(inv), device_info, memory)
 
 

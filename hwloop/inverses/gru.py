@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hwloop import progress
 from hwloop.errors import ShapeError, UsageError
 from hwloop.inverses.base import Family, save_model, within_device, without_memory
 from hwloop.inverses.layers import Destandardize, Standardize
@@ -266,7 +267,7 @@ def fit_gru(
         return loss
 
     curve: list[float] = []
-    for i in range(steps):
+    for i in progress.steps(steps):
         loss = step()
         if i % 100 == 0 or i == steps - 1:
             value = float(loss)

@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hwloop import progress
 from hwloop.errors import ShapeError
 from hwloop.inverses.layers import ClipToRange, Destandardize, MaskedDense, Standardize
 
@@ -189,7 +190,7 @@ def fit_regression(
         return loss
 
     curve: list[float] = []
-    for i in range(cfg.steps):
+    for i in progress.steps(cfg.steps):
         loss = step()
         if i % 100 == 0 or i == cfg.steps - 1:
             value = float(loss)

@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hwloop.report.rounds import finite, read_rounds
+
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
 
@@ -26,12 +28,6 @@ def fmt_db(v: object) -> str:
     if isinstance(v, (int, float)) and math.isfinite(v):
         return f"{v:.1f} dB"
     return "exact (-inf dB)"
-
-
-def finite(v: object) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        return None
-    return float(v) if math.isfinite(v) else None
 
 
 def _note(ax: Axes, text: str) -> None:
@@ -93,7 +89,7 @@ def transfer_panel(ax: Axes, data: RunData, j: int, rng: np.random.Generator) ->
 
 def closed_loop_panel(ax: Axes, data: RunData, j: int) -> None:
     ax.set_title(f"linearised closed loop, output {j}", fontsize=10)
-    if data.eval_t is None or data.eval_y is None:
+    if data.eval_t is None or data.eval_y is None or len(data.eval_t) == 0:
         _note(ax, "evaluation queries not recorded")
         return
     t, y = data.eval_t[:, j], data.eval_y[:, j]
@@ -107,8 +103,17 @@ def closed_loop_panel(ax: Axes, data: RunData, j: int) -> None:
     _legend(ax, j, loc="upper left")
 
 
-def error_panel(ax: Axes, data: RunData, j: int) -> None:
-    if data.eval_t is None or data.eval_y is None:
+def error_limit(data: RunData) -> float | None:
+    """One y range for every output's error panel (I and Q on one scale): the largest |y - t|."""
+    if data.eval_t is None or data.eval_y is None or data.eval_t.size == 0:
+        return None
+    worst = float(np.max(np.abs(data.eval_y - data.eval_t)))
+    sigma = finite(data.metrics.get("noise_std")) or 0.0
+    return 1.08 * max(worst, sigma) if max(worst, sigma) > 0 else None
+
+
+def error_panel(ax: Axes, data: RunData, j: int, limit: float | None = None) -> None:
+    if data.eval_t is None or data.eval_y is None or len(data.eval_t) == 0:
         ax.set_title(f"closed-loop error, output {j}", fontsize=10)
         _note(ax, "evaluation queries not recorded")
         return
@@ -126,6 +131,8 @@ def error_panel(ax: Axes, data: RunData, j: int) -> None:
             alpha=0.2,
             label=f"\u00b11\u03c3 measurement noise ({sigma:.1e})",
         )
+    if limit is not None:
+        ax.set_ylim(-limit, limit)
     ax.set_xlabel(f"target t{j} (device units)")
     ax.set_ylabel(f"error y{j} \u2212 t{j} (device units)")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
@@ -136,7 +143,9 @@ def error_panel(ax: Axes, data: RunData, j: int) -> None:
 def loss_panel(ax: Axes, data: RunData) -> None:
     ax.set_title("training: fit loss (every fit of the run, in order)", fontsize=10)
     curve = data.metrics.get("train_curve")
-    if (not isinstance(curve, list) or not curve) and signal_rounds(data.metrics):
+    if (not isinstance(curve, list) or not curve) and any(
+        r.acpr_dbc is not None for r in read_rounds(data.metrics).rounds
+    ):
         acpr_per_round(ax, data)
         return
     if not isinstance(curve, list) or not curve:
@@ -156,43 +165,14 @@ def loss_panel(ax: Axes, data: RunData) -> None:
     ax.legend(fontsize=8, loc="upper right")
 
 
-def signal_rounds(metrics: dict) -> list[dict]:
-    """A signal run's measured rounds in order: indirect learning's (``dpd_rounds``), then
-    direct learning's (``dpd_direct_rounds``), each a dict with ``nmse_db`` and ``acpr_dbc``."""
-    rounds: list[dict] = []
-    for key in ("dpd_rounds", "dpd_direct_rounds"):
-        value = metrics.get(key)
-        if isinstance(value, list):
-            rounds += [r for r in value if isinstance(r, dict)]
-    return rounds
-
-
-def signal_kept_round(metrics: dict) -> int | None:
-    """Index into `signal_rounds` of the round whose predistorter was kept."""
-    kept, warm = metrics.get("dpd_kept_round"), metrics.get("dpd_rounds")
-    if isinstance(kept, int) and isinstance(warm, list):
-        return len(warm) + kept
-    return None
-
-
 def round_scores(data: RunData) -> list[float | None]:
-    rounds = data.metrics.get("round_nmse_db")
-    if isinstance(rounds, list):
-        return [finite(v) for v in rounds]
-    return [finite(r.get("nmse_db")) for r in signal_rounds(data.metrics)]
+    """Each measured round's NMSE, in the order `read_rounds` gives (predicted finals left out)."""
+    return [r.nmse_db for r in read_rounds(data.metrics).rounds if r.group != "predicted"]
 
 
 def best_round(data: RunData) -> int | None:
-    best = data.metrics.get("best_round")
-    return best if isinstance(best, int) else signal_kept_round(data.metrics)
-
-
-def _round_queries(data: RunData, k: int) -> list[int] | None:
-    """Training queries spent once each round's answers were in (metrics ``round_spent``)."""
-    spent = data.metrics.get("round_spent")
-    if k == 0 or not isinstance(spent, list) or len(spent) != k:
-        return None
-    return [int(v) for v in spent]
+    """Index, in `round_scores`' order, of the round whose checkpoint was kept."""
+    return read_rounds(data.metrics).kept_index
 
 
 def _floor_line(ax: Axes, data: RunData) -> None:
@@ -201,22 +181,37 @@ def _floor_line(ax: Axes, data: RunData) -> None:
         ax.axhline(floor, color="tab:red", ls="--", lw=1, label=f"noise floor {floor:.1f} dB")
 
 
+def _kept_star(ax: Axes, x: float, y: float, text: str | None) -> None:
+    ax.plot([x], [y], "*", ms=15, color="gold", mec="black", zorder=6, label=f"kept: {text or 'this one'}")
+
+
 def rounds_panel(ax: Axes, data: RunData) -> None:
+    rec = read_rounds(data.metrics)
     ax.set_title("closed-loop NMSE per training round (measured on the device)", fontsize=10)
-    scores = round_scores(data)
-    if not scores:
-        strategy = data.metrics.get("strategy", "this strategy")
-        _note(ax, f"round_nmse_db not recorded\n({strategy} has no device-in-the-loop rounds)")
+    if not rec.rounds:
+        strategy = data.metrics.get("strategy_run") or data.metrics.get("strategy", "this strategy")
+        _note(ax, f"no device-in-the-loop rounds recorded\n({strategy} fits once, then is evaluated)")
         return
-    r = np.arange(len(scores))
-    v = np.array([np.nan if s is None else s for s in scores])
-    ax.plot(r, v, "o-", color="tab:blue", label="round NMSE (fresh targets)")
-    best = best_round(data)
-    if best is not None and 0 <= best < len(scores) and scores[best] is not None:
-        ax.plot([best], [scores[best]], "*", ms=14, color="gold", mec="black", label=f"kept: round {best}")
+    r = np.arange(len(rec.rounds))
+    nmse = np.array([np.nan if p.nmse_db is None else p.nmse_db for p in rec.rounds])
+    se = np.array([0.0 if p.se_db is None else p.se_db for p in rec.rounds])
+    measured = np.array([p.group != "predicted" for p in rec.rounds])
+    ax.errorbar(r[measured], nmse[measured], yerr=se[measured], fmt="o-", color="tab:blue", capsize=3,
+                label="round's own answers (\u00b1 its uncertainty)")  # fmt: skip
+    if (~measured).any():
+        ax.plot(r[~measured], nmse[~measured], "s", color="tab:cyan", mec="black",
+                label="final inverse, predicted on held answers")  # fmt: skip
+    judged = np.array([np.nan if p.judged_db is None else p.judged_db for p in rec.rounds])
+    if np.isfinite(judged).any():
+        ax.plot(r, judged, "v", color="tab:orange", label="judged on rows no fit saw")
+    k = rec.kept_index
+    if k is not None:
+        y = judged[k] if np.isfinite(judged[k]) else nmse[k]
+        if np.isfinite(y):
+            _kept_star(ax, k, y, rec.kept_text)
     _floor_line(ax, data)
-    ax.set_xticks(r)
-    ax.set_xlabel("round")
+    ax.set_xticks(r, [p.label for p in rec.rounds], fontsize=8, rotation=20 if len(r) > 4 else 0)
+    ax.set_xlabel("round (as metrics.json numbers it)")
     ax.set_ylabel("NMSE (dB)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best", framealpha=0.85)
@@ -225,25 +220,30 @@ def rounds_panel(ax: Axes, data: RunData) -> None:
 def queries_panel(ax: Axes, data: RunData) -> None:
     ax.set_title("closed-loop NMSE vs training queries spent", fontsize=10)
     m = data.metrics
-    scores = round_scores(data)
+    rec = read_rounds(m)
     drew = False
-    xs = _round_queries(data, len(scores))
-    if scores and xs is not None:
-        v = np.array([np.nan if s is None else s for s in scores])
-        ax.plot(xs, v, "o-", color="tab:blue", label="during training (each round)")
+    pts = [(p.queries, p) for p in rec.rounds if p.queries is not None]
+    if pts:
+        xs = np.array([q for q, _ in pts], dtype=float)
+        ys = np.array([np.nan if p.nmse_db is None else p.nmse_db for _, p in pts])
+        ax.plot(xs, ys, "o-", color="tab:blue", label="each round, on its own answers")
+        judged = np.array([np.nan if p.judged_db is None else p.judged_db for _, p in pts])
+        if np.isfinite(judged).any():
+            ax.plot(xs, judged, "v", color="tab:orange", label="judged on rows no fit saw")
+        for q, p in pts:
+            if p.kept:
+                y = p.judged_db if p.judged_db is not None else p.nmse_db
+                if y is not None:
+                    _kept_star(ax, q, y, rec.kept_text)
         drew = True
     final, used = finite(m.get("closed_loop_nmse_db")), m.get("queries_used")
     if final is not None and isinstance(used, int):
-        ax.plot(
-            [used],
-            [final],
-            "D",
-            ms=9,
-            color="tab:green",
-            mec="black",
-            label=f"final, held-out: {final:.1f} dB",
-        )
+        ax.plot([used], [final], "D", ms=9, color="tab:green", mec="black", zorder=5,
+                label=f"final, on held-out targets: {final:.1f} dB")  # fmt: skip
         drew = True
+    none = finite(m.get("nmse_db_no_dpd"))
+    if none is not None:
+        ax.axhline(none, color="tab:red", ls="-.", lw=1, label=f"no predistortion {none:.1f} dB")
     if not drew:
         _note(ax, "closed_loop_nmse_db / queries_used not recorded")
         return
@@ -251,32 +251,34 @@ def queries_panel(ax: Axes, data: RunData) -> None:
     budget = data.config.get("queries")
     if isinstance(budget, int) and not isinstance(budget, bool):
         ax.axvline(budget, color="0.5", ls=":", lw=1, label=f"budget {budget}")
-    spans = [v for v in (budget, used, *(xs or [])) if isinstance(v, (int, np.integer)) and v > 0]
-    right = max(spans, default=1)
-    ax.set_xlim(0, 1.05 * float(right))
+    spans = [v for v in (budget, used, *(q for q, _ in pts)) if isinstance(v, (int, np.integer)) and v > 0]
+    ax.set_xlim(0, 1.05 * float(max(spans, default=1)))
     ax.margins(y=0.12)
     ax.set_xlabel("queries (training, cumulative)")
     ax.set_ylabel("NMSE (dB)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best", framealpha=0.85)
+    ax.legend(fontsize=7, loc="best", framealpha=0.75)
 
 
 def acpr_per_round(ax: Axes, data: RunData) -> None:
     """A predistorter is fitted by least squares, not by optimizer steps: its fit is read off
     the ACPR each round's drive measured (and the no-DPD reference)."""
     ax.set_title("training: ACPR of each measured round", fontsize=10)
-    rounds = signal_rounds(data.metrics)
-    acpr = np.array([np.nan if finite(r.get("acpr_dbc")) is None else r["acpr_dbc"] for r in rounds])
-    r = np.arange(len(rounds))
+    rec = read_rounds(data.metrics)
+    acpr = np.array([np.nan if p.acpr_dbc is None else p.acpr_dbc for p in rec.rounds])
+    r = np.arange(len(rec.rounds))
     ax.plot(r, acpr, "s-", color="tab:purple", label="ACPR of the round's output")
-    kept = signal_kept_round(data.metrics)
-    if kept is not None and 0 <= kept < len(rounds) and np.isfinite(acpr[kept]):
-        ax.plot([kept], [acpr[kept]], "*", ms=14, color="gold", mec="black", label=f"kept: round {kept}")
+    k = rec.kept_index
+    if k is not None and np.isfinite(acpr[k]):
+        _kept_star(ax, k, acpr[k], rec.kept_text)
     none = finite(data.metrics.get("acpr_dbc_no_dpd"))
     if none is not None:
         ax.axhline(none, color="tab:red", ls="--", lw=1, label=f"no predistortion {none:.1f} dBc")
-    ax.set_xticks(r)
-    ax.set_xlabel("round (indirect, then direct learning)")
+    final = finite(data.metrics.get("acpr_dbc"))
+    if final is not None:
+        ax.axhline(final, color="tab:green", ls=":", lw=1.2, label=f"final, held-out {final:.1f} dBc")
+    ax.set_xticks(r, [p.label for p in rec.rounds], fontsize=8, rotation=20 if len(r) > 4 else 0)
+    ax.set_xlabel("round (as metrics.json numbers it)")
     ax.set_ylabel("ACPR (dBc)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best", framealpha=0.85)

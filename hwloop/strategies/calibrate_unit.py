@@ -43,6 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hwloop import progress
 from hwloop.device import IQEnvelope
 from hwloop.device_op import straight_through
 from hwloop.errors import BudgetExhausted, ShapeError
@@ -148,7 +149,7 @@ def fit_correction(
         return mse
 
     mse = tf.constant(0.0)
-    for _ in range(cfg.correction_steps):
+    for _ in progress.steps(cfg.correction_steps, label="fit the correction"):
         mse = step()
     return float(mse)
 
@@ -232,7 +233,7 @@ class InverseTrainer:
         n = int(t_d.shape[0])
         w = tf.constant(weight, tf.float32)
         curve = []
-        for i in range(steps):
+        for i in progress.steps(steps, label="fit the inverse"):
             lr = self.cfg.inverse_lr * (0.01 + 0.99 * 0.5 * (1 + np.cos(np.pi * i / max(steps, 1))))
             idx = tf.constant(rng.integers(0, n, size=min(n, self.cfg.batch // 2)))
             loss = self.step(

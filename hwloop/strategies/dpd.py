@@ -7,12 +7,16 @@ back to back, so a fit sees the signal's statistics and its whole amplitude
 range (`training_stretch`); the first `GUARD` samples after each joint are
 left out of every fit and score.
 
-- ``ila`` / ``iila``: indirect learning (`hwloop.dpd.gmp.indirect_learning`),
+- ``ila`` / ``iila``: indirect learning (`hwloop.dpd.ila.indirect_learning`),
   three rounds on stretches of a third of the budget (at most the whole
   signal): drive the current predistorter (first a scaled identity), fit the
   GMP post-inverse from the answer back to the drive, copy it in front. Each
   fit is a conditioned least squares with its ridge chosen on a fifth of the
-  rows held out (`hwloop.dpd.fitting.ridge_fit`).
+  rows held out (`hwloop.dpd.fitting.ridge_fit`). After the first round the
+  amplifier's delay is estimated and the predistorter's leading taps chosen
+  (`hwloop.dpd.align`): 0 where its inverse is causal, more where its linear
+  response has a fractional delay or a zero outside the unit circle, at a
+  latency of that many samples (``dpd_latency_samples``).
 - ``surrogate`` / ``auto``: the amplifier in the loop. `WARM_SHARE` of the
   budget goes to the indirect warm start in one round (from `WARM_FULL`
   queries on, `WARM_SHARE_FULL` in three rounds) in the textbook 92-term GMP;
@@ -21,10 +25,18 @@ left out of every fit and score.
   in the richer `DIRECT_CFG` GMP (256 terms, when the stretch has 16 samples
   a term) that the warm start is lifted into: a Levenberg-Marquardt step on
   the measured output error through a GMP surrogate, its damping chosen on
-  held-out rows, each round judged on rows no step was fitted on.
-  ``surrogate`` keeps the last round; ``auto`` the round `hwloop.metrics.keep_index`
-  keeps with the warm start preferred (``dpd_kept_round`` 0 when no step won
-  by more than the scores' uncertainty).
+  held-out rows, each round judged on a window no step was fitted on by the
+  field's figures (`hwloop.dpd.judge`: ACPR, ACLR, EVM, with their standard
+  errors). ``surrogate`` keeps the last round; ``auto`` the round
+  `keep_round` keeps with the warm start preferred: ACPR first, then EVM,
+  each up to its uncertainty.
+
+Rounds are numbered from 1 across both: indirect learning's in
+``dpd_rounds``, then direct learning's in ``dpd_direct_rounds`` (the first of
+them measures the warm start); ``dpd_kept_round`` is the number of the round
+whose predistorter was kept (None for ``ila``: its last fit is kept, never
+measured in training). `keep_round` and `judge` are the round-keeping rule
+for any strategy that measures predistorters in rounds.
 
 The predistorter takes a whole target sequence and returns its drive from a
 reset, state carried across chunks.
@@ -37,15 +49,19 @@ from collections.abc import Callable
 
 import numpy as np
 
+from hwloop import progress
 from hwloop.dpd.direct import SURROGATE_CFG, direct_learning
 from hwloop.dpd.fitting import spread_windows
-from hwloop.dpd.gmp import GMPConfig, GMPInverse, Stretch, indirect_learning
-from hwloop.dpd.metrics import dpd_report
+from hwloop.dpd.gmp import GMPConfig, GMPInverse, Stretch
+from hwloop.dpd.ila import indirect_learning
+from hwloop.dpd.judge import Judgement, judge, keep_round
+from hwloop.dpd.scoring import bare_signal_figures
 from hwloop.dpd.signals import cplx
 from hwloop.errors import UsageError
 from hwloop.strategies.base import Context, Outcome
 
 log = logging.getLogger(__name__)
+__all__ = ["Judgement", "fit_predistorter", "judge", "keep_round", "rounds_for", "train", "training_stretch"]
 
 ILA_ITERATIONS = 3
 MIN_STRETCH = 256
@@ -62,6 +78,10 @@ SAMPLES_PER_TERM = 16
 WINDOWS = 4  # a round's stretch is this many windows of the signal...
 MIN_WINDOW = 512  # ...of at least this many samples
 GUARD = 16  # samples after each joint left out of fits and scores (the amplifier's memory of the last)
+KEEP_RULE = (
+    "judged on a held-out window: ACPR first, then EVM, each tied within twice the standard error of "
+    "the rounds' paired difference; the warm start kept unless a round beats it"
+)
 
 
 def rounds_for(budget: int, signal_len: int, rounds: int | None = None) -> tuple[int, int]:
@@ -76,15 +96,25 @@ def rounds_for(budget: int, signal_len: int, rounds: int | None = None) -> tuple
     return rounds, min(signal_len, budget // rounds)
 
 
-def training_stretch(t: np.ndarray, n: int) -> Stretch:
-    """The n targets a round sends: `WINDOWS` windows spread evenly over the signal, so a fit sees
+def training_stretch(t: np.ndarray, n: int, windows: int = WINDOWS) -> Stretch:
+    """The n targets a round sends: ``windows`` windows spread evenly over the signal, so a fit sees
     its statistics rather than one stretch of it, one of them centred on the signal's largest
     sample, so it also sees the whole amplitude range (a polynomial extrapolates badly above the
-    envelopes it was fitted on). Windows shorter than `MIN_WINDOW` are merged into fewer."""
+    envelopes it was fitted on). Windows shorter than `MIN_WINDOW` are merged into fewer. Direct
+    learning asks for one window more: the one its rounds are judged on, which no step sees."""
     z = cplx(np.asarray(t, np.float64))
-    count = int(np.clip(n // MIN_WINDOW, 1, WINDOWS))
+    count = int(np.clip(n // MIN_WINDOW, 1, windows))
     windows = spread_windows(len(z), n // count, count, must=int(np.argmax(np.abs(z))))
     return Stretch(z, windows, guard=GUARD if count > 1 else 0)
+
+
+def latency(lookahead: int, fs: float) -> dict:
+    """The predistorter's leading taps and the latency they cost when it streams."""
+    return {
+        "dpd_lookahead": int(lookahead),
+        "dpd_latency_samples": int(lookahead),
+        "dpd_latency_s": float(f"{lookahead / fs:.4g}"),
+    }
 
 
 def _check(ctx: Context) -> None:
@@ -111,6 +141,7 @@ def fit_predistorter(
     fs: float = 800e6,
     bw: float = 200e6,
     rounds: int | None = None,
+    lookahead: int | str = "auto",
 ) -> tuple[GMPInverse, dict]:
     """A GMP predistorter for the target signal t (n, 2) from at most ``budget`` queries.
 
@@ -121,8 +152,10 @@ def fit_predistorter(
     ``gain`` is the target gain G (1.0: t is already in output units; "peak"
     etc. as in `hwloop.dpd.gmp.resolve_gain`). ``cfg`` None: `GMPConfig` defaults,
     or `DIRECT_CFG` for direct learning when the stretch has 16 samples a
-    term. ``rounds`` overrides `rounds_for`'s choice (benchmarks). Returns
-    the predistorter and its figures for metrics.json.
+    term. ``rounds`` overrides `rounds_for`'s choice (benchmarks).
+    ``lookahead``: the predistorter's leading taps, ``"auto"`` chosen after
+    the first round (`hwloop.dpd.align`). Returns the predistorter and its
+    figures for metrics.json.
     """
     ila_cfg = cfg or GMPConfig()
     if direct:
@@ -153,7 +186,9 @@ def fit_predistorter(
         peak=peak,
         fs=fs,
         bw=bw,
+        lookahead=lookahead,
     )
+    ila_cfg = res.inverse.model.cfg  # with the leading taps chosen
     details: dict = {
         "dpd_method": "indirect",
         "dpd_rounds": res.rounds,
@@ -161,17 +196,26 @@ def fit_predistorter(
         "dpd_stretch_guard": stretch.guard,
         "gmp": ila_cfg.to_dict(),
         "inverse_kind": "gmp",
+        **latency(ila_cfg.lookahead, fs),
     }
-    main = stretch.longest()  # round 1 drove the bare signal: the no-DPD reference, measured once
-    details["dpd_no_dpd"] = {
-        **dpd_report(cplx(res.pairs[0][1])[main], stretch.u[main], fs=fs, bw=bw),
+    if res.alignment is not None:
+        details["dpd_alignment"] = res.alignment.info(fs)
+    main = stretch.longest()  # round 1 drove the bare signal scaled to the peak: named as such
+    x0 = cplx(res.pairs[0][0])
+    bare = bare_signal_figures(cplx(res.pairs[0][1])[main], stretch.u[main], fs, bw, skip=0)
+    details["dpd_no_dpd_peak"] = {
+        **{k: bare[k] for k in ("acpr_dbc", "aclr_db", "evm_db", "nmse_db", "delay_samples")},
         "samples": main.stop - main.start,
+        "drive": "the bare signal scaled to the peak (training round 1), not at the predistorter's power",
+        "drive_rms": round(float(np.sqrt(np.mean(np.abs(x0) ** 2))), 4),
     }
     if not direct:
+        details["dpd_kept_round"] = None  # the last fit is the predistorter; no round measured it
         return res.inverse, details
     assert direct_cfg is not None
+    direct_cfg = direct_cfg.with_lookahead(ila_cfg.lookahead)
     start = GMPInverse(res.inverse.model.lift(direct_cfg), peak=peak, gain=res.inverse.gain)
-    stretch = training_stretch(t, n)
+    stretch = training_stretch(t, n, WINDOWS + 1)  # four to fit the steps on, one to judge them
     out = direct_learning(
         query_sequence,
         stretch,
@@ -181,22 +225,26 @@ def fit_predistorter(
         keep=keep,
         fs=fs,
         bw=bw,
+        surrogate_cfg=SURROGATE_CFG if res.alignment is None else res.alignment.surrogate_cfg,
+        first_round=len(res.rounds) + 1,
     )
+    number = [r["round"] for r in out.rounds]
     details["gmp"] = direct_cfg.to_dict()
     details["dpd_warm_gmp"] = ila_cfg.to_dict()
     details["dpd_direct_stretch"] = stretch.spans()
     details.update(
         dpd_method="indirect warm start, then direct learning through a GMP surrogate",
         dpd_direct_rounds=out.rounds,
-        dpd_kept_round=out.kept_round,
+        dpd_kept_round=number[out.kept_round],
         dpd_keep=keep,
+        dpd_keep_rule=KEEP_RULE if keep == "best" else "the last round",
         dpd_surrogate_nmse_db=out.surrogate_nmse_db,
         dpd_surrogate_ridge=out.surrogate_ridge,
         dpd_damping=[float(f"{v:.3g}") for v in out.damping],
         dpd_gain_bound=out.gain_bound,
         dpd_steps_shrunk=out.shrunk,
-        dpd_tied_with_best=out.tied_with_best,
-        dpd_surrogate_gmp=SURROGATE_CFG.to_dict(),
+        dpd_tied_with_best=[number[i] for i in out.tied_with_best],
+        dpd_surrogate_gmp=(SURROGATE_CFG if res.alignment is None else res.alignment.surrogate_cfg).to_dict(),
         device_weight=1.0,
     )
     return out.inverse, details
@@ -208,9 +256,16 @@ def train(ctx: Context) -> Outcome:
     assert dev is not None and t is not None
     peak = float(np.min(np.abs(np.concatenate([dev.info.low_array, dev.info.high_array]))))
 
+    fitting: list[progress.Task] = []  # progress: between two measured rounds the fits run
+
     def query_sequence(x: np.ndarray) -> np.ndarray:
+        while fitting:
+            fitting.pop().close()
         dev.reset()
-        return dev.query(np.asarray(x, np.float32), "train")
+        y = dev.query(np.asarray(x, np.float32), "train")
+        progress.count("rounds", 1, unit="measured")
+        fitting.append(progress.task("fit", label="least-squares fits"))
+        return y
 
     inverse, details = fit_predistorter(
         query_sequence,
@@ -220,8 +275,11 @@ def train(ctx: Context) -> Outcome:
         keep="best" if ctx.settings.requested == "auto" else "last",
         peak=peak,
         cfg=None if dev.info.stateful else GMPConfig(memory=1, cross_memory=1, lag=0),
+        lookahead="auto" if dev.info.stateful else 0,
         fs=ctx.settings.fs,
         bw=ctx.settings.bw,
     )
+    while fitting:
+        fitting.pop().close()
     inverse.info = dev.info.to_dict()
     return Outcome(inverse, [], details=details, memory={"kind": "gmp"})

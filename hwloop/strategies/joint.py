@@ -30,6 +30,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hwloop import progress
 from hwloop.device import IQEnvelope
 from hwloop.device_op import straight_through
 from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
@@ -176,7 +177,7 @@ def pretrain_through_surrogate(
     """
     out_dim = int(trainer.y_std.shape[0])
     curve = []
-    for i in range(steps):
+    for i in progress.steps(steps, label="fit through the surrogate"):
         t1 = trainer.sample_targets(1)
         x1 = trainer.inverse(t1)
         y1 = tf.zeros((1, out_dim))

@@ -11,6 +11,7 @@ runs, and refuses combinations no strategy implements: no option is dropped.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -139,7 +140,9 @@ def choose(
             )
         if stateful:
             raise UsageError("--hold works on memoryless devices only; this device has memory")
-        if requested not in ("auto", "ila", "iila"):
+        if requested == "iila":
+            raise UsageError("--strategy iila would not act: --hold recalibrates by one inverse model fit")
+        if requested not in ("auto", "ila"):
             raise UsageError(f"--hold recalibrates by inverse modelling; strategy {requested!r} cannot hold")
         return "held"
     if mask and (stateful or requested == "spsa"):
@@ -150,6 +153,11 @@ def choose(
             raise UsageError("--init-from without --hold calibrates memoryless devices only")
         if requested == "spsa":
             raise UsageError("spsa cannot start from an earlier run")
+        if requested != "auto":
+            raise UsageError(
+                f"--strategy {requested} would not act: --init-from calibrates a new unit one way (the "
+                "earlier run's surrogate corrected, the unit in the forward pass); drop --strategy"
+            )
         return "calibrate"
     if stateful:
         if requested == "spsa":
@@ -161,34 +169,76 @@ def choose(
 
 # act only on a signal's targets, its scoring and its ACPR/EVM
 SIGNAL_ONLY = ("gain", "fs", "bw", "holdout", "eval_signal", "skip_reference", "cfr", "cfr_papr")
-OFFLINE_UNUSED = ("strict_bounds", "max_rate", "eval_queries", "noise_repeats", "eval_targets")
+# govern device queries or the closed-loop evaluation; offline training sends none and fits a memoryless MLP
+OFFLINE_UNUSED = ("queries", "strict_bounds", "max_rate", "eval_queries", "noise_repeats", "eval_targets")
 GMP_UNUSED = ("fit_steps", "memory_depth")  # the GMP predistorter is fitted by least squares, K/M fixed
+PYTHON = "passed to hwloop.train"  # the source of options set from Python
+
+
+def spell(name: str, where: str = "") -> str:
+    """An option as its user wrote it: ``--fit-steps`` on the command line, ``fit_steps`` in Python."""
+    return name if where.startswith("passed to hwloop.") else "--" + name.replace("_", "-")
+
+
+def refuse_unused(given: Collection[str] | Mapping[str, str], names: Iterable[str], why: str) -> None:
+    """A usage error naming every option of ``names`` in ``given``, why it would not act, and
+    where each came from (``given`` maps an option to its source, e.g. "given in config file c.toml")."""
+    where = given if isinstance(given, Mapping) else {}
+    used = [n for n in names if n in given]
+    if not used:
+        return
+    groups: dict[str, list[str]] = {}
+    for n in used:
+        groups.setdefault(where.get(n, ""), []).append(n)
+    flags = ", ".join(spell(n, where.get(n, "")) for n in used)
+    if list(groups) == [""]:
+        origin = ""
+    elif len(groups) == 1:
+        origin = f" ({next(iter(groups))})"
+    else:
+        parts = [f"{', '.join(spell(n, src) for n in ns)} {src or 'given'}" for src, ns in groups.items()]
+        origin = f" ({'; '.join(parts)})"
+    raise UsageError(f"{flags} would not act: {why}{origin}")
 
 
 def check_options(
-    given: set[str], *, signal: bool, offline: bool, inverse: str, hold: bool, stateful: bool | None = None
+    given: Collection[str] | Mapping[str, str],
+    *,
+    signal: bool,
+    offline: bool,
+    inverse: str,
+    hold: bool,
+    stateful: bool | None = None,
+    requested: str = "auto",
+    cfr: str = "none",
+    init_from: bool = False,
 ) -> None:
     """Refuse every option the user gave that would not act: no option is silently dropped.
 
     ``given`` holds the option names the user set (on the command line, in the
-    environment, or away from their defaults in Python). ``stateful`` is None
-    before the device is open: the checks that need the device run again once
-    it is, still before anything is sent.
+    environment, in a config file, or away from their defaults in Python), or
+    maps each to where it came from, so the refusal can say. ``stateful`` is
+    None before the device is open: the checks that need the device run again
+    once it is, still before anything is sent. `choose` refuses the
+    combinations of the options that pick a strategy (``--strategy``,
+    ``--signal``, ``--init-from``, ``--hold``, pairs, ``--inverse``); this
+    refuses the settings the chosen one never reads.
     """
 
     def refuse(names: tuple[str, ...], why: str) -> None:
-        used = [n for n in names if n in given]
-        if used:
-            flags = ", ".join("--" + n.replace("_", "-") for n in used)
-            raise UsageError(f"{flags} would not act: {why}")
+        refuse_unused(given, names, why)
 
     if not signal:
         refuse(SIGNAL_ONLY, "they shape and score the target signal, and there is no --signal")
     else:
         if "eval_signal" in given:
             refuse(("holdout",), "--eval-signal scores the predistorter, all of --signal trains")
-        if "cfr" not in given:
-            refuse(("cfr_papr",), "it is the target of --cfr clip|window, and there is none")
+        if cfr == "none":
+            refuse(("cfr_papr",), "it is the target of --cfr clip|window, and --cfr is none")
+        refuse(
+            ("eval_targets",),
+            "a signal is scored on a stretch of it, not on sampled targets (--eval-queries sets its length)",
+        )
     if signal and inverse in ("auto", "gmp"):
         refuse(
             GMP_UNUSED,
@@ -197,12 +247,40 @@ def check_options(
         )
     if offline:
         refuse(OFFLINE_UNUSED, "they govern device queries, and offline training sends none")
+        refuse(("memory_depth",), "offline training fits a memoryless inverse to the pairs")
+        if inverse == "tapped":
+            raise UsageError("--inverse tapped is for a device with memory; offline training has none")
     if not hold:
         refuse(("hold_mechanism",), "it says how --hold keeps outputs, and there is no --hold")
+    if offline:
+        refuse(("mask",), "offline training fits the pairs without a connection mask")
+    elif hold or init_from:
+        refuse(
+            ("mask",),
+            "--init-from starts from the earlier run's inverse and surrogate, whose connections are "
+            "already set",
+        )
+    if inverse == "gru":
+        refuse(("memory_depth",), "the GRU inverse carries its own state; it is the tapped inverse's depth")
+    if requested == "spsa":
+        refuse(("fit_steps",), "spsa steps the inverse's weights by device queries, it runs no fit")
     if stateful is False:
         refuse(("memory_depth",), "the device has no memory")
         if inverse == "tapped":
             raise UsageError("--inverse tapped is for a device with memory; this one has none")
+
+
+def check_eval_options(given: Collection[str] | Mapping[str, str], *, signal: bool) -> None:
+    """``hwloop eval``'s options that would not act: a signal's gain and band without one, a count
+    of sampled targets with one."""
+    if not signal:
+        refuse_unused(given, ("gain", "fs", "bw"), "they scale and score a signal, and there is no --signal")
+    else:
+        refuse_unused(
+            given,
+            ("eval_targets",),
+            "a signal is scored on a stretch of it, not on sampled targets (--eval-queries sets its length)",
+        )
 
 
 def run_strategy(name: str, ctx: Context) -> Outcome:

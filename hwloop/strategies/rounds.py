@@ -18,6 +18,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from hwloop import progress
 from hwloop.metered import MeteredDevice
 from hwloop.metrics import keep_index, nmse_db, nmse_uncertainty_db, tied
 from hwloop.strategies.joint import JointTrainer, SurrogateConfig, pretrain_through_surrogate
@@ -261,7 +262,7 @@ def _train_round(
     w = tf.constant(weight, tf.float32)
     half = cfg.batch // 2
     curve = []
-    for i in range(cfg.round_steps):
+    for i in progress.steps(cfg.round_steps, label="fit through the device"):
         di = tf.constant(_minibatch(rng, int(t_r.shape[0]), half))
         li = tf.constant(_minibatch(rng, int(x_log.shape[0]), cfg.batch))
         loss_inv, _ = trainer.step(

@@ -20,6 +20,8 @@ What the server records for tests and faults:
   the same connection (the fault that shifts a careless host's answers by one);
 - ``drop_links()``: every open connection is closed at once (a lost link);
   new connections are accepted as before;
+- ``refuse(seconds, connections)``: new connections are closed as soon as
+  they are accepted, for that long or that many (a LAN stack coming back up);
 - ``fault_on(header, action)``: either of those (or anything) at a chosen
   command, once.
 """
@@ -141,6 +143,8 @@ class ScpiServer:
         self._faults: list[tuple[str, Callable[[], None]]] = []
         self._conns: dict[int, socket.socket] = {}
         self._next_conn = 0
+        self._refuse_until = 0.0
+        self._refuse_count = 0
         self._stop = threading.Event()
         self._sock = socket.create_server((host, port))
         self.host, self.port = self._sock.getsockname()[:2]
@@ -192,6 +196,11 @@ class ScpiServer:
                 c.shutdown(socket.SHUT_RDWR)
             c.close()
 
+    def refuse(self, seconds: float = 0.0, connections: int = 0) -> None:
+        """Close new connections as soon as they are accepted, for ``seconds`` or the next ``connections``."""
+        self._refuse_until = time.monotonic() + float(seconds)
+        self._refuse_count = int(connections)
+
     def commands(self) -> list[bytes]:
         """Every command received so far, raw, in order."""
         return [raw for _, _, raw in self.transcript]
@@ -208,6 +217,10 @@ class ScpiServer:
                 conn, _ = self._sock.accept()
             except OSError:
                 return
+            if time.monotonic() < self._refuse_until or self._refuse_count > 0:
+                self._refuse_count -= 1
+                conn.close()
+                continue
             conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             with self.lock:
                 cid = self._next_conn
