@@ -90,14 +90,16 @@ def _run(cell: Cell, method: str, seed: int) -> dict:
 def plan(
     groups: list[str], seeds: tuple[int, ...], match: str = "", only: tuple[str, ...] = ()
 ) -> list[tuple[Cell, str, int]]:
-    """Every (cell, method, seed) of the groups; ``match``: cells whose name contains it; ``only``:
-    these methods."""
+    """Every (cell, method, seed) of the groups; ``match``: cells whose name contains one of its
+    ";"-separated parts, run in the parts' order (the most wanted first); ``only``: these methods."""
+    parts = [p for p in match.split(";") if p] or [""]
     todo = []
     for group in groups:
         cells, methods = GROUPS[group]
-        for cell in cells():
-            if match and match not in cell.name:
-                continue
+        chosen: list[Cell] = []
+        for part in parts:
+            chosen += [c for c in cells() if part in c.name and c not in chosen]
+        for cell in chosen:
             todo += [(cell, m, s) for s in seeds for m in methods if not only or m in only]
     return todo
 
@@ -141,7 +143,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default=",".join(GROUPS), help="row groups: " + ", ".join(GROUPS))
     ap.add_argument("--seeds", default=",".join(map(str, SEEDS)))
-    ap.add_argument("--cells", default="", help="only cells whose name contains this text")
+    ap.add_argument("--cells", default="", help="cells named with this (a;b: either, in that order)")
     ap.add_argument("--methods", default="", help="only these methods, e.g. auto or ila,iila")
     ap.add_argument("--jobs", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--force", action="store_true", help="re-run cells already in the results file")

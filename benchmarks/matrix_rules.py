@@ -5,7 +5,7 @@ predistortion). Per cell and method the seeds' scores give a median and a
 worst (the highest). The rules:
 
 1. ``auto``: in every cell, auto's median within `AUTO_MARGIN_DB` of the best
-   median among the fixed strategies (ila, iila, surrogate) run on that cell.
+   median among the fixed strategies (ila, iila, surrogate, spsa) run on that cell.
 2. ``textbook``: in every DPD cell, the medians of ila and iila within
    `TEXTBOOK_MARGIN_DB` of the textbook GMP-ILA's, all given the same queries.
 3. ``spread``: for every method in every cell, its worst seed no more than
@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 AUTO_MARGIN_DB = 0.5
 TEXTBOOK_MARGIN_DB = 1.0
 SPREAD_DB = 3.0
-FIXED = ("ila", "iila", "surrogate")
+FIXED = ("ila", "iila", "surrogate", "spsa")
 
 
 @dataclass
