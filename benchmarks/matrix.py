@@ -54,34 +54,21 @@ def roots(group: str, method: str) -> tuple[str, ...]:
     return tuple(ROOTS[group] + extra)
 
 
-_STAMPS: dict[tuple[str, ...], dict] = {}  # per worker: the code it imported, stamped when it did
-
-
 def _init_worker() -> None:
-    """One TensorFlow thread per worker process (the pool, not TensorFlow, uses the cores); every
-    module a run can reach imported now and stamped now, so a run's stamp is the code that ran
-    even if the files change while the worker lives."""
+    """One TensorFlow thread per worker process (the pool, not TensorFlow, uses the cores)."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import importlib
-
     import tensorflow as tf
-    from provenance import closure
 
     tf.config.threading.set_intra_op_parallelism_threads(1)
     tf.config.threading.set_inter_op_parallelism_threads(1)
     logging.basicConfig(level=logging.WARNING)
-    for group, (_, methods) in GROUPS.items():
-        for method in methods:
-            key = roots(group, method)
-            for module in closure(key):
-                importlib.import_module(module)
-            _STAMPS[key] = stamp(key)
 
 
 def _run(cell: Cell, method: str, seed: int) -> dict:
+    """One run, stamped when it ends: the stamp hashes every file the run could depend on and is
+    never fresh if they changed while this worker lived (benchmarks/provenance.py)."""
     try:
-        out = {**run(cell, method, seed), **_STAMPS[roots(cell.group, method)]}
-        return {**out, "date": time.strftime("%Y-%m-%d"), "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        return {**run(cell, method, seed), **stamp(roots(cell.group, method))}
     except Exception as exc:  # one failed run is recorded and the matrix goes on
         error = f"{type(exc).__name__}: {exc}"
         return {"score": None, "error": error, "trace": traceback.format_exc()[-2000:]}
