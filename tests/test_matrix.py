@@ -56,7 +56,8 @@ def test_auto_took_the_path_each_device_calls_for(results: dict) -> None:
     paths = {
         name: {results[f"memoryless/{name}/auto/{s}"]["auto_path"] for s in SEEDS} for name in MEMORYLESS
     }
-    assert paths == {MEMORYLESS[0]: {"surrogate"}, MEMORYLESS[1]: {"refine"}}
+    assert paths[MEMORYLESS[0]] == {"surrogate"}  # folded: never the ILA path
+    assert paths[MEMORYLESS[1]] <= {"iila", "refine"}  # one-to-one: iterative ILA, rounds if room
     for s in SEEDS:
         fold = results[f"memoryless/{MEMORYLESS[0]}/auto/{s}"]["one_to_one"]
         assert fold["one_to_one"] is False and fold["fold_share"] > 0.1
