@@ -24,6 +24,10 @@ def mean(values: Iterable[float]) -> float:
     return statistics.fmean(values)
 
 
+def median(values: Iterable[float]) -> float:
+    return statistics.median(values)
+
+
 def mlp_losses(ex: dict, form: str, key: str = "closed_loop_nmse_db", memoryless: bool = True) -> list[float]:
     """export.json: each MLP export's closed-loop NMSE minus its float inverse's (dB), per simulator;
     ``memoryless``: the memoryless inverses only (not the tapped one on ``sim:wh``)."""
@@ -60,6 +64,7 @@ HELPERS: dict[str, Any] = {
     "lo": lo,
     "hi": hi,
     "mean": mean,
+    "median": median,
     "abs": abs,
     "min": min,
     "max": max,
