@@ -342,9 +342,7 @@ NOT_MEASURED: dict[str, tuple[str, ...]] = {
     "docs/errors.md": ("no INFO_OK within 10 s",),
     "README.md": ("sensor with 5 % output noise", "a line at least every 10 s"),
     "docs/strategies.md": (
-        "`iila` on 40 % of the budget",
         "(`sim:lowsnr`, 5 % of full scale)",
-        "iterative ILA on 40 % of the",
         "10 % of the budget kept back",
         "(3,488 + 2 × 256)",
     ),
