@@ -7,6 +7,7 @@ evaluated on the measured data here, so the verdicts can never drift from
 the figures beside them.
 
     python benchmarks/render.py        # or: python benchmarks/run_all.py --render-only
+    python benchmarks/render.py --section matrix   # that section alone, the rest as it stands
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ from render_drift import section_drift
 from render_export import section_export
 from render_farm import section_farm
 from render_input_noise import section_input_noise
+from render_matrix import section_matrix
 from render_radio import section_radio
 from render_sections import section_default_run, section_memory, section_overhead, section_serial
 
@@ -311,6 +313,7 @@ def render() -> str:
         else missing("strategies", "python benchmarks/strategies.py")
     )
     lines += section_input_noise(load("input_noise"))
+    lines += section_matrix(load("matrix"))
     lines += section_memory(load("memory"))
     lines += section_overhead(load("overhead"))
     lines += section_serial(load("serial"))
@@ -325,7 +328,32 @@ def render() -> str:
     return "\n".join(lines).rstrip() + "\n"
 
 
+SECTIONS = {  # one section re-rendered alone: (its renderer, the heading of the section after it)
+    "matrix": (lambda: section_matrix(load("matrix")), "## c. Devices with memory"),
+}
+
+
+def splice(page: str, name: str) -> str:
+    """The page with one section rendered anew, put where `render` puts it."""
+    make, after = SECTIONS[name]
+    STALE.clear()
+    text = "\n".join(make()).rstrip() + "\n\n"
+    if STALE:
+        raise SystemExit(f"not writing the {name} section: its figures are stale:\n  " + "\n  ".join(STALE))
+    head = text.split("\n", 1)[0]
+    if head + "\n" in page:
+        start = page.index(head + "\n")
+        end = page.find("\n## ", start + len(head))
+        return page[:start] + text + (page[end + 1 :] if end >= 0 else "")
+    at = page.index(after + "\n")
+    return page[:at] + text + page[at:]
+
+
 def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--section" and sys.argv[2] in SECTIONS:
+        DOC.write_text(splice(DOC.read_text(), sys.argv[2]))  # the other sections as they stand
+        print(f"wrote the {sys.argv[2]} section of {DOC}")
+        return
     page = render()
     if STALE:
         sys.exit(

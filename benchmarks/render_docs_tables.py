@@ -28,6 +28,10 @@ def mean(values: Iterable[float]) -> float:
     return statistics.fmean(values)
 
 
+def median(values: Iterable[float]) -> float:
+    return statistics.median(values)
+
+
 def mlp_losses(
     ex: dict,
     form: str,
@@ -81,6 +85,7 @@ HELPERS: dict[str, Any] = {
     "lo": lo,
     "hi": hi,
     "mean": mean,
+    "median": median,
     "abs": abs,
     "min": min,
     "max": max,
@@ -262,9 +267,7 @@ NOT_MEASURED: dict[str, tuple[str, ...]] = {
     "docs/errors.md": ("no INFO_OK within 10 s",),
     "README.md": ("sensor with 5 % output noise", "a line at least every 10 s"),
     "docs/strategies.md": (
-        "`iila` on 40 % of the budget",
         "(`sim:lowsnr`, 5 % of full scale)",
-        "iterative ILA on 40 % of the",
         "10 % of the budget kept back",
         "(3,488 + 2 × 256)",
     ),

@@ -62,6 +62,16 @@ def _memory_complete(data: dict) -> bool:
     return all(fresh(cells, f"{s}/{d}/20000") for s in ("wh", "memory_poly") for d in (5, 0))
 
 
+def _matrix_complete(data: dict) -> bool:
+    from matrix_cells import GROUPS, SEEDS
+
+    cells = data.get("cells", {})
+    return all(
+        fresh(cells, cell.key(m, s)) for make, methods in GROUPS.values() for cell in make() for m in methods
+        for s in SEEDS
+    )  # fmt: skip
+
+
 def _whole(key: str) -> Callable[[dict], bool]:
     """Complete when the file holds ``key`` and its stamp describes today's code."""
     return lambda d: bool(d.get(key)) and stale(d) is None
@@ -91,6 +101,7 @@ def _drift_complete(data: dict) -> bool:
 BENCHES = (
     Bench("strategies", "strategies.py", ("--budgets", STRATEGY_BUDGETS), _strategies_complete),
     Bench("input_noise", "input_noise.py", (), _all_cells_fresh),
+    Bench("matrix", "matrix.py", (), _matrix_complete),
     Bench("memory", "memory.py", (), _memory_complete),
     Bench("overhead", "overhead.py", ("--profile",), _whole("runs"), force_flag=False),
     Bench("serial", "serial_throughput.py", (), _whole("results"), force_flag=False),

@@ -17,11 +17,14 @@ range. ``sim`` alone is the Rapp amplifier with noise 1e-3.
 | quantised | 1->1    | smooth sensor read through an ADC of `bits` bits |
 | saleh_folded | 1->1 | Saleh AM/AM over [0, 2], past its peak at 1: two inputs per output |
 | lowsnr    | 1->1    | tanh sensor with heavy output noise (default 0.05, 5% of full scale) |
+| saleh_iq_folded | 2->2 | `saleh_iq` driven to magnitude 1.5, past its AM/AM peak at 0.93 |
+| mimo3_folded | 3->3 | channels y = 2u/(1 + u^2), u = A x over [-1.8, 1.8]^3: fold where u_i > 1 |
 | iqpa      | 2->2    | many units of one I/Q PA design, `?unit=K` (simulators/units.py) |
 
-``saleh_folded`` and ``lowsnr`` defeat inverse modelling: ILA averages the
-two preimages of a folded curve, and regresses on noisy outputs (errors in
-variables). Score them against the noise-free answer (`SimDevice.clean`).
+``saleh_folded`` and ``lowsnr`` defeat inverse modelling (so do the folded
+devices on two and three outputs): ILA averages the two preimages of a
+folded curve, and regresses on noisy outputs (errors in variables). Score
+them against the noise-free answer (`SimDevice.clean`).
 """
 
 from __future__ import annotations
@@ -29,8 +32,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
-
-import numpy as np
 
 from hwloop.device import (
     BadDeviceParameterError,
@@ -41,6 +42,7 @@ from hwloop.device import (
     UnknownSchemeError,
     parse_params,
 )
+from hwloop.simulators import shapes
 from hwloop.simulators.base import BASE_PARAMS, SimDevice, Transfer, check_base_values
 
 DEFAULT_SIM = "rapp"
@@ -77,61 +79,13 @@ class SimSpec:
         return merged
 
 
-def _tanh(p: dict) -> Transfer:
-    g = p["gain"]
-    return lambda x: np.tanh(g * x)
-
-
-def _rapp(p: dict) -> Transfer:
-    g, sat, s = p["gain"], p["sat"], p["p"]
-
-    def f(x: np.ndarray) -> np.ndarray:
-        u = g * x
-        return u / (1.0 + np.abs(u / sat) ** (2 * s)) ** (1.0 / (2 * s))
-
-    return f
-
-
-def _saleh(p: dict) -> Transfer:
-    a, b = p["alpha"], p["beta"]
-    return lambda x: a * x / (1.0 + b * x * x)
-
-
-def _saleh_iq(p: dict) -> Transfer:
-    aa, ba, ap, bp = p["alpha_a"], p["beta_a"], p["alpha_p"], p["beta_p"]
-
-    def f(x: np.ndarray) -> np.ndarray:
-        z = x[:, 0] + 1j * x[:, 1]
-        r = np.abs(z)
-        gain = aa / (1.0 + ba * r * r)  # A(r)/r, finite at r = 0
-        phase = ap * r * r / (1.0 + bp * r * r)
-        out = gain * z * np.exp(1j * phase)
-        return np.stack([out.real, out.imag], axis=1)
-
-    return f
-
-
-_MIMO_COUPLING = np.array([[0.0, 0.25, -0.10], [0.20, 0.0, 0.15], [-0.05, 0.30, 0.0]])
-_MIMO_GAIN = np.array([1.0, 0.9, 1.1])
-
-
-def _mimo3(p: dict) -> Transfer:
-    a = np.diag(_MIMO_GAIN) + p["coupling"] * _MIMO_COUPLING / 0.25
-    return lambda x: np.tanh(x @ a.T)
-
-
-def _cubic(p: dict) -> Transfer:
-    off, g, k3 = p["offset"], p["gain"], p["k3"]
-    return lambda x: off + g * x + k3 * x**3
-
-
-def _quantised_curve(x: np.ndarray) -> np.ndarray:
-    return 0.95 * np.tanh(1.2 * x) / np.tanh(1.2)
-
-
-def _quantised(p: dict) -> Transfer:
-    return _quantised_curve
-
+SALEH_IQ_PARAMS = {
+    "alpha_a": Param(float, 2.1587, "AM/AM gain"),
+    "beta_a": Param(float, 1.1517, "AM/AM compression"),
+    "alpha_p": Param(float, 4.0033, "AM/PM strength (rad)"),
+    "beta_p": Param(float, 9.1040, "AM/PM compression"),
+}
+MIMO_PARAMS = {"coupling": Param(float, 0.25, "largest off-diagonal crosstalk")}
 
 SIMULATORS: dict[str, SimSpec] = {
     s.name: s
@@ -144,7 +98,7 @@ SIMULATORS: dict[str, SimSpec] = {
             (-1.0,),
             (1.0,),
             {"gain": Param(float, 1.5, "small-signal gain")},
-            _tanh,
+            shapes.tanh,
         ),
         SimSpec(
             "rapp",
@@ -158,7 +112,7 @@ SIMULATORS: dict[str, SimSpec] = {
                 "gain": Param(float, 1.0, "small-signal gain"),
                 "sat": Param(float, 1.0, "saturation level"),
             },
-            _rapp,
+            shapes.rapp,
         ),
         SimSpec(
             "saleh",
@@ -168,7 +122,7 @@ SIMULATORS: dict[str, SimSpec] = {
             (-0.7,),
             (0.7,),
             {"alpha": Param(float, 2.0, "gain"), "beta": Param(float, 1.0, "compression")},
-            _saleh,
+            shapes.saleh,
         ),
         SimSpec(
             "saleh_iq",
@@ -177,13 +131,8 @@ SIMULATORS: dict[str, SimSpec] = {
             2,
             (-0.5, -0.5),
             (0.5, 0.5),
-            {
-                "alpha_a": Param(float, 2.1587, "AM/AM gain"),
-                "beta_a": Param(float, 1.1517, "AM/AM compression"),
-                "alpha_p": Param(float, 4.0033, "AM/PM strength (rad)"),
-                "beta_p": Param(float, 9.1040, "AM/PM compression"),
-            },
-            _saleh_iq,
+            SALEH_IQ_PARAMS,
+            shapes.saleh_iq,
             iq_peak=0.5,
         ),
         SimSpec(
@@ -193,8 +142,8 @@ SIMULATORS: dict[str, SimSpec] = {
             3,
             (-1.0,) * 3,
             (1.0,) * 3,
-            {"coupling": Param(float, 0.25, "largest off-diagonal crosstalk")},
-            _mimo3,
+            MIMO_PARAMS,
+            shapes.mimo3,
         ),
         SimSpec(
             "cubic",
@@ -208,7 +157,7 @@ SIMULATORS: dict[str, SimSpec] = {
                 "gain": Param(float, 1.0, "linear gain"),
                 "k3": Param(float, -0.2, "cubic coefficient"),
             },
-            _cubic,
+            shapes.cubic,
         ),
         SimSpec(
             "saleh_folded",
@@ -218,7 +167,7 @@ SIMULATORS: dict[str, SimSpec] = {
             (0.0,),
             (2.0,),
             {"alpha": Param(float, 2.0, "gain"), "beta": Param(float, 1.0, "compression")},
-            _saleh,
+            shapes.saleh,
             one_to_one=False,
         ),
         SimSpec(
@@ -229,7 +178,7 @@ SIMULATORS: dict[str, SimSpec] = {
             (-1.0,),
             (1.0,),
             {"gain": Param(float, 1.5, "small-signal gain")},
-            _tanh,
+            shapes.tanh,
             overrides={"noise": 0.05},
         ),
         SimSpec(
@@ -240,7 +189,30 @@ SIMULATORS: dict[str, SimSpec] = {
             (-1.0,),
             (1.0,),
             {"bits": Param(int, 10, "ADC resolution over the full scale [-1, 1]")},
-            _quantised,
+            shapes.quantised,
+            one_to_one=False,
+        ),
+        SimSpec(
+            "saleh_iq_folded",
+            "Saleh AM/AM + AM/PM on I/Q driven to |x| = 1.5, past the AM/AM peak (not one-to-one)",
+            2,
+            2,
+            (-1.5, -1.5),
+            (1.5, 1.5),
+            SALEH_IQ_PARAMS,
+            shapes.saleh_iq,
+            one_to_one=False,
+            iq_peak=1.5,
+        ),
+        SimSpec(
+            "mimo3_folded",
+            "three coupled channels past their peaks, y = 2u / (1 + u^2), u = A x (not one-to-one)",
+            3,
+            3,
+            (-1.8,) * 3,
+            (1.8,) * 3,
+            MIMO_PARAMS,
+            shapes.mimo3_folded,
             one_to_one=False,
         ),
     ]

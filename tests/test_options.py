@@ -77,14 +77,6 @@ CASES = [
         {"device": "sim:wh", "inverse": "gru"},
     ),
     Case(
-        "fit steps with spsa",
-        ["--device", "sim:tanh", "--strategy", "spsa"],
-        "fit_steps",
-        300,
-        "runs no fit",
-        {"device": "sim:tanh", "strategy": "spsa"},
-    ),
-    Case(
         "cfr papr with cfr none",
         [*SIGNAL, "--cfr", "none"],
         "cfr_papr",

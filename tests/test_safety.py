@@ -70,10 +70,7 @@ def test_auditor_sees_nothing_unsafe(strategy: str, tmp_path: Path, monkeypatch:
         queries=800,
         seed=0,
         run_dir=tmp_path,
-        # spsa runs no fit: a fit_steps would not act and is refused
-        options=TrainOptions(
-            fit_steps=5 if strategy != "spsa" else TrainOptions().fit_steps, eval_targets=64, noise_repeats=16
-        ),
+        options=TrainOptions(fit_steps=5, eval_targets=64, noise_repeats=16),
     )
     assert audit.rows > 800
     assert audit.out_of_range == 0 and audit.non_finite == 0

@@ -90,10 +90,32 @@ def train_ila(
     model = build_regressor(y, x, seed=seed, name="inverse", mask=inverse_mask(mask))
     log.info("ILA: fitting on %d uniform pairs", len(x))
     curve = fit_regression(model, y, x, cfg.fit, seed=seed, on_step=on_step)
+    left = budget - (start_remaining - dev.remaining)
+    x, y, more = refine(dev, model, (x, y), cfg, rng, spend=left, seed=seed, on_step=on_step)
+    return ILAResult(model, curve + more, x, y)
+
+
+def refine(
+    dev: MeteredDevice,
+    model: keras.Model,
+    pairs: tuple[np.ndarray, np.ndarray],
+    cfg: ILAConfig,
+    rng: np.random.Generator,
+    *,
+    spend: int,
+    seed: int,
+    on_step: Callable[[int, float], None] | None = None,
+    first_round: int = 1,
+) -> tuple[np.ndarray, np.ndarray, list[float]]:
+    """Iterative ILA's refinements: ``cfg.rounds - first_round`` rounds sharing ``spend`` queries,
+    each asking the device at M(t) (jittered) for targets t drawn from the answers so far and
+    refitting M on every pair, at a quarter of the learning rate. Returns all pairs and the curve."""
+    x, y = pairs
+    start = dev.remaining
     span = dev.info.high_array - dev.info.low_array
-    for r in range(1, cfg.rounds):
-        left = budget - (start_remaining - dev.remaining)
-        n = left // (cfg.rounds - r)
+    curve: list[float] = []
+    for r in range(first_round, cfg.rounds):
+        n = (spend - (start - dev.remaining)) // (cfg.rounds - r)
         if n < 1:
             break
         targets = y[rng.choice(len(y), size=n, replace=True)]
@@ -105,7 +127,7 @@ def train_ila(
         log.info("iterative ILA round %d: refitting on %d pairs", r, len(x))
         refit = FitConfig(cfg.refit_steps, cfg.fit.batch, cfg.fit.lr * 0.25, cfg.fit.lr_final)
         curve += fit_regression(model, y, x, refit, seed=seed + r, on_step=on_step)
-    return ILAResult(model, curve, x, y)
+    return x, y, curve
 
 
 def config_for(ctx: Context, rounds: int) -> ILAConfig:

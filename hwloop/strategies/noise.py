@@ -12,12 +12,11 @@ surrogate: 0.96 to 0.99 with ``input_noise=0.02`` (rapp, tanh, cubic), at
 most 0.31 without (saleh_folded; rapp, tanh, cubic, saleh, mimo3, saleh_iq,
 lowsnr, quantised lower).
 
-Why a strategy cares: where the noise is input-referred, the closed loop's
-remaining error is set by how many uniform pairs ILA regresses on, and
-neither iterative re-queries nor device rounds can beat that noise (measured
-on `sim:rapp?input_noise=0.02` at 10,000 queries: auto's final ILA fit on
-its 7,200 uniform pairs scored 53.3 dB against the noise-free device, plain
-ILA on 10,000 55.5 dB); `auto` then spends its budget as `ila` does.
+Why a strategy cares: noise at the input sits in ILA's regression target,
+not its regressor, so ILA stays unbiased under it, and no device round can
+beat it: on a device `hwloop.strategies.fold` measures one-to-one, `auto`
+then spends its budget as `iila` does. It does not decide alone: on a
+device that is not one-to-one ILA is biased whatever the noise.
 """
 
 from __future__ import annotations

@@ -273,8 +273,6 @@ def check_options(
         )
     if inverse == "gru":
         refuse(("memory_depth",), "the GRU inverse carries its own state; it is the tapped inverse's depth")
-    if requested == "spsa":
-        refuse(("fit_steps",), "spsa steps the inverse's weights by device queries, it runs no fit")
     if stateful is False:
         refuse(("memory_depth",), "the device has no memory")
         if inverse == "tapped":

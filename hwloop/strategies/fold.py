@@ -1,0 +1,116 @@
+"""Whether ILA can work: is the device one-to-one over its safe range? Measured from a surrogate.
+
+ILA regresses inputs on outputs; where two inputs give the same output it
+fits their average, which the device maps elsewhere (`sim:saleh_folded`: the
+ILA inverse stalls at -26 dB whatever the budget). A smooth map that is not
+one-to-one on a connected range folds: the sign of its Jacobian determinant
+det J = det dF/dx changes. A surrogate F_hat fitted on uniform pairs gives J
+at each of them (no query spent), and
+
+    fold_share = (sum of |det J| over the rows with the minority sign) / (sum of |det J|)
+
+is the share of the reachable output volume, counted with multiplicity, that
+the device covers a second time with its orientation reversed: about 0 on a
+one-to-one device, 0.17 on `saleh_folded` (its falling branch covers [0.8, 1]
+of the rising branch's [0, 1]). Weighting by |det J| keeps the wiggles of a
+surrogate on a flat, saturated stretch (|det J| near 0) from reading as a fold.
+
+What it cannot see: a map that is many-to-one without folding (one that wraps
+an annulus twice, like z^2 on I/Q) keeps the sign of det J. A device with
+more inputs than outputs is never one-to-one (its preimages are continua);
+with more outputs than inputs the determinant is not defined and the check
+reports nothing (``one_to_one`` None: ILA is not ruled out).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+FOLD_SHARE = 0.02  # folded above this share of |det J| with the minority sign, by more than 2 SE
+
+
+@dataclass(frozen=True)
+class FoldCheck:
+    """The Jacobian-sign measurement on ``pairs`` uniform inputs."""
+
+    pairs: int
+    fold_share: float | None  # None: not measurable (more outputs than inputs)
+    fold_share_se: float
+    reason: str = ""  # why the answer needs no measurement, if it does not
+
+    @property
+    def one_to_one(self) -> bool | None:
+        if self.reason == "more inputs than outputs":
+            return False
+        if self.fold_share is None:
+            return None
+        return not (self.fold_share > FOLD_SHARE and self.fold_share > 2 * self.fold_share_se)
+
+    def to_dict(self) -> dict:
+        share = None if self.fold_share is None else round(self.fold_share, 4)
+        out = {
+            "pairs": self.pairs,
+            "fold_share": share,
+            "fold_share_se": None if self.fold_share is None else float(f"{self.fold_share_se:.3g}"),
+            "threshold": FOLD_SHARE,
+            "one_to_one": self.one_to_one,
+        }
+        return {**out, "reason": self.reason} if self.reason else out
+
+
+def jacobian_det(surrogate: keras.Model, x: np.ndarray) -> np.ndarray:
+    """det dF_hat/dx per row (square Jacobians only)."""
+    xs = tf.constant(np.asarray(x, np.float32))
+    with tf.GradientTape() as tape:
+        tape.watch(xs)
+        ys = surrogate(xs)
+    jac = tape.batch_jacobian(ys, xs).numpy().astype(np.float64)
+    return np.linalg.det(jac)
+
+
+def share_with_minority_sign(det: np.ndarray) -> tuple[float, float]:
+    """(fold share, its standard error): the ratio estimator sum(a) / sum(b) with a = |det| on
+    the minority sign, b = |det|, and its delta-method standard error."""
+    b = np.abs(np.asarray(det, np.float64))
+    n, total = len(b), float(np.sum(b))
+    if n < 8 or total <= 0:
+        return 0.0, float("inf")
+    pos = float(np.sum(b[det > 0]))
+    a = np.where(det > 0, b, 0.0) if pos <= total - pos else np.where(det < 0, b, 0.0)
+    share = float(np.sum(a)) / total
+    se = float(np.std(a - share * b) / (np.mean(b) * np.sqrt(n)))
+    return share, se
+
+
+def check_fold(x: np.ndarray, surrogate: keras.Model) -> FoldCheck:
+    """Whether the surrogate, fitted on the uniform inputs x, folds over them."""
+    return main_branch(x, surrogate)[1]
+
+
+def main_branch(x: np.ndarray, surrogate: keras.Model) -> tuple[np.ndarray, FoldCheck]:
+    """The rows of x on the device's main branch, and the fold check they come from.
+
+    On a folded device, the rows where det J has the majority sign (by |det J|): the
+    orientation that covers most of the reachable outputs. On the folded devices measured
+    (`saleh_folded`, `saleh_iq_folded`, the held-out folds of benchmarks/matrix_devices.py) that
+    branch alone reaches every output, so ILA on its pairs alone is one-to-one: a start on one
+    branch, where ILA on all pairs averages the preimages. Every row when the device is not
+    measured folded, or the determinant is not defined.
+    """
+    n, in_dim = np.shape(x)
+    out_dim = int(surrogate.output_shape[-1])
+    every = np.ones(n, bool)
+    if in_dim > out_dim:
+        return every, FoldCheck(n, None, 0.0, "more inputs than outputs")
+    if out_dim > in_dim:
+        return every, FoldCheck(n, None, 0.0, "more outputs than inputs: the Jacobian has no determinant")
+    det = jacobian_det(surrogate, x)
+    check = FoldCheck(n, *share_with_minority_sign(det))
+    if check.one_to_one is not False:
+        return every, check
+    positive = float(np.sum(np.abs(det[det > 0]))) >= float(np.sum(np.abs(det[det < 0])))
+    return (det > 0) if positive else (det < 0), check
