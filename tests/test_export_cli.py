@@ -24,6 +24,11 @@ def one_line_error(args: list[str], *needle: str) -> None:
         assert n in lines[0], lines[0]
 
 
+def _files_of(run: Path) -> dict[str, bytes]:
+    """Every file of a run directory with its bytes: what a refused command must leave as it was."""
+    return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
 def test_unknown_format_missing_run_and_bad_bits(
     tmp_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
@@ -151,6 +156,7 @@ def test_an_export_of_another_run_or_inverse_is_refused_before_any_query(
     import keras
 
     run = trained("mlp", tmp_path_factory)
+    before = _files_of(run)  # the run is shared with other tests: nothing may change in it here
     twin = tmp_path / "twin"
     shutil.copytree(run, twin)  # the same inverse, another run
     own, other = tmp_path / "own", tmp_path / "other"
@@ -161,7 +167,7 @@ def test_an_export_of_another_run_or_inverse_is_refused_before_any_query(
         ["eval", "--run", str(run), "--device", nowhere, "--exported", str(other)],
         f"export of run {twin.resolve()}, not of {run.resolve()}",
     )
-    assert not (run / "eval.json").exists()
+    assert _files_of(run) == before
     model = keras.models.load_model(twin / "inverse.keras", compile=False)  # the twin's inverse changes
     w = model.get_weights()
     model.set_weights([w[0] + 1e-3, *w[1:]])
@@ -183,6 +189,7 @@ def test_a_gmp_export_of_another_run_is_refused_before_any_query(
     import shutil
 
     run = trained("gmp_pa_gmp", tmp_path_factory)
+    before = _files_of(run)  # the run is shared with other tests: nothing may change in it here
     twin = tmp_path / "twin"
     shutil.copytree(run, twin)
     other = tmp_path / "other"
@@ -202,7 +209,7 @@ def test_a_gmp_export_of_another_run_is_refused_before_any_query(
             ],
             f"export of run {twin.resolve()}, not of {run.resolve()}",
         )
-    assert not (run / "eval.json").exists()
+    assert _files_of(run) == before
 
 
 def test_the_installed_command_prints_one_line_too(tmp_path: Path) -> None:

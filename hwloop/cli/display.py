@@ -18,6 +18,7 @@ in ``with Display.open("train", quiet) as shown:`` and passes
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
 import time
@@ -75,22 +76,46 @@ class Display:
         self._last_line = self.t0
         self._rich: Any = None
         self._ids: dict[str, Any] = {}
+        self._interrupt_pending = False
+        self._old_sigint: Any = None
 
     @classmethod
     @contextmanager
-    def open(cls, command: str, quiet: bool = False) -> Iterator[Display]:
-        """The display for one command's long work; the library reports into it meanwhile."""
+    def open(cls, command: str, quiet: bool = False, safe_interrupt: bool = False) -> Iterator[Display]:
+        """The display for one command's long work; the library reports into it meanwhile.
+
+        ``safe_interrupt``: Ctrl-C is raised at the work's next progress report (every fit
+        step, every answered batch), never inside TensorFlow's own code or a finaliser,
+        where a KeyboardInterrupt can be lost and the run go on; a second Ctrl-C raises at once.
+        """
         mode = "off" if quiet else "rich" if _stderr_is_terminal() else "plain"
         shown = cls(command, mode)
         shown._begin()
+        safe = safe_interrupt and threading.current_thread() is threading.main_thread()
+        if safe:
+            shown._old_sigint = signal.signal(signal.SIGINT, shown._on_sigint)
         try:
-            with progress.reporting(shown if mode != "off" else None):
+            with progress.reporting(shown if mode != "off" or safe else None):
                 yield shown
         finally:
+            if safe:
+                signal.signal(signal.SIGINT, shown._old_sigint)
             shown._end()
+
+    def _on_sigint(self, _signum: int, _frame: Any) -> None:
+        if self._interrupt_pending:  # the second Ctrl-C: at once
+            raise KeyboardInterrupt
+        self._interrupt_pending = True
+
+    def _raise_if_interrupted(self) -> None:
+        if self._interrupt_pending:
+            signal.signal(signal.SIGINT, signal.default_int_handler)  # raised once; a further one at once
+            self._interrupt_pending = False
+            raise KeyboardInterrupt
 
     # ------------------------------------------------------------ Reporter
     def start(self, name: str, total: float | None, unit: str, label: str) -> None:
+        self._raise_if_interrupted()
         with self._lock:
             row = self.rows.get(name)
             runs = 1 if row is None else row.runs + 1
@@ -99,6 +124,7 @@ class Display:
             self._rich_start(name)
 
     def update(self, name: str, done: float, total: float | None, note: str | None) -> None:
+        self._raise_if_interrupted()
         with self._lock:
             row = self.rows.get(name)
             if row is None:
@@ -120,6 +146,7 @@ class Display:
 
     def on_fit_step(self, step: int, loss: float) -> None:
         """The library's fit-step callback: the current fit's loss beside its row."""
+        self._raise_if_interrupted()
         with self._lock:
             row = self.rows.get("fit")
             if row is not None:

@@ -176,7 +176,7 @@ def train(**values: Any) -> None:
     board = _TensorBoard(values["tensorboard"]) if values["tensorboard"] else None
     from hwloop.run import train as run_train
 
-    with Display.open("train", values["quiet"]) as shown:
+    with Display.open("train", values["quiet"], safe_interrupt=True) as shown:
         try:
             result = run_train(
                 device,
