@@ -42,7 +42,15 @@ from hwloop.export.fixed import (
     tanh_input,
     tanh_q,
 )
-from hwloop.export.mlp import TARGET_MARGIN, WIDE, QLayer, layer_words, natural_frac, round_weights
+from hwloop.export.mlp import (
+    TARGET_MARGIN,
+    WIDE,
+    QLayer,
+    WordInverse,
+    layer_words,
+    natural_frac,
+    round_weights,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +147,7 @@ def extract_gru(inverse, check: np.ndarray) -> FloatGRU:
 
 
 @dataclass
-class QuantGRU:
+class QuantGRU(WordInverse):
     """A GRU inverse in words; ``run`` is the bit-exact reference of the generated C, state included."""
 
     wbits: int
@@ -169,26 +177,6 @@ class QuantGRU:
     def units(self) -> int:
         return self.lh.w.shape[0]
 
-    @property
-    def fmt_h(self) -> QFormat:
-        return QFormat(self.abits, self.abits - 1)
-
-    @property
-    def in_dim(self) -> int:
-        return len(self.mean_t)
-
-    @property
-    def out_dim(self) -> int:
-        return len(self.mean_x)
-
-    @property
-    def z_shift(self) -> int:
-        return self.fmt_t.frac + self.fmt_is.frac - self.fmt_z.frac
-
-    @property
-    def x_shift(self) -> int:
-        return self.fmt_zo.frac + self.fmt_so.frac - self.fmt_x.frac
-
     def sig(self, v: np.ndarray) -> np.ndarray:
         """sigmoid of Q.12 pre-activations v, in Q1.(abits-1): (1 + tanh(v / 2)) / 2, [0, 1]."""
         ga = self.abits - 1
@@ -205,10 +193,6 @@ class QuantGRU:
         v = gx[:, 2 * u :] + rshift_round(rg * gh[:, 2 * u :], ga)
         hh = tanh_q(tanh_input(v, 0), self.fmt_h)
         return self.fmt_h.saturate(hh + rshift_round(zg * (h - hh), ga))
-
-    def standardised(self, t: np.ndarray) -> np.ndarray:
-        d = self.fmt_t.saturate(np.asarray(t, np.int64) - self.mean_t)
-        return requant(d * self.inv_std, self.z_shift, self.fmt_z)
 
     def output(self, z: np.ndarray, h: np.ndarray) -> np.ndarray:
         """Drive words from the standardised inputs and the new states."""

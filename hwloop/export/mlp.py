@@ -172,8 +172,52 @@ def weight_block(wbits: int) -> int:
     return BLOCK if wbits < BLOCK_BELOW else 0
 
 
+class WordInverse:
+    """What every inverse in words shares: its formats' shifts and the standardised input words.
+
+    A subclass (a dataclass) holds ``abits`` and the formats and words these read: ``fmt_t``,
+    ``mean_t``, ``fmt_is``, ``inv_std``, ``fmt_z``, ``fmt_zo``, ``fmt_so``, ``fmt_x``, ``mean_x``.
+    """
+
+    abits: int
+    fmt_t: QFormat
+    mean_t: np.ndarray
+    fmt_is: QFormat
+    inv_std: np.ndarray
+    fmt_z: QFormat
+    fmt_zo: QFormat
+    fmt_so: QFormat
+    fmt_x: QFormat
+    mean_x: np.ndarray
+
+    @property
+    def fmt_h(self) -> QFormat:
+        return QFormat(self.abits, self.abits - 1)
+
+    @property
+    def in_dim(self) -> int:
+        return len(self.mean_t)
+
+    @property
+    def out_dim(self) -> int:
+        return len(self.mean_x)
+
+    @property
+    def z_shift(self) -> int:
+        return self.fmt_t.frac + self.fmt_is.frac - self.fmt_z.frac
+
+    @property
+    def x_shift(self) -> int:
+        return self.fmt_zo.frac + self.fmt_so.frac - self.fmt_x.frac
+
+    def standardised(self, t: np.ndarray) -> np.ndarray:
+        """The words z of the standardised input rows t."""
+        d = self.fmt_t.saturate(np.asarray(t, np.int64) - self.mean_t)
+        return requant(d * self.inv_std, self.z_shift, self.fmt_z)
+
+
 @dataclass
-class QuantMLP:
+class QuantMLP(WordInverse):
     """An MLP inverse in words; ``run`` is the bit-exact reference of the generated C.
 
     ``wbits``: weights; ``abits``: hidden activations; ``io_bits``: input, output and their
@@ -201,31 +245,6 @@ class QuantMLP:
     extra: dict = field(default_factory=dict)
     pairs: list = field(default_factory=list)  # the device's I/Q pairs, with an envelope
     peak_q: int = 0  # its peak as a drive word (`peak_word`); 0: no envelope
-
-    @property
-    def fmt_h(self) -> QFormat:
-        return QFormat(self.abits, self.abits - 1)
-
-    @property
-    def in_dim(self) -> int:
-        return len(self.mean_t)
-
-    @property
-    def out_dim(self) -> int:
-        return len(self.mean_x)
-
-    @property
-    def z_shift(self) -> int:
-        return self.fmt_t.frac + self.fmt_is.frac - self.fmt_z.frac
-
-    @property
-    def x_shift(self) -> int:
-        return self.fmt_zo.frac + self.fmt_so.frac - self.fmt_x.frac
-
-    def standardised(self, t: np.ndarray) -> np.ndarray:
-        """The words z of the standardised input rows t."""
-        d = self.fmt_t.saturate(np.asarray(t, np.int64) - self.mean_t)
-        return requant(d * self.inv_std, self.z_shift, self.fmt_z)
 
     def activation(self, k: int, a: np.ndarray) -> np.ndarray:
         """Hidden layer k's output words for its input words a."""
