@@ -36,21 +36,13 @@ from hwloop.export.fixed import (
     QFormat,
     envelope_limit,
     peak_word,
-    q_for_range,
     requant,
     rshift_round,
     tanh_input,
     tanh_q,
 )
-from hwloop.export.mlp import (
-    TARGET_MARGIN,
-    WIDE,
-    QLayer,
-    WordInverse,
-    layer_words,
-    natural_frac,
-    round_weights,
-)
+from hwloop.export.mlp import WIDE, QLayer, layer_words, natural_frac, round_weights
+from hwloop.export.words import WordInverse, input_words, output_words
 
 log = logging.getLogger(__name__)
 
@@ -277,43 +269,24 @@ def _layer(w: np.ndarray, b: np.ndarray, wbits: int, in_fmt: QFormat, out_frac: 
 
 def quantize_gru(f: FloatGRU, targets: np.ndarray, wbits: int, abits: int, io_bits: int) -> QuantGRU:
     """Words for the GRU ``f``; ``targets`` (rows of its input) set the input range."""
-    t = np.asarray(targets, np.float64)
-    fmt_t = q_for_range(TARGET_MARGIN * float(np.max(np.abs(t))), io_bits, 20)
-    full_t = -fmt_t.lo / 2.0**fmt_t.frac
-    inv_std = 1.0 / f.in_std
-    fmt_is = q_for_range(float(np.max(inv_std)), io_bits, 30)
-    fmt_z = q_for_range(full_t * float(np.max(inv_std)), io_bits, 20)
+    words = input_words(targets, f.in_mean, f.in_std, io_bits)
+    words |= output_words(f.low, f.high, f.out_mean, f.out_std, io_bits)
+    fmt_z, fmt_zo, fmt_x = words["fmt_z"], words["fmt_zo"], words["fmt_x"]
     fmt_h = QFormat(abits, abits - 1)
     lx = _layer(f.kernel, f.bias_x, wbits, fmt_z, TANH_IN_FRAC)
     lh = _layer(f.rkernel, f.bias_h, wbits, fmt_h, TANH_IN_FRAC)
-    reach = np.maximum(np.abs(f.low - f.out_mean), np.abs(f.high - f.out_mean)) / f.out_std
-    fmt_zo = q_for_range(1.25 * float(np.max(reach)), io_bits, 20)
     head_z = _layer(f.head_z[0], f.head_z[1], wbits, fmt_z, fmt_zo.frac)
     head_h = _layer(f.head_h, np.zeros(f.head_h.shape[1]), wbits, fmt_h, fmt_zo.frac)
-    fmt_x = q_for_range(float(np.max(np.maximum(np.abs(f.low), np.abs(f.high)))), io_bits, 20)
-    fmt_so = q_for_range(float(np.max(f.out_std)), io_bits, 30)
-    fmt_so = QFormat(io_bits, max(fmt_so.frac, fmt_x.frac - fmt_zo.frac))
     peak_q = 0 if f.peak is None else peak_word(f.peak, fmt_x.frac)
     q = QuantGRU(
         wbits=wbits,
         abits=abits,
         io_bits=io_bits,
-        fmt_t=fmt_t,
-        mean_t=fmt_t.quantize(f.in_mean),
-        fmt_is=fmt_is,
-        inv_std=fmt_is.quantize(inv_std),
-        fmt_z=fmt_z,
         lx=lx,
         lh=lh,
         head_z=head_z,
         head_h=head_h,
-        fmt_zo=fmt_zo,
-        fmt_so=fmt_so,
-        std_x=fmt_so.quantize(f.out_std),
-        fmt_x=fmt_x,
-        mean_x=fmt_x.quantize(f.out_mean),
-        low_q=fmt_x.quantize(f.low),
-        high_q=fmt_x.quantize(f.high),
+        **words,
         peak_q=peak_q,
         pairs=list(f.pairs),
     )

@@ -48,6 +48,7 @@ from hwloop.export.fixed import (
     worst_sum,
 )
 from hwloop.export.mlp_float import FloatMLP
+from hwloop.export.words import WordInverse, input_words, output_words
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ MAX_WEIGHT_FRAC = 24
 BLOCK = 8  # inputs per weight block below BLOCK_BELOW bits
 BLOCK_BELOW = 12
 MAX_UP = 8  # a block's exponent at most this far from its unit's coarsest
-TARGET_MARGIN = 1.1  # targets up to 10 % beyond the logged ones keep their value
 
 
 @dataclass
@@ -170,50 +170,6 @@ def _qlayer(w: np.ndarray, b: np.ndarray, bits: int, in_fmt: QFormat, out_frac: 
 def weight_block(wbits: int) -> int:
     """Inputs per weight block at ``wbits``: `BLOCK` below `BLOCK_BELOW` bits, else one block per unit."""
     return BLOCK if wbits < BLOCK_BELOW else 0
-
-
-class WordInverse:
-    """What every inverse in words shares: its formats' shifts and the standardised input words.
-
-    A subclass (a dataclass) holds ``abits`` and the formats and words these read: ``fmt_t``,
-    ``mean_t``, ``fmt_is``, ``inv_std``, ``fmt_z``, ``fmt_zo``, ``fmt_so``, ``fmt_x``, ``mean_x``.
-    """
-
-    abits: int
-    fmt_t: QFormat
-    mean_t: np.ndarray
-    fmt_is: QFormat
-    inv_std: np.ndarray
-    fmt_z: QFormat
-    fmt_zo: QFormat
-    fmt_so: QFormat
-    fmt_x: QFormat
-    mean_x: np.ndarray
-
-    @property
-    def fmt_h(self) -> QFormat:
-        return QFormat(self.abits, self.abits - 1)
-
-    @property
-    def in_dim(self) -> int:
-        return len(self.mean_t)
-
-    @property
-    def out_dim(self) -> int:
-        return len(self.mean_x)
-
-    @property
-    def z_shift(self) -> int:
-        return self.fmt_t.frac + self.fmt_is.frac - self.fmt_z.frac
-
-    @property
-    def x_shift(self) -> int:
-        return self.fmt_zo.frac + self.fmt_so.frac - self.fmt_x.frac
-
-    def standardised(self, t: np.ndarray) -> np.ndarray:
-        """The words z of the standardised input rows t."""
-        d = self.fmt_t.saturate(np.asarray(t, np.int64) - self.mean_t)
-        return requant(d * self.inv_std, self.z_shift, self.fmt_z)
 
 
 @dataclass
@@ -330,47 +286,27 @@ def quantize(
 ) -> QuantMLP:
     """Words for ``mlp`` (weights rounded to nearest); ``targets`` (rows of its input) set the input
     range; ``envelope`` (device.json's: ``pairs``, ``peak``) keeps the drive's I/Q pairs within it."""
-    feats = np.asarray(targets, np.float64)
-    fmt_t = q_for_range(TARGET_MARGIN * float(np.max(np.abs(feats))), io_bits, 20)
-    full_t = -fmt_t.lo / 2.0**fmt_t.frac  # |d| after saturation
-    inv_std = 1.0 / mlp.in_std
-    fmt_is = q_for_range(float(np.max(inv_std)), io_bits, 30)
-    fmt_z = q_for_range(full_t * float(np.max(inv_std)), io_bits, 20)
+    words = input_words(targets, mlp.in_mean, mlp.in_std, io_bits)
+    words |= output_words(mlp.low, mlp.high, mlp.out_mean, mlp.out_std, io_bits)
+    fmt_z, fmt_zo = words["fmt_z"], words["fmt_zo"]
     fmt_h = QFormat(abits, abits - 1)
     hidden, in_fmt = [], fmt_z
     blk = weight_block(wbits)
     for w, b in mlp.hidden:
         hidden.append(_qlayer(w, b, wbits, in_fmt, TANH_IN_FRAC, blk))
         in_fmt = fmt_h
-    # Where zo maps beyond [low, high] the clip decides; 25 % headroom past that.
-    reach = np.maximum(np.abs(mlp.low - mlp.out_mean), np.abs(mlp.high - mlp.out_mean)) / mlp.out_std
-    fmt_zo = q_for_range(1.25 * float(np.max(reach)), io_bits, 20)
     skip = _qlayer(*mlp.skip, wbits, fmt_z, fmt_zo.frac, blk)
     out = None if mlp.out is None else _qlayer(*mlp.out, wbits, fmt_h, fmt_zo.frac, blk)
-    fmt_x = q_for_range(float(np.max(np.maximum(np.abs(mlp.low), np.abs(mlp.high)))), io_bits, 20)
-    fmt_so = q_for_range(float(np.max(mlp.out_std)), io_bits, 30)
-    fmt_so = QFormat(io_bits, max(fmt_so.frac, fmt_x.frac - fmt_zo.frac))  # keeps the x shift >= 0
     q = QuantMLP(
         wbits=wbits,
         abits=abits,
         io_bits=io_bits,
-        fmt_t=fmt_t,
-        mean_t=fmt_t.quantize(mlp.in_mean),
-        fmt_is=fmt_is,
-        inv_std=fmt_is.quantize(inv_std),
-        fmt_z=fmt_z,
         hidden=hidden,
         skip=skip,
         out=out,
-        fmt_zo=fmt_zo,
-        fmt_so=fmt_so,
-        std_x=fmt_so.quantize(mlp.out_std),
-        fmt_x=fmt_x,
-        mean_x=fmt_x.quantize(mlp.out_mean),
-        low_q=fmt_x.quantize(mlp.low),
-        high_q=fmt_x.quantize(mlp.high),
+        **words,
         pairs=[tuple(map(int, p)) for p in (envelope or {}).get("pairs", [])],
-        peak_q=peak_word(float(envelope["peak"]), fmt_x.frac) if envelope else 0,
+        peak_q=peak_word(float(envelope["peak"]), words["fmt_x"].frac) if envelope else 0,
     )
     log.info("MLP, %d-bit weights, %d-bit activations (io %d): %s", wbits, abits, io_bits, q.formats())
     return q
