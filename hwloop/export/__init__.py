@@ -3,7 +3,8 @@
 Owns, one module per job: `fixed` (Q formats, rounding, saturation, the
 fixed-point tanh, square root and envelope limit: the numpy half of
 bit-exactness), `mlp_float` (the float MLP read out of its Keras graph),
-`mlp`, `gru` and `gmp` (each family quantised, with its numpy bit-exact
+`words` (the input and output words the MLP and GRU share), `mlp`, `gru`
+and `gmp` (each family quantised, with its numpy bit-exact
 reference: the MLP with per-unit or per-block weight formats, the GRU with
 its state, the GMP as gain tables), `ptq` (layer-wise refit and
 error-feedback rounding), `cgen_mlp`, `cgen_gru` and `cgen_gmp` (the C99
