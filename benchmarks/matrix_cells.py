@@ -5,8 +5,7 @@ signal); each cell is run by every method of its row group with each seed.
 Row groups:
 
 - ``memoryless``: {one-to-one, not} x {1, 2, 3 outputs} x noise {at the
-  output, at the input, both}, every strategy (ila, iila, surrogate, the SPSA
-  baseline, auto) at
+  output, at the input, both}, ila, iila, surrogate and auto at
   `MEMORYLESS_QUERIES`; scored by the clean closed-loop NMSE (noise-free
   device, fresh targets: ``closed_loop_nmse_clean_db``).
 - ``heldout``: devices outside the catalogue that are not one-to-one
@@ -15,8 +14,10 @@ Row groups:
   phase, a fractional delay, a zero outside the unit circle) x drive (6 dB
   back-off to the peak the amplifier reaches) x signal (generated OFDM, the
   DPA_200MHz measurement); ila, iila, surrogate, auto and the textbook
-  GMP-ILA at `DPD_QUERIES`; scored by the ACPR of the noise-free amplifier's
-  output on a held-out signal.
+  GMP-ILA at `DPD_QUERIES`; scored on a held-out signal through the
+  noise-free amplifier: by the output's ACPR with generated OFDM, by the
+  adjacent-channel power the amplifier adds (`added_acpr_db`) with the
+  measurement, whose own adjacent-channel power is a floor every method hits.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ MEMORYLESS_QUERIES = 5_000
 DPD_QUERIES = 20_000
 NOISE = 0.005  # output and input-referred noise std of the memoryless rows
 SEEDS = (0, 1, 2)
-STRATEGIES = ("ila", "iila", "surrogate", "spsa", "auto")
+STRATEGIES = ("ila", "iila", "surrogate", "auto")
 DPD_METHODS = ("textbook", "ila", "iila", "surrogate", "auto")
 HELDOUT_METHODS = ("ila", "surrogate", "auto")
 
@@ -60,7 +61,7 @@ RESPONSES = {
     "fractional delay 0.4": "pa_wh?frac_delay=0.4",
     "zero outside the unit circle": "pa_wh?nmp_zero=1.25",
 }
-BACKOFFS_DB = (6.0, 3.0, 0.0)  # drive: the targets' peak below the peak the amplifier reaches
+BACKOFFS_DB = (6.0, 0.0)  # drive: the targets' peak below the peak the amplifier reaches (the two ends)
 SIGNALS = {  # name -> (training signal, held-out signal)
     "ofdm": ("ofdm:n=16000,papr=8,seed=0", "ofdm:n=16384,papr=8,seed=1"),
     "dpa200": ("dpa200:train", "dpa200:test"),
@@ -177,6 +178,17 @@ def reachable_peak(uri: str, train: np.ndarray) -> float:
     return float(np.abs(y[:, 0] + 1j * y[:, 1]).max())
 
 
+def added_acpr_db(y: np.ndarray, t: np.ndarray, fs: float, bw: float) -> float:
+    """The adjacent-channel power of the error y - t over the target's main-channel power (dBc):
+    what the amplifier adds. The measured DPA_200MHz input carries its own adjacent-channel power
+    (-41.8 dBc on its test split), which the output's ACPR cannot go below whatever the
+    predistorter does; the added power is not bounded by it."""
+    from hwloop.dpd.metrics import channel_powers
+
+    lower, _, upper = channel_powers(y - t, fs, bw)
+    return float(10 * np.log10(max(lower, upper, 1e-30) / channel_powers(t, fs, bw)[1]))
+
+
 def _run_dpd(cell: Cell, method: str, seed: int) -> dict:
     import hwloop
     from hwloop.dpd.metrics import acpr_db, evm_db, nmse_db
@@ -221,8 +233,10 @@ def _run_dpd(cell: Cell, method: str, seed: int) -> dict:
     y = dev.clean_sequence(x)
     yz, tz = y[:, 0] + 1j * y[:, 1], t_held[:, 0] + 1j * t_held[:, 1]
     steady = slice(16, None)  # without the samples after the reset: the amplifier's memory filling
+    acpr = acpr_db(yz, fs, bw)
     return {
-        "score": round(acpr_db(yz, fs, bw), 3),
+        "score": round(acpr if signal == "ofdm" else added_acpr_db(yz, tz, fs, bw), 3),
+        "acpr_dbc": round(acpr, 3),
         "evm_db": round(evm_db(yz, tz, 1.0, fs, bw), 3),
         "nmse_db": round(nmse_db(yz[steady], tz[steady], 1.0), 3),
         "gain": round(gain, 5),

@@ -283,7 +283,7 @@ def direct_learning(
             result.shrunk += 1
         else:
             coeffs = base
-    pick = len(tried) - 1 if keep == "last" else keep_round(judged, prefer=[0])
+    pick = len(tried) - 1 if keep == "last" else keep_round(judged)
     result.kept_round = pick
     result.tied_with_best = contenders(judged)
     result.inverse = GMPInverse(GMP(cfg, tried[pick].copy()), peak=peak, gain=g)

@@ -80,7 +80,7 @@ MIN_WINDOW = 512  # ...of at least this many samples
 GUARD = 16  # samples after each joint left out of fits and scores (the amplifier's memory of the last)
 KEEP_RULE = (
     "judged on a held-out window: ACPR first, then EVM, each tied within twice the standard error of "
-    "the rounds' paired difference; the warm start kept unless a round beats it"
+    "the rounds' paired difference; the latest of the rounds tied with the best kept"
 )
 
 
@@ -160,7 +160,7 @@ def fit_predistorter(
     ila_cfg = cfg or GMPConfig()
     if direct:
         full = budget >= WARM_FULL
-        warm = ILA_ITERATIONS if full else 1
+        warm = ILA_ITERATIONS
         n_warm = min(len(t), int((WARM_SHARE_FULL if full else WARM_SHARE) * budget) // warm)
         rounds, n = rounds_for(budget - warm * n_warm, len(t), rounds)
         direct_cfg = cfg

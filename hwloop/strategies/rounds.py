@@ -179,8 +179,16 @@ def run_rounds(
     return scores, curve, stopped, (x_log, y_log)
 
 
+BASELINE_ROUND = -1  # the ``round`` of a baseline checkpoint `reselect` is given (never measured by a round)
+
+
 def reselect(
-    dev: MeteredDevice, trainer: JointTrainer, scores: list[RoundScore], reserve: int, most: int = 3
+    dev: MeteredDevice,
+    trainer: JointTrainer,
+    scores: list[RoundScore],
+    reserve: int,
+    most: int = 3,
+    baseline: list[np.ndarray] | None = None,
 ) -> RoundScore | None:
     """Load the checkpoint to keep into the inverse, free of the winner's curse.
 
@@ -191,12 +199,19 @@ def reselect(
     shared among them, and `hwloop.metrics.keep_index` picks among the fresh
     scores (the latest of those tied with the best). With one finalist, or no
     queries to spare, the same rule picks among the round scores.
+
+    ``baseline``: the weights of an inverse no round measured (ILA on every
+    pair, beside a start fitted on one branch of a fold), always a finalist,
+    placed first so that a round tied with it is kept; kept, it comes back as
+    round `BASELINE_ROUND`.
     """
     if not scores:
         return None
     best = min(scores, key=lambda s: s.nmse_db)
     finalists = sorted((s for s in scores if tied(_score(s), _score(best))), key=lambda s: s.nmse_db)[:most]
     finalists.sort(key=lambda s: s.round)
+    if baseline is not None:
+        finalists.insert(0, RoundScore(BASELINE_ROUND, float("nan"), baseline))
     n = reserve // max(1, len(finalists))
     if len(finalists) < 2 or n < 8 or dev.remaining < n * len(finalists):
         return best_checkpoint(trainer.inverse, scores)
