@@ -55,6 +55,17 @@ def nmse_uncertainty_db(y: np.ndarray, t: np.ndarray) -> float:
     return float(10.0 / np.log(10.0) * np.std(err) / (mean * np.sqrt(len(err))))
 
 
+def paired_difference_se_db(err_a: np.ndarray, err_b: np.ndarray) -> float:
+    """Standard error, in dB, of the difference of two NMSEs read on the same targets (per-target
+    squared errors ``err_a`` and ``err_b``; delta method on the log of their means). The targets'
+    own difficulty, common to both, cancels: far tighter than the two errors combined."""
+    a, b = np.asarray(err_a, np.float64), np.asarray(err_b, np.float64)
+    ma, mb = float(np.mean(a)), float(np.mean(b))
+    if len(a) < 2 or ma <= 0 or mb <= 0:
+        return 0.0
+    return float(10.0 / np.log(10.0) * np.std(a / ma - b / mb) / np.sqrt(len(a)))
+
+
 TIE_Z = 2.0  # scores within this many standard errors of their difference are tied
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pa_helpers import wh_query
 
-from hwloop.dpd.align import choose_lookahead, estimate_delay
+from hwloop.dpd.align import ALIGNED, EXTRA, choose_lookahead, estimate_delay
 from hwloop.dpd.gmp import GMPConfig, Stretch
 from hwloop.dpd.ila import indirect_learning
 from hwloop.dpd.metrics import acpr_db
@@ -44,7 +44,7 @@ def test_leading_taps_are_chosen_where_the_inverse_is_not_causal_and_pay_for_the
     assert a is not None and a.lookahead >= 1
     assert res.inverse.model.cfg.lookahead == a.lookahead == res.inverse.latency
     assert a.delay == pytest.approx(1.1, abs=0.3)  # 0.5 in front, about 0.6 behind
-    assert [c["lookahead"] for c in a.candidates] == list(range(len(a.candidates)))
+    assert [c["lookahead"] for c in a.candidates] == list(range(len(a.candidates)))  # searched from 0
     assert auto_acpr < causal_acpr - 6  # measured: -57.6 against -40.0 dBc
     info = a.info(FS)
     assert info["latency_samples"] == a.lookahead and info["latency_s"] == pytest.approx(a.lookahead / FS)
@@ -66,10 +66,29 @@ def test_choose_lookahead_takes_the_smallest_within_tolerance() -> None:
     def pick(c: GMPConfig) -> np.ndarray:  # the term that reads z[n] whatever the lookahead
         return np.eye(len(c.terms()))[c.lookahead]
 
-    a = choose_lookahead(stretch, z, z, cfg, pick, peak=2.0, gain=1.0, fs=FS, bw=BW)
-    assert a.lookahead == 0 and a.delay == pytest.approx(0.0, abs=0.02)
-    assert len(a.candidates) == 1 + 3  # up to the delay rounded up plus EXTRA
+    y = _delayed(z, 0.4)  # off a whole sample: the search runs
+    a = choose_lookahead(stretch, z, y, cfg, pick, peak=2.0, gain=1.0, fs=FS, bw=BW)
+    assert a.lookahead == 0 and a.delay == pytest.approx(0.4, abs=0.02)
+    assert [c["lookahead"] for c in a.candidates] == list(range(1 + EXTRA + 1))  # to ceil(delay) + EXTRA
     short = choose_lookahead(
-        stretch, z, z, GMPConfig(order=1, memory=6, cross_order=1), pick, peak=2.0, gain=1.0, fs=FS, bw=BW
+        stretch, z, y, GMPConfig(order=1, memory=6, cross_order=1), pick, peak=2.0, gain=1.0, fs=FS, bw=BW
     )
     assert len(short.candidates) == 6 - 4 + 1  # MIN_LAGGING taps stay at or behind n
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.06, -0.08, 0.15, 1.02])
+def test_an_amplifier_aligned_with_its_drive_gets_no_leading_taps_without_a_search(delay: float) -> None:
+    """At a delay within ALIGNED of zero the predictions are not asked (they favoured spare taps on
+    a minimum-phase amplifier, which cost up to 9 dB ACPR): L = 0, one candidate. Further off, the
+    search runs from 0."""
+    z = cplx(ofdm(OFDMSpec(n=3000, seed=2)))
+    stretch = Stretch.whole(ofdm(OFDMSpec(n=3000, seed=2)))
+    cfg = GMPConfig(order=1, memory=8, cross_order=1)
+
+    def pick(c: GMPConfig) -> np.ndarray:
+        return np.eye(len(c.terms()))[c.lookahead]
+
+    a = choose_lookahead(stretch, z, _delayed(z, delay), cfg, pick, peak=2.0, gain=1.0, fs=FS, bw=BW)
+    looks = [c["lookahead"] for c in a.candidates]
+    assert looks == ([0] if abs(delay) <= ALIGNED else list(range(len(looks)))) and len(looks) >= 1
+    assert abs(delay) <= ALIGNED or len(looks) > 1

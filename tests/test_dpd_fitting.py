@@ -138,7 +138,8 @@ def test_direct_learning_keeps_inside_its_gain_bound_and_judges_unseen_rows() ->
     assert len(res.damping) == 2 and all(d > 0 for d in res.damping)
     assert res.surrogate_ridge is not None
     judged = [r["judge_nmse_db"] for r in res.rounds]
-    assert res.kept_round in res.tied_with_best or res.kept_round == 0
+    # The warm start is no incumbent: of the rounds the figures cannot tell from the best, the latest.
+    assert res.kept_round == max(res.tied_with_best)
     assert judged[res.kept_round] <= min(judged) + 3 * max(r["judge_nmse_se_db"] for r in res.rounds)
     acpr = [(r["judge_acpr_dbc"], r["judge_acpr_se_db"]) for r in res.rounds]
     best = min(range(len(acpr)), key=lambda i: acpr[i][0])  # the kept round's ACPR is tied with the best

@@ -28,14 +28,14 @@ def dpd_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
 def test_train_with_a_signal_linearises_the_amplifier(dpd_run: tuple[Path, dict]) -> None:
     out, m = dpd_run
     assert m["strategy_run"] == "dpd" and m["inverse_kind"] == "gmp"
-    # The last fifth of the 8,192 samples is held out: 6,554 train. auto at 24,000 queries: one
-    # indirect round on them (its share of the budget, capped by the signal), then two direct
-    # rounds, as long as the signal allows: the indirect stretch is four windows of 1,638 samples
-    # spread over the signal, the direct one five of 1,310 (one of them judged, no step fitted on it).
-    assert m["queries_used"] == 4 * 1638 + 2 * 5 * 1310 and len(m["dpd_rounds"]) == 1
+    # The last fifth of the 8,192 samples is held out: 6,554 train. auto at 24,000 queries: three
+    # indirect rounds on 60 % of the budget, then two direct rounds on the rest: the indirect
+    # stretch is four windows of 1,200 samples spread over the signal, the direct one five of 960
+    # (one of them judged, no step fitted on it).
+    assert m["queries_used"] == 3 * 4 * 1200 + 2 * 5 * 960 and len(m["dpd_rounds"]) == 3
     assert len(m["dpd_direct_rounds"]) == 2 and len(m["dpd_direct_stretch"]) == 5  # one more: the judged
     assert m["dpd_keep"] == "best" and m["device_weight"] == 1.0
-    assert m["gmp"]["order"] == 7 and m["gmp"]["memory"] == 16  # 6,552 samples: the richer GMP
+    assert m["gmp"]["order"] == 7 and m["gmp"]["memory"] == 16  # 4,800 samples: the richer GMP
     assert m["dpd_warm_gmp"]["order"] == 5  # the warm start is the textbook 92-term GMP, lifted
     assert "direct learning" in m["dpd_method"] and m["dpd_surrogate_gmp"]["order"] == 7
     assert -70 < m["dpd_surrogate_nmse_db"] < -35  # fitted, but a GMP does not fit this WH amplifier exactly
@@ -46,10 +46,9 @@ def test_train_with_a_signal_linearises_the_amplifier(dpd_run: tuple[Path, dict]
     # Rounds are numbered from 1 across indirect and direct learning; the kept one by that number,
     # judged by ACPR, then EVM, on a window no step was fitted on.
     rounds = m["dpd_rounds"] + m["dpd_direct_rounds"]
-    assert [r["round"] for r in rounds] == [1, 2, 3]
-    kept = m["dpd_kept_round"]
-    assert kept == 2 or kept in m["dpd_tied_with_best"]
-    assert all(r["judge_samples"] > 1000 and r["judge_acpr_se_db"] > 0 for r in m["dpd_direct_rounds"])
+    assert [r["round"] for r in rounds] == [1, 2, 3, 4, 5]
+    assert m["dpd_kept_round"] == max(m["dpd_tied_with_best"])  # the latest the figures cannot tell apart
+    assert all(r["judge_samples"] > 900 and r["judge_acpr_se_db"] > 0 for r in m["dpd_direct_rounds"])
     assert "ACPR first" in m["dpd_keep_rule"]
     # Scored on the held-out fifth, within a tenth of the budget (the noise repeats, the predistorted
     # stretch and the bare signal at the drive's average power: the one no-DPD reference).
@@ -181,7 +180,7 @@ def test_report_of_an_iq_run_draws_its_rounds(dpd_run: tuple[Path, dict], tmp_pa
 
     data = load_run(out)
     rounds = m["dpd_rounds"] + m["dpd_direct_rounds"]
-    assert round_scores(data) == [r["nmse_db"] for r in rounds] and len(rounds) == 3
+    assert round_scores(data) == [r["nmse_db"] for r in rounds] and len(rounds) == 5
     assert best_round(data) is not None
     # metrics.json numbers rounds as users see them: the kept round is record number dpd_kept_round
     assert rounds[m["dpd_kept_round"] - 1]["round"] == m["dpd_kept_round"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hwloop.metrics import db_or_none, nmse_db, noise_floor_db, noise_variance
+from hwloop.metrics import db_or_none, nmse_db, noise_floor_db, noise_variance, paired_difference_se_db
 
 
 def test_nmse_of_a_ten_percent_gain_error_is_minus_20_db(rng: np.random.Generator) -> None:
@@ -33,3 +33,19 @@ def test_noise_variance_and_floor_recover_a_known_sigma(rng: np.random.Generator
     expected = 10 * np.log10(np.sum(sigma**2) / np.mean(np.sum(clean**2, axis=1)))
     assert noise_floor_db(var, clean) == pytest.approx(expected, abs=0.2)
     assert noise_floor_db(np.zeros(2), clean) == float("-inf")
+
+
+def test_paired_difference_is_tighter_than_the_errors_combined_and_matches_its_spread() -> None:
+    """Two checkpoints read on the same targets share each target's difficulty; the paired standard
+    error of their NMSE difference is what the difference varies by over fresh target sets."""
+    rng = np.random.default_rng(0)
+    diffs, paired, combined = [], [], []
+    for _ in range(400):
+        hard = rng.exponential(1.0, 200)  # per-target difficulty, common to both
+        a, b = hard * rng.uniform(0.9, 1.1, 200), 0.8 * hard * rng.uniform(0.9, 1.1, 200)
+        diffs.append(10 * np.log10(a.mean() / b.mean()))
+        paired.append(paired_difference_se_db(a, b))
+        combined.append(np.hypot(*(10 / np.log(10) * x.std() / (x.mean() * np.sqrt(len(x))) for x in (a, b))))
+    assert np.mean(paired) == pytest.approx(np.std(diffs), rel=0.15)
+    assert np.mean(paired) < 0.2 * np.mean(combined)
+    assert paired_difference_se_db(np.ones(5), np.ones(5)) == 0.0

@@ -26,12 +26,11 @@ signal x, with no query spent:
    post-inverse that reads the answer's next samples is not the
    pre-inverse). On the held-out APA_200MHz model the prediction matched the
    next round's measured NMSE within 0.9 dB for every L from 0 to 5.
-   Where the delay lands within `ALIGNED` of a whole sample k there is no
-   search: L = k (0 for an amplifier aligned with its drive). There the
-   prediction is the weak part: on the minimum-phase `pa_wh` at 6 dB
-   back-off it favoured spare leading taps by up to 3 dB, and the
+   Where the delay is within `ALIGNED` of zero there is no search: L = 0.
+   There the prediction is the weak part: on the minimum-phase `pa_wh` at
+   6 dB back-off it favoured spare leading taps by up to 3 dB, and the
    predistorters with them lost up to 9 dB ACPR (benchmarks/matrix.py). A
-   response that is not minimum phase yet lands on a whole sample is
+   response that is not minimum phase yet reads a delay of about zero is
    not told apart by this rule (``dpd_alignment`` shows the delay).
 """
 
@@ -54,7 +53,7 @@ log = logging.getLogger(__name__)
 EXTRA = 3  # leading taps tried beyond the estimated delay (a zero outside the unit circle needs more)
 TOLERANCE_DB = 0.5  # a larger lookahead must be predicted better than this to be chosen
 MIN_LAGGING = 4  # taps of the predistorter's memory that stay at or behind sample n
-ALIGNED = 0.1  # a delay this close to a whole sample k: L = k, no search
+ALIGNED = 0.1  # a delay this close to zero (samples): L = 0, no search
 DELAY_SPAN = (-8.0, 32.0)  # lags searched by `estimate_delay`, samples
 
 
@@ -135,8 +134,7 @@ def choose_lookahead(
     u, main = stretch.u, stretch.longest()
     out = Alignment(delay, 0, surrogate_nmse_db=round(rf.holdout_nmse_db, 2), surrogate_cfg=sur_cfg)
     scores = []
-    whole = round(delay)
-    looks = [min(max(0, whole), top)] if abs(delay - whole) <= ALIGNED else list(range(top + 1))
+    looks = [0] if abs(delay) <= ALIGNED else list(range(top + 1))
     for look in looks:
         c = cfg.with_lookahead(look)
         rows = stretch.valid & stretch.tails(c.future)

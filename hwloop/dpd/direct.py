@@ -209,9 +209,9 @@ def direct_learning(
     first); a round that does not become it halves the step, one that does
     restores it. A step whose drive gain (`drive_gain`) exceeds `GAIN_BOUND`
     times the warm start's is halved before it is sent. ``keep="best"``
-    returns the round the keep rule keeps with the warm start preferred (a
-    round replaces it only when its ACPR, or at a tied ACPR its EVM, is better
-    by more than their uncertainty); ``keep="last"`` the last one. Rounds are
+    returns the round the keep rule keeps (the latest of those whose ACPR,
+    and then EVM, the figures cannot tell from the best); ``keep="last"`` the
+    last one. Rounds are
     numbered from ``first_round`` (after the warm start's own rounds).
     """
     if measurements < 1 or keep not in ("best", "last"):

@@ -17,9 +17,10 @@ difference):
 
 1. the rounds whose ACPR is tied with the best;
 2. of those, the ones whose EVM is tied with their best EVM;
-3. of those, the first in ``prefer`` (an incumbent such as the warm start
-   goes first, so a challenger replaces it only on evidence), else the
-   latest.
+3. of those, the first in ``prefer`` (an incumbent such as a recalibrated
+   predistorter's parent goes first, so a challenger replaces it only on
+   evidence), else the latest. Direct learning passes no ``prefer``: its
+   warm start is not an incumbent.
 
 A round with a clearly better ACPR is kept even at a worse EVM: the
 adjacent channels are what a transmitter must meet; the EVM decides among

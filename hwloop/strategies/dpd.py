@@ -18,8 +18,8 @@ left out of every fit and score.
   response has a fractional delay or a zero outside the unit circle, at a
   latency of that many samples (``dpd_latency_samples``).
 - ``surrogate`` / ``auto``: the amplifier in the loop. `WARM_SHARE` of the
-  budget goes to the indirect warm start in one round (from `WARM_FULL`
-  queries on, `WARM_SHARE_FULL` in three rounds) in the textbook 92-term GMP;
+  budget goes to the indirect warm start in `ILA_ITERATIONS` rounds (from
+  `WARM_FULL` queries on, `WARM_SHARE_FULL`) in the textbook 92-term GMP;
   the rest to
   `rounds_for` rounds of direct learning (`hwloop.dpd.direct.direct_learning`)
   in the richer `DIRECT_CFG` GMP (256 terms, when the stretch has 16 samples
@@ -28,8 +28,8 @@ left out of every fit and score.
   held-out rows, each round judged on a window no step was fitted on by the
   field's figures (`hwloop.dpd.judge`: ACPR, ACLR, EVM, with their standard
   errors). ``surrogate`` keeps the last round; ``auto`` the round
-  `keep_round` keeps with the warm start preferred: ACPR first, then EVM,
-  each up to its uncertainty.
+  `keep_round` keeps: ACPR first, then EVM, each up to its uncertainty, the
+  latest of the rounds tied with the best.
 
 Rounds are numbered from 1 across both: indirect learning's in
 ``dpd_rounds``, then direct learning's in ``dpd_direct_rounds`` (the first of
@@ -67,8 +67,8 @@ ILA_ITERATIONS = 3
 MIN_STRETCH = 256
 DIRECT_STRETCH = 8192  # direct learning uses rounds of at least this many samples...
 MAX_ROUNDS = 9  # ...and at most this many direct rounds
-WARM_SHARE = 0.6  # the indirect-learning warm start's share of the budget: one round on a long stretch...
-WARM_FULL = 40_000  # ...or from this budget on ILA_ITERATIONS rounds...
+WARM_SHARE = 0.6  # the indirect-learning warm start's share of the budget, in ILA_ITERATIONS rounds...
+WARM_FULL = 40_000  # ...or from this budget on...
 WARM_SHARE_FULL = 0.8  # ...with this share (on the held-out APA model ILA gained 0.5 dB ACPR from 10k to 16k)
 # Direct learning targets the pre-inverse itself, so a richer GMP pays there (orders to 7, 16 taps,
 # 256 terms: 0.8 and 1.4 dB ACPR over the textbook 92 on pa_wh and pa_gmp, BENCHMARKS f); it needs

@@ -107,12 +107,8 @@ def from_exploration(ctx: Context, explored: tuple[np.ndarray, np.ndarray], rese
         seed=ctx.settings.seed,
         on_step=ctx.on_step,
     )
-    # ILA on every pair, a finalist beside the rounds: where one sign of the Jacobian spans several
-    # branches (three folded channels: two channels past their peaks keep the sign) the branch
-    # start and its rounds stalled 3.7 dB behind plain ILA (mimo3_folded, input noise, 5,000 queries).
-    every_pair = _ila_on_every_pair(inverse, x, y, ctx) if not branch.all() else None
     trainer = make_trainer(inverse, surrogate, dev, cfg, ctx.settings.seed)
-    scores, more, _, _ = run_rounds(
+    scores, more, _, (x_log, y_log) = run_rounds(
         dev,
         trainer,
         cfg,
@@ -122,6 +118,11 @@ def from_exploration(ctx: Context, explored: tuple[np.ndarray, np.ndarray], rese
         reserve=reserve,
         on_step=ctx.on_step,
     )
+    # ILA on every pair measured (explored and asked by the rounds), a finalist beside the rounds:
+    # where one sign of the Jacobian spans several branches (three folded channels: two past their
+    # peaks keep the sign) the branch start and its rounds stalled 3.7 dB behind plain ILA
+    # (mimo3_folded, input noise, 5,000 queries).
+    every_pair = _ila_on_every_pair(inverse, x_log, y_log, ctx) if not branch.all() else None
     best = reselect(dev, trainer, scores, reserve, baseline=every_pair)
     details = {**round_details(scores, best), "unspent": int(dev.remaining)}  # reserve not re-selected on
     details["ila_every_pair_finalist"] = every_pair is not None
