@@ -13,6 +13,11 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # One core per worker (pyproject's -n 2 fills the machine): TensorFlow, oneDNN and the CLIs the
+    # tests start would otherwise each take every core, and two workers would fight over them.
+    for var in ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 
 pytest_plugins = ["serial_fixtures", "ray_fixtures", "pytester"]
 

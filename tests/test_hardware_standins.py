@@ -57,6 +57,8 @@ def test_hardware_suite_passes_on_stand_in(stand_in: str, tmp_path: Path) -> Non
             f"--junitxml={report}",
             "-p",
             "no:cacheprovider",
+            "-n",
+            "0",
             "-q",
         ],
         cwd=ROOT,
