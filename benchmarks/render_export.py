@@ -93,7 +93,8 @@ def _mlp_section(data: dict) -> list[str]:
     out = _para(
         "MLP inverses, closed-loop NMSE (dB) on 2,000 reachable targets, on the device (noise 1e-3) and",
         "against its noise-free twin; in brackets the loss against float. `cN`: N-bit weights and",
-        "activations with 16-bit words; `w8a16`: 8-bit weights, 16-bit activations; `c8+qat`: `c8` after",
+        "activations with 16-bit words (at 8 bits the activations' words chosen by error feedback onto",
+        "the output, docs/deploy.md); `w8a16`: 8-bit weights, 16-bit activations; `c8+qat`: `c8` after",
         "quantisation-aware fine-tuning with 2,000 device queries (memoryless inverses); `c8/io8`: 8-bit",
         "words throughout; TFLite float16, int16x8 (int8 weights, int16 activations) and full int8.",
         "One-output devices trained by `ila` (5,000 queries), the others by `hwloop train`'s defaults",

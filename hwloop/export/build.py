@@ -126,6 +126,7 @@ def _quantized(src: RunSource, w: Widths, qat: QAT | None) -> tuple[Quant, dict]
         q = quantize(mlp, feats, w.weight, w.act, w.io, env)
     q.extra = {"depth": src.depth, "lookahead": src.lookahead, "dim": int(src.info["out_dim"])}
     done: dict[str, Any] = {"rounding": "refit+gptq" if low_bits else "nearest"}
+    done["act_rounding"] = "feedback" if q.shaped else "nearest"  # hwloop.export.shaping
     if qat is not None:
         from hwloop.export.qat import finetune
         from hwloop.registry import open_device
@@ -154,7 +155,7 @@ def _quantized(src: RunSource, w: Widths, qat: QAT | None) -> tuple[Quant, dict]
             dev.close()
         tuned.extra = q.extra
         q = tuned
-        done = {"rounding": "refit+gptq, then quantisation-aware fine-tuning", "qat": record.to_dict()}
+        done |= {"rounding": "refit+gptq, then quantisation-aware fine-tuning", "qat": record.to_dict()}
     return q, done
 
 

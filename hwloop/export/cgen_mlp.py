@@ -15,6 +15,7 @@ import numpy as np
 
 from hwloop.export.cgen_common import ISQRT_C, PREAMBLE, banner, ctype, peak_c, reader, table, tanh_c
 from hwloop.export.mlp import WIDE, QLayer, QuantMLP
+from hwloop.export.shaping import TABLE, jacobian_c, shape_c
 
 
 def _layer_tables(name: str, ly: QLayer, bits: int) -> str:
@@ -78,12 +79,39 @@ def source(q: QuantMLP, prefix: str, header: str, taps: int, dim: int, comment: 
     src = "z"
     for i, ly in enumerate(q.hidden):
         units = ly.w.shape[1]
-        body.append(f"    {hty} h{i}[{units}];\n    for (int j = 0; j < {units}; j++) {{\n")
+        shaped = q.shaped and i == len(q.hidden) - 1
+        probed = q.shaped and i == len(q.hidden) - 2
+        body.append(f"    {hty} h{i}[{units}];\n")
+        if shaped:  # the table's words first; then each rounded by error feedback onto the output
+            body.append(f"    int32_t y[{units}];\n")
+        if probed:
+            body.append(f"    int16_t y{i}[{units}];\n")
+        body.append(f"    for (int j = 0; j < {units}; j++) {{\n")
         body.append(_mac(f"L{i}", ly, src, wb))
-        body.append(
-            f"        h{i}[j] = ({hty})hwl_tanh(acc, HWL_R8(L{i}_S[j]), {q.fmt_h.frac}, {q.fmt_h.hi});\n"
-            "    }\n"
-        )
+        if probed:  # the nearest words and the table's; then each rounded through the probe's sensitivities
+            body.append(
+                f"        y{i}[j] = (int16_t)hwl_tanh(acc, HWL_R8(L{i}_S[j]), {TABLE.frac}, {TABLE.hi});\n"
+                f"        h{i}[j] = ({hty})hwl_tanh(acc, HWL_R8(L{i}_S[j]), {q.fmt_h.frac}, {q.fmt_h.hi});\n"
+                "    }\n"
+            )
+            last = q.hidden[-1]
+            blocks = tuple(ly2.block if ly2.up is not None else 0 for ly2 in (last, q.out))
+            sizes = (units, last.w.shape[1], q.out_dim)
+            reads = (reader(wb), "HWL_R64" if last.acc64 else "HWL_R32")
+            body.append(
+                jacobian_c(f"h{i}", f"y{i}", f"L{i + 1}", sizes, q.fmt_h, q.probe_shifts, reads, blocks)
+            )
+        elif shaped:
+            body.append(
+                f"        y[j] = hwl_tanh(acc, HWL_R8(L{i}_S[j]), {TABLE.frac}, {TABLE.hi});\n    }}\n"
+            )
+            up = q.out.block if q.out.up is not None else 0
+            body.append(shape_c(f"h{i}", units, q.out_dim, q.fmt_h, q.shape_shifts, reader(wb), up))
+        else:
+            body.append(
+                f"        h{i}[j] = ({hty})hwl_tanh(acc, HWL_R8(L{i}_S[j]), {q.fmt_h.frac}, {q.fmt_h.hi});\n"
+                "    }\n"
+            )
         src = f"h{i}"
     body.append(f"    for (int j = 0; j < {q.out_dim}; j++) {{\n")
     body.append(_mac("SKIP", q.skip, "z", wb))
@@ -128,6 +156,8 @@ def header(
         f'#define {up}_HASH8 "{hash8}"  /* first 8 hex digits of the SHA-256 of {prefix}.c */\n',
         f"#define {up}_WEIGHT_BITS {q.wbits}  /* weights */\n",
         f"#define {up}_ACT_BITS {q.abits}  /* hidden activations */\n",
+        f'#define {up}_ACT_ROUNDING "{"feedback" if q.shaped else "nearest"}"'
+        "  /* their words: nearest, or error feedback onto the output */\n",
         f"#define {up}_IO_BITS {q.io_bits}  /* target and drive words (held in int16_t) */\n",
         f"#define {up}_IN_DIM {dim}  /* target words per sample */\n",
         f"#define {up}_OUT_DIM {q.out_dim}  /* drive words per sample */\n",

@@ -13,6 +13,8 @@ all three equal give a pure datapath of that width):
     z  = sat(d * inv_std >> s)                 z              in Qz  (io_bits)
     h1 = tanh(z @ W1 + b1)                     W: wbits, per-unit Q formats, int32 accumulators
     hk = tanh(h(k-1) @ Wk + bk)                h              in Q0.(abits-1)
+                                               (at <= 10 bits the last two layers' words chosen
+                                               by error feedback onto the output: `shaping`)
     zo = sat(sk(z @ Ws + bs) + sk(h @ Wo + bo))  each part rounded to Qzo first
     x  = clip(sat((zo * std_x >> s) + mean_x), low, high)       x in Qx (io_bits)
     x  = each I/Q pair beyond the device's envelope scaled back onto it (`envelope_limit`)
@@ -48,6 +50,15 @@ from hwloop.export.fixed import (
     worst_sum,
 )
 from hwloop.export.mlp_float import FloatMLP
+from hwloop.export.shaping import (
+    TABLE,
+    applies,
+    error_shifts,
+    jacobian_words,
+    probe_shifts,
+    sensitivities,
+    shaped_words,
+)
 from hwloop.export.words import WordInverse, input_words, output_words
 
 log = logging.getLogger(__name__)
@@ -201,11 +212,37 @@ class QuantMLP(WordInverse):
     extra: dict = field(default_factory=dict)
     pairs: list = field(default_factory=list)  # the device's I/Q pairs, with an envelope
     peak_q: int = 0  # its peak as a drive word (`peak_word`); 0: no envelope
+    shaped: bool = False  # the last two hidden layers' words chosen by error feedback (`shaping`)
 
     def activation(self, k: int, a: np.ndarray) -> np.ndarray:
         """Hidden layer k's output words for its input words a."""
         layer = self.hidden[k]
-        return tanh_q(tanh_input(layer.acc(a), layer.shift), self.fmt_h)
+        near = tanh_q(tanh_input(layer.acc(a), layer.shift), self.fmt_h)
+        if self.shaped and k == len(self.hidden) - 1:
+            return shaped_words(self.table_words(k, a), self.out.wide, self.shape_shifts, self.fmt_h)
+        if self.shaped and k == len(self.hidden) - 2:  # through the last layer's tanh' at `near`
+            last = self.hidden[-1]
+            sens = sensitivities(self.table_words(k + 1, near), last.wide, self.out.wide, *self.probe_shifts)
+            return jacobian_words(self.table_words(k, a), sens, self.fmt_h)
+        return near
+
+    def table_words(self, k: int, a: np.ndarray) -> np.ndarray:
+        """Hidden layer k's tanh at the table's own precision (Q0.15), before any rounding."""
+        layer = self.hidden[k]
+        return tanh_q(tanh_input(layer.acc(a), layer.shift), TABLE)
+
+    @property
+    def shape_shifts(self) -> np.ndarray:
+        """Per output, the power of two its running rounding error is divided by (`error_shifts`)."""
+        return error_shifts(self.out.wide, self.out.wfrac, TABLE.frac - self.fmt_h.frac)
+
+    @property
+    def probe_shifts(self) -> tuple[np.ndarray, int]:
+        """The penultimate layer's sensitivity scaling (`hwloop.export.shaping.probe_shifts`)."""
+        last = self.hidden[-1]
+        return probe_shifts(
+            last.wide, last.wfrac, self.out.wide, self.out.wfrac, TABLE.frac - self.fmt_h.frac
+        )
 
     def run(self, t: np.ndarray) -> np.ndarray:
         """Rows of input words (n, in_dim) -> drive words (n, out_dim), exactly as the C computes them."""
@@ -250,6 +287,7 @@ class QuantMLP(WordInverse):
         d: dict = {"weight_bits": self.wbits, "act_bits": self.abits, "io_bits": self.io_bits}
         d |= {"bits": self.wbits, "extra": self.extra}  # "bits": what exports before act_bits wrote
         d |= {"pairs": [list(map(int, p)) for p in self.pairs], "peak_q": int(self.peak_q)}
+        d["act_rounding"] = "feedback" if self.shaped else "nearest"  # of the last two hidden layers
         for k in ("fmt_t", "fmt_is", "fmt_z", "fmt_zo", "fmt_so", "fmt_x"):
             d[k] = getattr(self, k).frac
         for k in ("mean_t", "inv_std", "std_x", "mean_x", "low_q", "high_q"):
@@ -276,6 +314,7 @@ class QuantMLP(WordInverse):
             extra=dict(d.get("extra") or {}),
             pairs=[tuple(p) for p in d.get("pairs", [])],
             peak_q=int(d.get("peak_q", 0)),
+            shaped=d.get("act_rounding") == "feedback",
             **fmt,
             **arr,
         )
@@ -307,6 +346,7 @@ def quantize(
         **words,
         pairs=[tuple(map(int, p)) for p in (envelope or {}).get("pairs", [])],
         peak_q=peak_word(float(envelope["peak"]), words["fmt_x"].frac) if envelope else 0,
+        shaped=applies(abits, len(mlp.out_mean), mlp.out is not None),
     )
     log.info("MLP, %d-bit weights, %d-bit activations (io %d): %s", wbits, abits, io_bits, q.formats())
     return q

@@ -69,6 +69,24 @@ def _dense(layer, activation: str) -> tuple[np.ndarray, np.ndarray]:
     return kernel, bias
 
 
+def order_units(mlp: FloatMLP, rows: np.ndarray) -> None:
+    """Order hidden units (the same function) as error-feedback rounding (`hwloop.export.shaping`)
+    rounds them: the last layer's by falling output-weight norm; the one before it by falling
+    mean sensitivity of the output to it on ``rows``."""
+    order = np.argsort(-np.linalg.norm(mlp.out[0], axis=1), kind="stable")
+    w, b = mlp.hidden[-1]
+    mlp.hidden[-1] = (w[:, order], b[order])
+    mlp.out = (mlp.out[0][order], mlp.out[1])
+    if len(mlp.hidden) < 2:
+        return
+    _, acts, _, _ = mlp.parts(rows)
+    g = (1.0 - acts[-1] ** 2)[:, :, None] * mlp.out[0][None]
+    sens = np.einsum("jm,nmk->njk", mlp.hidden[-1][0], g)
+    order = np.argsort(-np.mean(np.linalg.norm(sens, axis=2), axis=0), kind="stable")
+    (wp, bp), (wl, bl) = mlp.hidden[-2], mlp.hidden[-1]
+    mlp.hidden[-2], mlp.hidden[-1] = (wp[:, order], bp[order]), (wl[order], bl)
+
+
 def extract(model, low: np.ndarray, high: np.ndarray, check: np.ndarray) -> FloatMLP:
     """The float arrays of a `build_regressor` model, verified against Keras on the rows ``check``."""
     layers = _layers(model)
@@ -95,6 +113,8 @@ def extract(model, low: np.ndarray, high: np.ndarray, check: np.ndarray) -> Floa
     )
     if (mlp.out is None) != (not hidden):
         raise UsageError("this inverse has hidden layers without an output layer (or the reverse)")
+    if hidden:
+        order_units(mlp, np.asarray(check, np.float64))
     rows = np.asarray(check, np.float32)
     keras_x = np.clip(np.asarray(model.predict_on_batch(rows), np.float64), mlp.low, mlp.high)
     err = float(np.max(np.abs(keras_x - mlp.forward(rows))))

@@ -40,6 +40,7 @@ from hwloop.export.mlp import (
     weight_scale,
 )
 from hwloop.export.mlp_float import FloatMLP
+from hwloop.export.shaping import TABLE
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,12 @@ def reconstruct(
         target = a_float @ w + b  # the float model's pre-activation
         words, wfrac, up, bias = _quantise_layer(a_fmt.value(a_w), target, w, b, bits, blk)
         q.hidden[k] = layer_words(words, wfrac, bias, a_fmt, TANH_IN_FRAC, up, blk)
-        a_w, a_fmt, a_float = q.activation(k, a_w), q.fmt_h, acts_f[k]
+        last = k == len(mlp.hidden) - 1
+        if last and q.shaped:  # its words follow the output words: fit those to the table's tanh
+            a_w, a_fmt = q.table_words(k, a_w), TABLE
+        else:
+            a_w, a_fmt = q.activation(k, a_w), q.fmt_h
+        a_float = acts_f[k]
     target = s_f + o_f
     if mlp.out is None:
         words, wfrac, up, bias = _quantise_layer(q.fmt_z.value(z_w), target, *mlp.skip, bits, blk)
@@ -105,18 +111,18 @@ def reconstruct(
     w = np.concatenate([mlp.skip[0], mlp.out[0]])
     if np.any(w == 0.0):
         return q  # masked: `quantize`'s plain rounding
-    _output_stage(q, mlp, z_w, a_w, target, blk)
+    _output_stage(q, mlp, z_w, a_fmt.value(a_w), target, blk)
     log.info("MLP reconstructed with %d-bit weights from %d calibration rows", bits, len(rows))
     return q
 
 
 def _output_stage(
-    q: QuantMLP, mlp: FloatMLP, z_w: np.ndarray, h_w: np.ndarray, target: np.ndarray, blk: int
+    q: QuantMLP, mlp: FloatMLP, z_w: np.ndarray, h: np.ndarray, target: np.ndarray, blk: int
 ) -> None:
-    """Skip and MLP output fitted as one linear map of [z, h] to ``target``, each keeping its own
-    word formats: refit, then error-feedback rounding."""
+    """Skip and MLP output fitted as one linear map of [z, h] (h: the last hidden layer's values)
+    to ``target``, each keeping its own word formats: refit, then error-feedback rounding."""
     bits, a_fmt = q.wbits, q.fmt_h
-    a_q = np.concatenate([q.fmt_z.value(z_w), a_fmt.value(h_w)], axis=1)
+    a_q = np.concatenate([q.fmt_z.value(z_w), h], axis=1)
     w = np.concatenate([mlp.skip[0], mlp.out[0]])
     nz = z_w.shape[1]
     w_fit, _ = refit(a_q, target, w, mlp.skip[1] + mlp.out[1])

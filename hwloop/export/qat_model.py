@@ -6,7 +6,9 @@ weights rounded to their formats: targets rounded to the input words,
 standardised and saturated, every weight rounded half up to its per-unit
 format and saturated to its width, int32/int64 sums (exact in float64),
 every shift rounded half up, the tanh table with its interpolation, each
-activation saturated to its width, the skip and MLP parts rounded to the
+activation saturated to its width (at 10 bits or fewer, the last two layers'
+words chosen by error feedback exactly as `hwloop.export.shaping` chooses
+them; backward, tanh's derivative), the skip and MLP parts rounded to the
 output sum's format, the drive saturated and clipped. The drive it returns
 is the export's drive, bit for bit (tests/test_export_qat.py).
 
@@ -28,6 +30,7 @@ import tensorflow as tf
 
 from hwloop.export.fixed import TANH_IN_FRAC, TANH_LIMIT, TANH_OUT_FRAC, TANH_STEP_BITS, QFormat, tanh_table
 from hwloop.export.mlp import WIDE, QLayer, QuantMLP, layer_words, weight_scale
+from hwloop.export.shaping import ERROR_BITS, G_BITS, TABLE
 
 F64 = tf.float64
 _LIMIT = float(TANH_LIMIT << TANH_IN_FRAC)
@@ -111,6 +114,72 @@ def envelope_words(x: tf.Tensor, pairs: list, peak: int) -> tf.Tensor:
     return tf.stack(cols, axis=1)
 
 
+def _bit_length(v: tf.Tensor) -> tf.Tensor:
+    """Bits of non-negative int64 ``v``, exactly (a count of the powers of two it reaches)."""
+    powers = tf.constant([1 << i for i in range(63)], tf.int64)
+    return tf.reduce_sum(tf.cast(v[..., None] >= powers, tf.int64), axis=-1)
+
+
+def shaped_words(y: tf.Tensor, wide: tf.Tensor, wfrac: np.ndarray, fmt: QFormat) -> tf.Tensor:
+    """`hwloop.export.shaping.shaped_words` (and its `error_shifts`) on int64 tensors: table words
+    ``y`` (rows, units) and output words ``wide`` (units, outputs) -> activation words."""
+    s = TABLE.frac - fmt.frac
+    bound = tf.reduce_sum(tf.abs(wide), axis=0) * (1 << s)
+    wf = tf.constant(np.asarray(wfrac, np.int64))
+    c = tf.minimum(tf.reduce_min(wf), tf.reduce_min(wf + ERROR_BITS - _bit_length(bound)))
+    div = tf.bitwise.left_shift(tf.ones_like(wf), wf - c)
+    lo = tf.clip_by_value(tf.math.floordiv(y, 1 << s), fmt.lo, fmt.hi)
+    hi = tf.clip_by_value(lo + 1, fmt.lo, fmt.hi)
+    err = tf.zeros((tf.shape(y)[0], wide.shape[1]), tf.int64)
+    cols = []
+    for j in range(y.shape[1]):
+        w = wide[j][None, :]
+        down = err + (lo[:, j : j + 1] * (1 << s) - y[:, j : j + 1]) * w
+        up = err + (hi[:, j : j + 1] * (1 << s) - y[:, j : j + 1]) * w
+        cost_down = tf.reduce_sum(tf.square(tf.truncatediv(down, div)), axis=1)
+        cost_up = tf.reduce_sum(tf.square(tf.truncatediv(up, div)), axis=1)
+        take_up = cost_up < cost_down
+        cols.append(tf.where(take_up, hi[:, j], lo[:, j]))
+        err = tf.where(take_up[:, None], up, down)
+    return tf.stack(cols, axis=1)
+
+
+def _bit_shift_max(v: tf.Tensor, keep: int) -> tf.Tensor:
+    """max(0, bit length of max(v) - keep), as int64."""
+    return tf.maximum(tf.constant(0, tf.int64), _bit_length(tf.reduce_max(v)) - keep)
+
+
+def jacobian_words(
+    y: tf.Tensor, y_probe: tf.Tensor, last: tf.Tensor, out: tf.Tensor, last_frac, out_frac, fmt: QFormat
+) -> tf.Tensor:
+    """`hwloop.export.shaping.jacobian_words` with its `sensitivities` and `probe_shifts`, on
+    int64 tensors: the penultimate layer's table words ``y``, the last layer's table words
+    ``y_probe`` at the nearest words, the wide words ``last`` and ``out`` -> activation words."""
+    s = TABLE.frac - fmt.frac
+    last_frac, out_frac = np.asarray(last_frac, np.int64), np.asarray(out_frac, np.int64)
+    aligned = tf.constant((last_frac - last_frac.min())[:, None] + (out_frac - out_frac.min())[None, :])
+    top = tf.abs(out) * (1 << TABLE.frac)
+    gshift = aligned + _bit_shift_max(tf.bitwise.right_shift(top, aligned), G_BITS)
+    gtop = tf.cast(tf.bitwise.right_shift(top, gshift), F64)
+    bound = tf.cast(tf.matmul(tf.abs(tf.cast(last, F64)), gtop), tf.int64)  # exact: below 2^53
+    sshift = _bit_shift_max(tf.reduce_sum(bound, axis=0) * (1 << s), ERROR_BITS)
+    d = (1 << TABLE.frac) - tf.bitwise.right_shift(y_probe * y_probe, TABLE.frac)
+    g = tf.truncatediv(d[:, :, None] * out[None], tf.bitwise.left_shift(tf.ones_like(gshift), gshift))
+    sens = tf.einsum("jm,nmk->njk", tf.cast(last, F64), tf.cast(g, F64))  # exact: below 2^53
+    sens = tf.truncatediv(tf.cast(sens, tf.int64), tf.bitwise.left_shift(tf.constant(1, tf.int64), sshift))
+    lo = tf.clip_by_value(tf.math.floordiv(y, 1 << s), fmt.lo, fmt.hi)
+    hi = tf.clip_by_value(lo + 1, fmt.lo, fmt.hi)
+    err = tf.zeros((tf.shape(y)[0], out.shape[1]), tf.int64)
+    cols = []
+    for j in range(y.shape[1]):
+        down = err + (lo[:, j : j + 1] * (1 << s) - y[:, j : j + 1]) * sens[:, j]
+        up = err + (hi[:, j : j + 1] * (1 << s) - y[:, j : j + 1]) * sens[:, j]
+        take_up = tf.reduce_sum(tf.square(up), axis=1) < tf.reduce_sum(tf.square(down), axis=1)
+        cols.append(tf.where(take_up, hi[:, j], lo[:, j]))
+        err = tf.where(take_up[:, None], up, down)
+    return tf.stack(cols, axis=1)
+
+
 class FixedPointMLP(keras.Model):
     """A `QuantMLP`'s datapath with trainable float weights: targets (n, in) -> the export's drive."""
 
@@ -170,7 +239,10 @@ class FixedPointMLP(keras.Model):
         nh = len(q.hidden)
         for k in range(nh):
             w, b = self._words(k)
-            h = tanh_fixed(tf.matmul(h, w) + b, self._layer(k).shift, q.fmt_h)
+            acc = tf.matmul(h, w) + b
+            h = tanh_fixed(acc, self._layer(k).shift, q.fmt_h)
+            if q.shaped and k >= nh - 2:  # forward: the error-feedback words; backward: tanh's
+                h = h + tf.stop_gradient(self._fed(k, acc, h) - h)
         w, b = self._words(nh)
         zo = requant(tf.matmul(z, w) + b, q.skip.shift, WIDE)
         if q.out is not None:
@@ -183,6 +255,18 @@ class FixedPointMLP(keras.Model):
         if q.peak_q:  # the envelope's limit, exactly; straight-through backward (it rarely acts)
             x = x + tf.stop_gradient(envelope_words(x, q.pairs, q.peak_q) - x)
         return tf.cast(x * float(2.0**-q.fmt_x.frac), tf.float32)
+
+    def _fed(self, k: int, acc: tf.Tensor, near: tf.Tensor) -> tf.Tensor:
+        """Hidden layer k's error-feedback words (the last layer's or the one before it)."""
+        q, nh = self.q, len(self.q.hidden)
+        y = tf.cast(_tanh_words(acc, self._layer(k).shift, TABLE), tf.int64)
+        out = tf.cast(self._words(nh + 1)[0], tf.int64)
+        if k == nh - 1:
+            return tf.cast(shaped_words(y, out, q.out.wfrac, q.fmt_h), F64)
+        w, b = self._words(nh - 1)
+        probe = tf.cast(_tanh_words(tf.matmul(near, w) + b, q.hidden[-1].shift, TABLE), tf.int64)
+        words = jacobian_words(y, probe, tf.cast(w, tf.int64), out, q.hidden[-1].wfrac, q.out.wfrac, q.fmt_h)
+        return tf.cast(words, F64)
 
     def compute_output_shape(self, input_shape: tuple) -> tuple:
         return (input_shape[0], self.q.out_dim)

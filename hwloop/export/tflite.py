@@ -159,11 +159,14 @@ def integer_model(src: RunSource, tuned: bool = False):
     ``tuned``: the skip's input is standardised a second time, scaled by c (its weights by 1/c)
     so that the skip's largest weight is the MLP output's, and every Dense layer's weights are
     set to words of the int8 grid the converter will choose for them (per output channel, the
-    largest weight at 127), chosen by error-feedback rounding (`gptq_gram`) over the float
-    graph's own activations on the logged targets: the converter then rounds nothing."""
+    largest weight at 127), layer by layer from the input: refitted (`hwloop.export.ptq.refit`)
+    so that, fed by the layers already on the grid, it reproduces the float graph's
+    pre-activation, then rounded by error feedback (`gptq_gram`) and its bias corrected, on the
+    logged targets: the converter then rounds nothing."""
     import keras
 
     from hwloop.export.mlp_float import extract
+    from hwloop.export.ptq import refit
     from hwloop.inverses.layers import ClipToRange, Destandardize, Standardize
 
     feats = src.features()
@@ -190,14 +193,29 @@ def integer_model(src: RunSource, tuned: bool = False):
     model = keras.Model(inp, x, name="inverse_for_integer_tflite")
     for name, ws in weights:
         model.get_layer(name).set_weights([np.asarray(a, np.float32) for a in ws])
-    if tuned:
+    if tuned:  # each Dense layer's input in the float graph, before any word is chosen
         rng = np.random.default_rng(1)
         rows = feats[rng.choice(len(feats), size=min(CALIBRATION_ROWS, len(feats)), replace=False)]
-        for name, _ in weights:
+        a_float = {
+            name: np.asarray(
+                keras.Model(model.inputs, model.get_layer(name).input).predict_on_batch(
+                    rows.astype(np.float32)
+                ),
+                np.float64,
+            )
+            for name, _ in weights
+        }
+    if tuned:
+        for name, (w, b) in weights:  # in order: each refitted on the gridded layers before it
             layer = model.get_layer(name)
             a = keras.Model(model.inputs, layer.input).predict_on_batch(rows.astype(np.float32))
-            w, b = layer.get_weights()
-            layer.set_weights([on_int8_grid(np.asarray(w, np.float64), np.asarray(a, np.float64)), b])
+            a = np.asarray(a, np.float64)
+            target = a_float[name] @ w + b  # the float graph's pre-activation
+            w_fit, _ = refit(a, target, w, b)
+            grid = on_int8_grid(w_fit, a)
+            layer.set_weights(
+                [grid, np.mean(target - a @ grid.astype(np.float64), axis=0).astype(np.float32)]
+            )
     return model
 
 
