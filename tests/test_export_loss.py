@@ -7,7 +7,8 @@ held-out APA model (noisy and noise-free); the GRU at 16 bits within 0.5 dB
 of ACPR; MLP inverses at 16 bits within 0.5 dB, with 8-bit weights (16-bit
 activations) within 1 dB, with 8-bit weights and activations within 1 dB,
 noisy and noise-free, on a one-output device and on an I/Q 2 -> 2 one (the
-8-bit activations rounded by error feedback, `hwloop.export.shaping`). The export is scored by the same
+8-bit activations rounded by error feedback, `hwloop.export.shaping`); TFLite
+16x8 within 1 dB on both (`hwloop.export.tflite_graph`). The export is scored by the same
 evaluation as the float inverse (same seed, same budget), on a signal the
 predistorter was not trained on. The fixtures are trained with the
 benchmark's budgets (`export_fixtures.RUNS`): a weaker inverse would hide
@@ -31,7 +32,9 @@ def _eval(run: Path, device: str, export: Path, *extra: str) -> dict:
 
 
 def _export(run: Path, out: Path, *widths: str) -> None:
-    cli_json("export", "--run", str(run), "--format", "c", *widths, "--out", str(out))
+    """A C export at ``widths`` (or the format they name)."""
+    fmt = [] if "--format" in widths else ["--format", "c"]
+    cli_json("export", "--run", str(run), *fmt, *widths, "--out", str(out))
 
 
 @pytest.mark.parametrize(("bits", "bar"), [(16, 0.2), (12, 0.5)])
@@ -109,15 +112,18 @@ def test_gru_at_16_bits_keeps_acpr(tmp_path: Path, tmp_path_factory: pytest.Temp
 
 
 RAPP, SALEH_IQ = ("mlp", "sim:rapp?noise=1e-3&seed=0"), ("iq", "sim:saleh_iq?noise=1e-3&seed=0")
+TFLITE_16X8 = ["--format", "tflite", "--weight-bits", "8", "--act-bits", "16"]
 
 
 @pytest.mark.parametrize(
     ("run", "widths", "label", "noisy_bar", "clean_bar"),
     [
-        (RAPP, ["--bits", "16"], "16-bit", 0.5, 0.5),
-        (RAPP, ["--weight-bits", "8", "--act-bits", "16"], "w8a16", 1.0, 1.0),
-        (RAPP, ["--bits", "8"], "8-bit", 1.0, 1.0),
-        (SALEH_IQ, ["--bits", "8"], "8-bit", 1.0, 1.0),  # issue 31: I/Q 2 -> 2 within 1 dB, noise-free
+        (RAPP, ["--bits", "16"], "c/mlp/16-bit", 0.5, 0.5),
+        (RAPP, ["--weight-bits", "8", "--act-bits", "16"], "c/mlp/w8a16", 1.0, 1.0),
+        (RAPP, ["--bits", "8"], "c/mlp/8-bit", 1.0, 1.0),
+        (SALEH_IQ, ["--bits", "8"], "c/mlp/8-bit", 1.0, 1.0),  # issue 31: I/Q 2 -> 2 within 1 dB, noise-free
+        (RAPP, TFLITE_16X8, "tflite/mlp/int16x8", 1.0, 1.0),
+        (SALEH_IQ, TFLITE_16X8, "tflite/mlp/int16x8", 1.0, 1.0),  # issue 31: TFLite 16x8 within 1 dB
     ],
 )
 def test_mlp_exported_closed_loop_nmse_stays_near_float(
@@ -137,7 +143,7 @@ def test_mlp_exported_closed_loop_nmse_stays_near_float(
         f"{run[0]} float vs {label}: {m['closed_loop_nmse_db']} / {m['exported_closed_loop_nmse_db']} "
         f"(clean {m['closed_loop_nmse_clean_db']} / {m['exported_closed_loop_nmse_clean_db']})"
     )
-    assert m["exported"] == f"c/mlp/{label}"
+    assert m["exported"] == label
     assert m["closed_loop_nmse_db"] < -50 and m["closed_loop_nmse_clean_db"] < -54  # the benchmark's quality
     assert m["exported_closed_loop_nmse_db"] - m["closed_loop_nmse_db"] <= noisy_bar
     assert m["exported_closed_loop_nmse_clean_db"] - m["closed_loop_nmse_clean_db"] <= clean_bar

@@ -148,19 +148,40 @@ def _gptq_mixed(w: np.ndarray, a: np.ndarray, scale: np.ndarray, bits: int) -> n
     return gptq_gram(w, a.T @ a / len(a), scale, bits)
 
 
-def gptq_gram(w: np.ndarray, gram: np.ndarray, scale: np.ndarray, bits: int) -> np.ndarray:
+def gptq_gram(
+    w: np.ndarray,
+    gram: np.ndarray,
+    scale: np.ndarray,
+    bits: int,
+    pinned: np.ndarray | None = None,
+    lead: int = 0,
+    symmetric: bool = False,
+) -> np.ndarray:
     """Words for ``w`` (inputs, outputs) at per-weight ``scale``, rounded input by input in act order
-    with error feedback, for the least-squares loss whose Gram matrix over the inputs is ``gram``."""
-    order = np.argsort(-np.diag(gram), kind="stable")
+    with error feedback, for the least-squares loss whose Gram matrix over the inputs is ``gram``.
+
+    ``pinned``: words fixed in advance where non-zero (the rest absorb their error, as they absorb
+    every rounding error before them); ``lead``: the first ``lead`` inputs are rounded before the
+    others, whatever their energy (a linear skip beside an MLP: the MLP's units can take up the
+    skip's rounding error, which the other way round it cannot); ``symmetric``: words within
+    +-(2^(bits-1) - 1), as TFLite's int8 weights are."""
+    energy = np.diag(gram)
+    order = np.concatenate(
+        [np.argsort(-energy[:lead], kind="stable"), lead + np.argsort(-energy[lead:], kind="stable")]
+    )
     h = gram[np.ix_(order, order)]
     h = h + RIDGE * float(np.mean(np.diag(h)) or 1.0) * np.eye(len(h))
     u = np.linalg.cholesky(np.linalg.inv(h)).T  # upper Cholesky factor of H^-1
     w = np.array(w, np.float64)[order]
     scale = np.asarray(scale, np.float64)[order]
-    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    pin = None if pinned is None else np.asarray(pinned, np.int64)[order]
+    hi = (1 << (bits - 1)) - 1
+    lo = -hi if symmetric else -hi - 1
     words = np.zeros(w.shape, np.int64)
     for i in range(w.shape[0]):
         words[i] = np.clip(np.floor(w[i] * scale[i] + 0.5), lo, hi)
+        if pin is not None:
+            words[i] = np.where(pin[i] != 0, pin[i], words[i])
         err = (w[i] - words[i] / scale[i]) / u[i, i]
         w[i + 1 :] -= np.outer(u[i, i + 1 :], err)
     out = np.empty_like(words)

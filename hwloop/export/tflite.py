@@ -9,11 +9,14 @@
   ``TFLITE_BUILTINS_INT8`` only, int8 input and output tensors.
 
 The integer models are calibrated on a representative dataset drawn from
-the run's query log (the targets the inverse was trained on; tapped rows
-for a tapped inverse). Each is converted from up to three graphs (the
-inverse as trained; skip and output joined; joined, equalised, with words
-chosen by error feedback on the converter's own grid: `integer_model`) and
-the one closest to the float inverse on logged targets is kept.
+the run's query log (the targets the inverse was trained on, with the rows
+at their extremes: `representative`; tapped rows for a tapped inverse).
+Each is converted from up to three graphs (the inverse as trained; skip and
+output joined: `hwloop.export.tflite_graph.integer_model`; Dense layers per
+block of 8 inputs with words on the converter's own grid:
+`hwloop.export.tflite_graph.blocked_model`, not for masked inverses) and the
+one closest to the float inverse on logged targets is kept (the manifest's
+``graph``).
 
 Both are run back through the TFLite interpreter with its reference
 kernels (no XNNPACK delegate, so outputs are reproducible), which is what
@@ -33,14 +36,17 @@ from pathlib import Path
 import numpy as np
 
 from hwloop.errors import RunDirError, UsageError
+from hwloop.export.mlp_float import extract
 from hwloop.export.source import RunSource
+from hwloop.export.tflite_graph import blocked_model, integer_model
 
 log = logging.getLogger(__name__)
 
 REPRESENTATIVE_ROWS = 500
 GOLDEN_ROWS = 256
 CHECK_ROWS = 2000  # logged targets on which each integer graph is compared with the float inverse
-CALIBRATION_ROWS = 4000  # logged targets over which the tuned graph's words are rounded
+EDGE_MARGIN = 1.25  # the calibration's extreme rows, widened: fresh targets reach past the logged ones
+BLOCKED = "blocks of 8 inputs, words on the converter's grid by error feedback"
 KINDS = {(16, 16): "float16", (8, 16): "int16x8", (8, 8): "int8"}
 ALL_KINDS = ("float16", "int16x8", "int8")
 
@@ -147,98 +153,16 @@ def _interpreter(content: bytes):
     return interp
 
 
-def integer_model(src: RunSource, tuned: bool = False):
-    """The inverse rebuilt with the skip path and the MLP's output as one Dense layer on [z, h].
-
-    The converter gives an Add's inputs its output's scale; where the two parts cancel (they
-    can in hwloop's MLPs) each alone saturates that scale (16x8 on sim:mimo3: -20 dB of drive
-    error). One matmul has no such intermediate, but its int8 channel scale is then shared by
-    the skip's weights and the MLP's; `export_tflite` converts both graphs and keeps the one
-    closer to the float inverse on the logged targets (the manifest's ``graph``).
-
-    ``tuned``: the skip's input is standardised a second time, scaled by c (its weights by 1/c)
-    so that the skip's largest weight is the MLP output's, and every Dense layer's weights are
-    set to words of the int8 grid the converter will choose for them (per output channel, the
-    largest weight at 127), layer by layer from the input: refitted (`hwloop.export.ptq.refit`)
-    so that, fed by the layers already on the grid, it reproduces the float graph's
-    pre-activation, then rounded by error feedback (`gptq_gram`) and its bias corrected, on the
-    logged targets: the converter then rounds nothing."""
-    import keras
-
-    from hwloop.export.mlp_float import extract
-    from hwloop.export.ptq import refit
-    from hwloop.inverses.layers import ClipToRange, Destandardize, Standardize
-
-    feats = src.features()
-    mlp = extract(src.inverse.model, src.inverse.low, src.inverse.high, feats[:256])
-    w_skip = mlp.skip[0]
-    c = 1.0
-    if tuned and mlp.out is not None:
-        c = float(np.max(np.abs(w_skip)) / max(float(np.max(np.abs(mlp.out[0]))), 1e-30)) or 1.0
-    inp = keras.Input((feats.shape[1],), name="t")
-    z = Standardize(mlp.in_mean, mlp.in_std, name="standardize")(inp)
-    z_skip = Standardize(mlp.in_mean, mlp.in_std / c, name="standardize_skip")(inp) if c != 1.0 else z
-    h, weights = z, []
-    for i, (w, b) in enumerate(mlp.hidden):
-        h = keras.layers.Dense(w.shape[1], activation="tanh", name=f"hidden_{i}")(h)
-        weights.append((f"hidden_{i}", [w, b]))
-    both = keras.layers.Concatenate(name="z_and_h")([z_skip, h]) if mlp.hidden else z_skip
-    w_out = np.concatenate([w_skip / c, mlp.out[0]]) if mlp.out is not None else w_skip / c
-    b_out = mlp.skip[1] + (mlp.out[1] if mlp.out is not None else 0.0)
-    y = keras.layers.Dense(w_out.shape[1], name="output")(both)
-    weights.append(("output", [w_out, b_out]))
-    x = ClipToRange(mlp.low, mlp.high, name="clip")(
-        Destandardize(mlp.out_mean, mlp.out_std, name="destandardize")(y)
+def representative(feats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """The calibration rows: a sample of the logged targets, and the rows holding each input's
+    extremes (and the largest one) widened by `EDGE_MARGIN`, so that the integer ranges hold every
+    target the inverse was trained on, and fresh ones a little past them (a sample's range alone
+    clips the rest: that cost more than the weights' rounding on the held-out I/Q inverses)."""
+    rows = feats[rng.choice(len(feats), size=min(REPRESENTATIVE_ROWS, len(feats)), replace=False)]
+    edges = np.unique(
+        np.concatenate([np.argmax(feats, 0), np.argmin(feats, 0), [np.argmax(np.linalg.norm(feats, axis=1))]])
     )
-    model = keras.Model(inp, x, name="inverse_for_integer_tflite")
-    for name, ws in weights:
-        model.get_layer(name).set_weights([np.asarray(a, np.float32) for a in ws])
-    if tuned:  # each Dense layer's input in the float graph, before any word is chosen
-        rng = np.random.default_rng(1)
-        rows = feats[rng.choice(len(feats), size=min(CALIBRATION_ROWS, len(feats)), replace=False)]
-        a_float = {
-            name: np.asarray(
-                keras.Model(model.inputs, model.get_layer(name).input).predict_on_batch(
-                    rows.astype(np.float32)
-                ),
-                np.float64,
-            )
-            for name, _ in weights
-        }
-    if tuned:
-        for name, (w, b) in weights:  # in order: each refitted on the gridded layers before it
-            layer = model.get_layer(name)
-            a = keras.Model(model.inputs, layer.input).predict_on_batch(rows.astype(np.float32))
-            a = np.asarray(a, np.float64)
-            target = a_float[name] @ w + b  # the float graph's pre-activation
-            w_fit, _ = refit(a, target, w, b)
-            grid = on_int8_grid(w_fit, a)
-            layer.set_weights(
-                [grid, np.mean(target - a @ grid.astype(np.float64), axis=0).astype(np.float32)]
-            )
-    return model
-
-
-def on_int8_grid(w: np.ndarray, a: np.ndarray) -> np.ndarray:
-    """Weights (in, out) as values of the converter's per-channel symmetric int8 grid (scale: the
-    channel's largest |weight| / 127), rounded with error feedback over the layer's inputs ``a``."""
-    from hwloop.export.ptq import gptq_gram
-
-    top = np.max(np.abs(w), axis=0)
-    step = np.where(top > 0, top / 127.0, 1.0)
-    words = gptq_gram(w, a.T @ a / len(a), np.broadcast_to(1.0 / step, w.shape), 8)
-    for ch in range(w.shape[1]):  # the channel's largest word stays 127: the converter's scale is ours
-        if top[ch] > 0 and np.max(np.abs(words[:, ch])) < 127:
-            i = int(np.argmax(np.abs(w[:, ch])))
-            words[i, ch] = 127 if w[i, ch] > 0 else -127
-    return (words * step).astype(np.float32)
-
-
-def _kernels(src: RunSource) -> list[np.ndarray]:
-    from hwloop.export.mlp_float import extract
-
-    mlp = extract(src.inverse.model, src.inverse.low, src.inverse.high, src.features()[:256])
-    return [w for w, _ in mlp.hidden] + ([mlp.out[0]] if mlp.out is not None else [])
+    return np.concatenate([rows, feats[edges] * EDGE_MARGIN])
 
 
 def export_tflite(
@@ -252,7 +176,7 @@ def export_tflite(
     kinds = kinds_for(bits, weight_bits, act_bits)
     feats = src.features()
     rng = np.random.default_rng(0)
-    rep = feats[rng.choice(len(feats), size=min(REPRESENTATIVE_ROWS, len(feats)), replace=False)]
+    rep = representative(feats, rng)
     golden = feats[np.sort(rng.choice(len(feats), size=min(GOLDEN_ROWS, len(feats)), replace=False))]
     models = {}
     check = feats[np.sort(rng.choice(len(feats), size=min(CHECK_ROWS, len(feats)), replace=False))]
@@ -261,9 +185,11 @@ def export_tflite(
     for kind in kinds:
         name = f"inverse_{kind}.tflite"
         if kind != "float16" and len(graphs) == 1:
-            graphs["skip and output joined"] = integer_model(src)
-            if not any(np.any(layer_w == 0.0) for layer_w in _kernels(src)):  # masked: left as it is
-                graphs["joined, equalised, words by error feedback"] = integer_model(src, tuned=True)
+            mlp = extract(src.inverse.model, src.inverse.low, src.inverse.high, feats[:256])
+            graphs["skip and output joined"] = integer_model(mlp)
+            kernels = [w for w, _ in mlp.hidden] + ([mlp.out[0]] if mlp.out is not None else [])
+            if not any(np.any(w == 0.0) for w in kernels):  # masked: its fixed zeros stay as they are
+                graphs[BLOCKED] = blocked_model(mlp, feats)
         # An integer model from each graph; the one closer to the float inverse is kept.
         best = None
         for graph, model in graphs.items() if kind != "float16" else [("as trained", src.inverse.model)]:
