@@ -128,20 +128,7 @@ def shaped_words(y: tf.Tensor, wide: tf.Tensor, wfrac: np.ndarray, fmt: QFormat)
     wf = tf.constant(np.asarray(wfrac, np.int64))
     c = tf.minimum(tf.reduce_min(wf), tf.reduce_min(wf + ERROR_BITS - _bit_length(bound)))
     div = tf.bitwise.left_shift(tf.ones_like(wf), wf - c)
-    lo = tf.clip_by_value(tf.math.floordiv(y, 1 << s), fmt.lo, fmt.hi)
-    hi = tf.clip_by_value(lo + 1, fmt.lo, fmt.hi)
-    err = tf.zeros((tf.shape(y)[0], wide.shape[1]), tf.int64)
-    cols = []
-    for j in range(y.shape[1]):
-        w = wide[j][None, :]
-        down = err + (lo[:, j : j + 1] * (1 << s) - y[:, j : j + 1]) * w
-        up = err + (hi[:, j : j + 1] * (1 << s) - y[:, j : j + 1]) * w
-        cost_down = tf.reduce_sum(tf.square(tf.truncatediv(down, div)), axis=1)
-        cost_up = tf.reduce_sum(tf.square(tf.truncatediv(up, div)), axis=1)
-        take_up = cost_up < cost_down
-        cols.append(tf.where(take_up, hi[:, j], lo[:, j]))
-        err = tf.where(take_up[:, None], up, down)
-    return tf.stack(cols, axis=1)
+    return _greedy(y, fmt, lambda j: wide[j][None, :], div)
 
 
 def _bit_shift_max(v: tf.Tensor, keep: int) -> tf.Tensor:
@@ -167,14 +154,22 @@ def jacobian_words(
     g = tf.truncatediv(d[:, :, None] * out[None], tf.bitwise.left_shift(tf.ones_like(gshift), gshift))
     sens = tf.einsum("jm,nmk->njk", tf.cast(last, F64), tf.cast(g, F64))  # exact: below 2^53
     sens = tf.truncatediv(tf.cast(sens, tf.int64), tf.bitwise.left_shift(tf.constant(1, tf.int64), sshift))
+    return _greedy(y, fmt, lambda j: sens[:, j])
+
+
+def _greedy(y: tf.Tensor, fmt: QFormat, weight, div: tf.Tensor | None = None) -> tf.Tensor:
+    """`hwloop.export.shaping._greedy` on int64 tensors (the one rounding loop of both layers)."""
+    s = TABLE.frac - fmt.frac
     lo = tf.clip_by_value(tf.math.floordiv(y, 1 << s), fmt.lo, fmt.hi)
     hi = tf.clip_by_value(lo + 1, fmt.lo, fmt.hi)
-    err = tf.zeros((tf.shape(y)[0], out.shape[1]), tf.int64)
+    err = tf.constant(0, tf.int64)
     cols = []
     for j in range(y.shape[1]):
-        down = err + (lo[:, j : j + 1] * (1 << s) - y[:, j : j + 1]) * sens[:, j]
-        up = err + (hi[:, j : j + 1] * (1 << s) - y[:, j : j + 1]) * sens[:, j]
-        take_up = tf.reduce_sum(tf.square(up), axis=1) < tf.reduce_sum(tf.square(down), axis=1)
+        w = weight(j)
+        down = err + (lo[:, j : j + 1] * (1 << s) - y[:, j : j + 1]) * w
+        up = err + (hi[:, j : j + 1] * (1 << s) - y[:, j : j + 1]) * w
+        scaled = (down, up) if div is None else (tf.truncatediv(down, div), tf.truncatediv(up, div))
+        take_up = tf.reduce_sum(tf.square(scaled[1]), axis=1) < tf.reduce_sum(tf.square(scaled[0]), axis=1)
         cols.append(tf.where(take_up, hi[:, j], lo[:, j]))
         err = tf.where(take_up[:, None], up, down)
     return tf.stack(cols, axis=1)

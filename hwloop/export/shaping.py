@@ -69,23 +69,9 @@ def error_shifts(wide: np.ndarray, wfrac: np.ndarray, step_bits: int) -> np.ndar
 def shaped_words(y: np.ndarray, wide: np.ndarray, shifts: np.ndarray, fmt: QFormat) -> np.ndarray:
     """Activation words of ``fmt`` for table words ``y`` (rows, units): each unit, in order,
     rounded down or up to whichever leaves the smaller scaled output error."""
-    y = np.asarray(y, np.int64)
     wide = np.asarray(wide, np.int64)
-    s = TANH_OUT_FRAC - fmt.frac
     div = np.left_shift(np.int64(1), np.asarray(shifts, np.int64))
-    lo = np.clip(np.floor_divide(y, 1 << s), fmt.lo, fmt.hi)
-    hi = np.clip(lo + 1, fmt.lo, fmt.hi)
-    err = np.zeros((len(y), wide.shape[1]), np.int64)
-    out = np.empty_like(lo)
-    for j in range(y.shape[1]):
-        down = err + np.outer((lo[:, j] << s) - y[:, j], wide[j])
-        up = err + np.outer((hi[:, j] << s) - y[:, j], wide[j])
-        cost_down = np.sum(_tdiv(down, div) ** 2, axis=1)
-        cost_up = np.sum(_tdiv(up, div) ** 2, axis=1)
-        take_up = cost_up < cost_down
-        out[:, j] = np.where(take_up, hi[:, j], lo[:, j])
-        err = np.where(take_up[:, None], up, down)
-    return out
+    return _greedy(y, fmt, lambda j: wide[j], div)
 
 
 def probe_shifts(
@@ -120,16 +106,26 @@ def sensitivities(
 def jacobian_words(y: np.ndarray, sens: np.ndarray, fmt: QFormat) -> np.ndarray:
     """Activation words of ``fmt`` for table words ``y`` (rows, units): each unit, in order,
     rounded to whichever leaves the smaller output error through its sensitivities ``sens``."""
+    return _greedy(y, fmt, lambda j: sens[:, j])
+
+
+def _greedy(y: np.ndarray, fmt: QFormat, weight, div: np.ndarray | None = None) -> np.ndarray:
+    """The one rounding loop of both layers: unit j of table words ``y`` goes down or up to the word
+    of ``fmt`` that leaves the smaller running output error, its rounding error times ``weight(j)``
+    (outputs, or rows x outputs) added to the units' before it; the cost is that error's square
+    sum, each output divided by ``div`` first (truncated, as C divides) where given."""
     y = np.asarray(y, np.int64)
     s = TANH_OUT_FRAC - fmt.frac
     lo = np.clip(np.floor_divide(y, 1 << s), fmt.lo, fmt.hi)
     hi = np.clip(lo + 1, fmt.lo, fmt.hi)
-    err = np.zeros((len(y), sens.shape[2]), np.int64)
     out = np.empty_like(lo)
+    err = np.int64(0)
     for j in range(y.shape[1]):
-        down = err + ((lo[:, j] << s) - y[:, j])[:, None] * sens[:, j]
-        up = err + ((hi[:, j] << s) - y[:, j])[:, None] * sens[:, j]
-        take_up = np.sum(up**2, axis=1) < np.sum(down**2, axis=1)
+        w = weight(j)
+        down = err + ((lo[:, j] << s) - y[:, j])[:, None] * w
+        up = err + ((hi[:, j] << s) - y[:, j])[:, None] * w
+        scaled = (down, up) if div is None else (_tdiv(down, div), _tdiv(up, div))
+        take_up = np.sum(scaled[1] ** 2, axis=1) < np.sum(scaled[0] ** 2, axis=1)
         out[:, j] = np.where(take_up, hi[:, j], lo[:, j])
         err = np.where(take_up[:, None], up, down)
     return out
