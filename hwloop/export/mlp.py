@@ -216,10 +216,10 @@ class QuantMLP(WordInverse):
 
     def activation(self, k: int, a: np.ndarray) -> np.ndarray:
         """Hidden layer k's output words for its input words a."""
-        layer = self.hidden[k]
-        near = tanh_q(tanh_input(layer.acc(a), layer.shift), self.fmt_h)
         if self.shaped and k == len(self.hidden) - 1:
             return shaped_words(self.table_words(k, a), self.out.wide, self.shape_shifts, self.fmt_h)
+        layer = self.hidden[k]
+        near = tanh_q(tanh_input(layer.acc(a), layer.shift), self.fmt_h)
         if self.shaped and k == len(self.hidden) - 2:  # through the last layer's tanh' at `near`
             last = self.hidden[-1]
             sens = sensitivities(self.table_words(k + 1, near), last.wide, self.out.wide, *self.probe_shifts)
