@@ -47,7 +47,8 @@ class FaultConfig:
     request is lost, stored answers are forgotten, the device is reset and
     READY is sent). ``hangup_after=k`` closes the connection once on the k-th
     request, like an unplugged USB cable (TCP: the next connection is a fresh
-    boot; pty: the pty disappears and `serve` returns). ``mute_after=k`` stops
+    boot; pty: the pty disappears, its name kept from any other pty until
+    `serve` is stopped). ``mute_after=k`` stops
     answering after k requests (to provoke timeouts). ``delay`` is added
     before every response. ``bad_answer_after=k`` makes the first QUERY
     answer from the k-th request on CRC-valid but unusable, once (the device

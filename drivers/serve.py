@@ -150,8 +150,15 @@ def _serve_pty(
         if on_ready:
             on_ready(path)
         run_connection(FdTransport(master), responder, faults, stats, stop, responder.boot())
+        os.close(master)  # the pty's node disappears (after a hang-up: as if unplugged)
+        master = -1
+        # Held until stopped: while a slave fd is open the kernel keeps the pty's
+        # number, so a client re-opening the vanished path meets ENOENT and never
+        # a pty that another server has opened since under the same name.
+        stop.wait()
     finally:
-        os.close(master)
+        if master >= 0:
+            os.close(master)
         os.close(slave)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -249,6 +250,17 @@ def test_port_gone_for_good_gives_typed_error() -> None:
                 d.query(unique_inputs(500))
         finally:
             d.close()
+        # The vanished name stays vanished while the server runs: ptys opened
+        # since (other tests run beside this one) never take it, so a client
+        # re-opening it cannot reach another device.
+        assert srv.stats.hangups == 1
+        fresh = [os.openpty() for _ in range(8)]
+        try:
+            assert srv.address not in {os.ttyname(slave) for _, slave in fresh}
+            assert not os.path.exists(srv.address)
+        finally:
+            for fd in (fd for pair in fresh for fd in pair):
+                os.close(fd)
 
 
 def test_timeout_is_typed() -> None:
