@@ -20,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
 
+from matrix import same_run
 from matrix_cells import SEEDS, Reduced, memoryless_cells, run
 from matrix_rules import evaluate
 
@@ -53,3 +54,19 @@ def test_auto_took_the_surrogate_path_on_the_folded_device(results: dict) -> Non
     for s in SEEDS:
         fold = results[f"memoryless/{FOLDED}/auto/{s}"]["one_to_one"]
         assert fold["one_to_one"] is False and fold["fold_share"] > 0.1
+
+
+def test_auto_on_the_folded_device_is_the_surrogate_run(results: dict) -> None:
+    """What lets the matrix measure that run once for both methods (matrix.same_run)."""
+    for s in SEEDS:
+        key = f"memoryless/{FOLDED}/auto/{s}"
+        auto, sur = results[key], results[f"memoryless/{FOLDED}/surrogate/{s}"]
+        copy = same_run(auto, key)
+        assert copy is not None and copy["same_run_as"] == key
+        assert (auto["score"], auto["queries_used"], auto["best_round"]) == (
+            sur["score"],
+            sur["queries_used"],
+            sur["best_round"],
+        )
+    iila_path = {**results[f"memoryless/{FOLDED}/auto/0"], "auto_path": "iila"}
+    assert same_run(iila_path, "k") is None

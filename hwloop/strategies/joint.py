@@ -116,6 +116,7 @@ class JointTrainer:
         y_std = np.asarray(surrogate.get_layer("destandardize").std, np.float32)
         self.y_std = tf.constant(y_std)
         self.step = tf.function(self._step, jit_compile=False, reduce_retracing=True)
+        self.surrogate_step = tf.function(self._surrogate_step, jit_compile=False, reduce_retracing=True)
 
     def sample_targets(self, n: int) -> tf.Tensor:
         """Reachable, noise-free targets: the surrogate's answers to uniform inputs."""
@@ -125,6 +126,15 @@ class JointTrainer:
     def gauss_newton(self, x: tf.Tensor, err: tf.Tensor) -> tf.Tensor:
         """(J J^T + lambda I)^-1 err per row, J = dF_hat/dx at x (held constant)."""
         return gauss_newton_upstream(self.surrogate, x, err, self.damping)
+
+    def _surrogate_step(self, n_sur: int) -> tuple[tf.Tensor, tf.Tensor]:
+        """One step of M through the frozen surrogate alone, compiled whole: the device slot of
+        `_step` gets one more surrogate target with a zero correction weight (an empty batch
+        would trip Keras' Add layer)."""
+        t1 = self.sample_targets(1)
+        x1 = self.inverse(t1)
+        y1 = tf.zeros_like(t1)
+        return self._step(t1, x1, y1, x1, y1, n_sur, False, tf.constant(0.0))
 
     def _step(
         self,
@@ -170,18 +180,10 @@ class JointTrainer:
 def pretrain_through_surrogate(
     trainer: JointTrainer, steps: int, batch: int, on_step: Callable[[int, float], None] | None = None
 ) -> list[float]:
-    """Train M through the surrogate alone (no device, surrogate frozen).
-
-    The device slot of the joint step gets one more surrogate target with a
-    zero correction weight (an empty batch would trip Keras' Add layer).
-    """
-    out_dim = int(trainer.y_std.shape[0])
+    """Train M through the surrogate alone (no device, surrogate frozen): `JointTrainer._surrogate_step`."""
     curve = []
     for i in progress.steps(steps, label="fit through the surrogate"):
-        t1 = trainer.sample_targets(1)
-        x1 = trainer.inverse(t1)
-        y1 = tf.zeros((1, out_dim))
-        loss_inv, _ = trainer.step(t1, x1, y1, x1, y1, batch - 1, False, tf.constant(0.0))
+        loss_inv, _ = trainer.surrogate_step(batch - 1)
         if i % 100 == 0:
             curve.append(float(loss_inv))
             if on_step is not None:
