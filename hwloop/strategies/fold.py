@@ -126,25 +126,21 @@ def branch_rows(x: np.ndarray, det: np.ndarray, surrogate: keras.Model) -> np.nd
     One sign can span several branches: with three folded channels, the rows past two of their
     peaks keep the sign of the rows past none (`sim:mimo3_folded`: ILA on the sign's 1,022 of
     2,000 pairs -14.5 dB closed loop, on the piece's 379 -38.1; on the other folded devices the
-    piece is the sign's rows, within a row). Two rows are joined when they are among each
-    other's `NEIGHBOURS` nearest (in the box scaled to the unit cube) and det J along the
-    segment between them stays above `FOLD_DIP` times the smaller of its ends (at
+    piece is the sign's rows, within a row). Two rows are joined when they are neighbours
+    (`neighbour_pairs`, in the box scaled to the unit cube) and det J along the segment between
+    them stays above `FOLD_DIP` times the smaller of its ends (at
     `SEGMENT_POINTS` points): a fold, det J = 0, lies between two rows it does not join, even
     when the segment crosses two folds and comes back to the same sign.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
-    from scipy.spatial import cKDTree
 
     x = np.asarray(x, np.float64)
     n = len(x)
     sign = 1.0 if float(np.sum(np.abs(det[det > 0]))) >= float(np.sum(np.abs(det[det < 0]))) else -1.0
     oriented = sign * det
     span = np.ptp(x, axis=0)
-    k = min(NEIGHBOURS, n - 1)
-    unit = (x - x.min(axis=0)) / np.where(span > 0, span, 1.0)
-    _, near = cKDTree(unit).query(unit, k + 1)
-    rows, cols = np.repeat(np.arange(n), k), near[:, 1:].ravel()
+    rows, cols = neighbour_pairs((x - x.min(axis=0)) / np.where(span > 0, span, 1.0)).T
     keep = (oriented[rows] > 0) & (oriented[cols] > 0)
     rows, cols = rows[keep], cols[keep]
     floor = FOLD_DIP * np.minimum(oriented[rows], oriented[cols])
@@ -156,6 +152,25 @@ def branch_rows(x: np.ndarray, det: np.ndarray, surrogate: keras.Model) -> np.nd
     _, label = connected_components(graph, directed=False)
     mass = np.bincount(label, weights=np.clip(oriented, 0.0, None))
     return (label == int(np.argmax(mass))) & (oriented > 0)
+
+
+def neighbour_pairs(unit: np.ndarray) -> np.ndarray:
+    """Pairs (i, j), i < j, of rows that may be joined: each row's `NEIGHBOURS` nearest and, with
+    one input, each row and the next along it, which joins rows across a gap in the sampling
+    (nearest neighbours alone split a branch there: on `sim:saleh_folded` with 1,080 uniform
+    rows a gap of 0.021 in x cut [0, 1] in two). With more inputs the nearest neighbours of
+    uniform rows join across their gaps (Delaunay edges were tried: their long edges skipped
+    the folds between the branches of `sim:mimo3_folded`)."""
+    from scipy.spatial import cKDTree
+
+    n, dims = unit.shape
+    k = min(NEIGHBOURS, n - 1)
+    _, near = cKDTree(unit).query(unit, k + 1)
+    pairs = [np.stack([np.repeat(np.arange(n), k), near[:, 1:].ravel()], axis=1)]
+    if dims == 1:
+        order = np.argsort(unit[:, 0])
+        pairs.append(np.stack([order[:-1], order[1:]], axis=1))
+    return np.unique(np.sort(np.concatenate(pairs), axis=1), axis=0)
 
 
 def _det_in_chunks(surrogate: keras.Model, x: np.ndarray, chunk: int = 65536) -> np.ndarray:
