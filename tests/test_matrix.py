@@ -1,6 +1,6 @@
 """A reduced robustness matrix, run for real: the cells most likely to break a rule, three seeds.
 
-The full matrix (benchmarks/matrix.py) takes about an hour; this runs one of its
+The full matrix (benchmarks/matrix.py) takes about 40 minutes on 2 cores; this runs one of its
 memoryless cells at 3,000 queries and 2,000 fit steps, the strategies its
 auto rule compares there (a folded device with input noise, where auto's
 noise rule alone once took the ILA path), and checks the matrix's own rules
