@@ -128,9 +128,9 @@ def branch_rows(x: np.ndarray, det: np.ndarray, surrogate: keras.Model) -> np.nd
     2,000 pairs -14.5 dB closed loop, on the piece's 379 -38.1; on the other folded devices the
     piece is the sign's rows, within a row). Two rows are joined when they are neighbours
     (`neighbour_pairs`, in the box scaled to the unit cube) and det J along the segment between
-    them stays above `FOLD_DIP` times the smaller of its ends (at
-    `SEGMENT_POINTS` points): a fold, det J = 0, lies between two rows it does not join, even
-    when the segment crosses two folds and comes back to the same sign.
+    them stays above `FOLD_DIP` times the smaller of its ends (at `SEGMENT_POINTS` points): a
+    fold, det J = 0, lies between two rows it does not join, even when the segment crosses two
+    folds and comes back to the same sign.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
