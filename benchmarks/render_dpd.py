@@ -58,7 +58,7 @@ def section_dpd(data: dict, fit: dict) -> list[str]:
                     str(c.get("terms") or ""),
                     _q(c),
                     db(c["acpr_dbc"]),
-                    db(c["acpr_clean_dbc"]),
+                    db(c["acpr_clean_dbc"]) if c.get("acpr_clean_dbc") is not None else "",
                     db(c.get("aclr_db")) if c.get("aclr_db") is not None else "",
                     db(c["evm_db"]),
                     db(c["nmse_db"]),
