@@ -21,7 +21,9 @@ against its noise-free twin (``clean``/``clean_sequence``), both columns:
 Exports: C with ``w`` weight bits, ``a`` activation bits and 16-bit words (``c16``, ``c12``,
 ``w8a16``, ``c8`` = w8a8), 8-bit words throughout (``c8/io8``), ``c8+qat`` (w8a8 after
 quantisation-aware fine-tuning with 2,000 device queries, memoryless MLPs), TFLite float16,
-int16x8 (int8 weights, int16 activations) and full int8; GMP tables and the GRU at 16/12/10/8 bits.
+int16x8 (int8 weights, int16 activations) and full int8, and on the held-out I/Q amplifiers full
+int8 converted from words fine-tuned with 8 bits throughout (``tflite/int8+qat``, 2,000 queries);
+GMP tables and the GRU at 16/12/10/8 bits.
 The on-board inverse: ILA against the ATmega328P firmware under simavr, exported at 16 and 12 bits
 and built in; closed loop on 1,000 noise-free reachable targets, flash and wall time per sample.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -49,6 +52,7 @@ HELD_SIGNAL = "ofdm:bw=200e6,fs=800e6,n=16384,papr=8,seed=11"
 GAIN = 2.0
 APA_NOISE = 3e-4  # -61 dB below the output RMS, as the simulators' default noise
 QAT_QUERIES = 2000
+QAT_KEEP = ("queries_used", "distill_before_db", "distill_after_db", "first_nmse_db", "chosen_nmse_db")
 ROOTS = [  # what the figures depend on: export and evaluation, the strategies that trained, the devices
     "hwloop.export.build",
     "hwloop.export.loaded",
@@ -201,23 +205,16 @@ def bench_mlp(tmp: Path, runs: Path, cells: list[str], done=None) -> dict:
         for var, widths in C_VARIANTS.items():
             exp, m, wall = _export(run, tmp / "x", "c", **widths)
             cell[var] = {**score(exp.apply), "export_s": wall}
-        if name != "wh":
+        tuned = {"c8+qat": "c"} if name != "wh" else {}
+        tuned |= {"tflite/int8+qat": "tflite"} if name.startswith("heldout_") else {}
+        for var, fmt in tuned.items():
             copy = tmp / f"qat_{name.replace('/', '_')}"  # fine-tuning logs queries: tune a copy of the run
-            import shutil
-
             shutil.rmtree(copy, ignore_errors=True)
             shutil.copytree(run, copy)
-            exp, m, wall = _export(copy, tmp / "x", "c", bits=8, qat=QAT(QAT_QUERIES, device(spec)))
+            exp, m, wall = _export(copy, tmp / "x", fmt, bits=8, qat=QAT(QAT_QUERIES, device(spec)))
             q = m["qat"]
-            keep = (
-                "queries_used",
-                "distill_before_db",
-                "distill_after_db",
-                "first_nmse_db",
-                "chosen_nmse_db",
-            )
-            cell["c8+qat"] = {**score(exp.apply), "export_s": wall, **{k: q[k] for k in keep}}
-            cell["c8+qat"]["best_round"] = q["rounds"]["best_round"]
+            cell[var] = {**score(exp.apply), "export_s": wall, **{k: q[k] for k in QAT_KEEP}}
+            cell[var]["best_round"] = q["rounds"]["best_round"]
         for var, widths in TFLITE.items():
             exp, m, wall = _export(run, tmp / "t", "tflite", **widths)
             cell[var] = {**score(exp.apply), "export_s": wall}

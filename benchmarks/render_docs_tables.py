@@ -118,11 +118,12 @@ def deploy_losses(r: Any) -> list[str]:
         "tflite/float16",
         "tflite/int16x8",
         "tflite/int8",
+        "tflite/int8+qat",
     )
     rows = [
         "| inverse | 16 bits | 12 bits | w8a16 | 8 bits (w8a8) | w8a8 + QAT | 8-bit words throughout "
-        "| TFLite float16 | TFLite 16x8 | TFLite int8 |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| TFLite float16 | TFLite 16x8 | TFLite int8 | TFLite int8 + QAT |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for part, label in (("gmp", "GMP"), ("gru", "GRU")):
         for pa, c in sorted((ex.get(part) or {}).items()):
@@ -132,7 +133,7 @@ def deploy_losses(r: Any) -> list[str]:
             cells = [_delta(c[n]["clean"]["acpr_dbc"], ref) if n in c else "" for n in ("c16", "c12")]
             cells += ["", _delta(c["c8"]["clean"]["acpr_dbc"], ref) if "c8" in c else ""]
             name = pa.removeprefix("gru_")
-            rows.append(f"| {label}, `{name}` (ACPR) | " + " | ".join(cells) + " | | | | | |")
+            rows.append(f"| {label}, `{name}` (ACPR) | " + " | ".join(cells) + " | | | | | | |")
     for sim, c in ex["mlp"].items():
         name = "tapped MLP" if c["family"] == "SequenceInverse" else "MLP"
         key = "closed_loop_nmse_clean_db"
@@ -143,7 +144,7 @@ def deploy_losses(r: Any) -> list[str]:
     if board:
         host = board["host_float_nmse_db"]
         cells = [_delta(board[n]["onboard_nmse_db"], host) if n in board else "" for n in ("c16", "c12")]
-        rows.append("| MLP on board, simulated ATmega328P | " + " | ".join(cells) + " | | | | | | | |")
+        rows.append("| MLP on board, simulated ATmega328P | " + " | ".join(cells) + " | | | | | | | | |")
     return rows
 
 

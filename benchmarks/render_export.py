@@ -29,6 +29,7 @@ MLP_COLUMNS = (
     "tflite/float16",
     "tflite/int16x8",
     "tflite/int8",
+    "tflite/int8+qat",
 )
 WIDTHS = ("c16", "c12", "c10", "c8")
 
@@ -96,7 +97,9 @@ def _mlp_section(data: dict) -> list[str]:
         "activations with 16-bit words (at 8 bits the activations' words chosen by error feedback onto",
         "the output, docs/deploy.md); `w8a16`: 8-bit weights, 16-bit activations; `c8+qat`: `c8` after",
         "quantisation-aware fine-tuning with 2,000 device queries (memoryless inverses); `c8/io8`: 8-bit",
-        "words throughout; TFLite float16, int16x8 (int8 weights, int16 activations) and full int8.",
+        "words throughout; TFLite float16, int16x8 (int8 weights, int16 activations) and full int8;",
+        "`tflite/int8+qat`: full int8 converted from words fine-tuned with 8 bits throughout (2,000",
+        "queries; held-out I/Q amplifiers).",
         "One-output devices trained by `ila` (5,000 queries), the others by `hwloop train`'s defaults",
         "(`auto`, 10,000); `heldout_*` are the held-out I/Q amplifiers of `benchmarks/heldout_iq.py`.",
     )

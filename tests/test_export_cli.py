@@ -78,6 +78,12 @@ def test_width_and_qat_options_that_would_not_act_are_refused(
         ["export", "--run", gmp, "--format", "coeffs", "--bits", "12", "--out", str(tmp_path / "h")],
         "no word width applies",
     )
+    qat_tflite = ["export", "--run", run, "--format", "tflite", "--qat", "500", "--device", "sim:rapp"]
+    for k, widths in enumerate([[], ["--bits", "16"], ["--weight-bits", "8", "--act-bits", "16"]]):
+        one_line_error(
+            [*qat_tflite, *widths, "--out", str(tmp_path / f"q{k}")],
+            "--qat tunes the words of --format c, or of full int8 --format tflite (--bits 8)",
+        )
     assert not any((tmp_path / n).exists() and any((tmp_path / n).iterdir()) for n in "abcdefgh")
 
 

@@ -181,3 +181,72 @@ def test_the_blocked_graph_is_what_the_16x8_converter_runs(
     assert np.sqrt(np.mean((x_int - x_graph) ** 2)) < 8 * step
     x_float = src.inverse.model.predict_on_batch(t)
     assert np.sqrt(np.mean((x_graph - x_float) ** 2)) < 1e-3
+
+
+@pytest.mark.parametrize(("wbits", "abits", "io"), [(8, 8, 8), (12, 12, 16), (16, 16, 16)])
+def test_words_read_back_as_float_are_the_weights_they_round(wbits: int, abits: int, io: int) -> None:
+    """`float_of` (how a fine-tuned export's words reach the converter) scales every word back to
+    within half a step of the weight it rounds, and its graph is the export's at 16 bits."""
+    from test_export_qat import random_mlp
+
+    from hwloop.export.mlp import quantize, weight_scale
+    from hwloop.export.tflite_graph import float_of
+
+    mlp = random_mlp(wbits, width=12)
+    t = np.random.default_rng(3).uniform(-0.8, 0.8, (500, 2))
+    q = quantize(mlp, t, wbits, abits, io)
+    back = float_of(q)
+    layers = [(q.hidden[0], mlp.hidden[0], back.hidden[0], q.fmt_z.frac)]
+    layers += [(q.hidden[1], mlp.hidden[1], back.hidden[1], q.fmt_h.frac)]
+    layers += [(q.skip, mlp.skip, back.skip, q.fmt_z.frac), (q.out, mlp.out, back.out, q.fmt_h.frac)]
+    for ql, (w, b), (wb, bb), in_frac in layers:
+        step = 1.0 / weight_scale(ql.wfrac, ql.up, w.shape)
+        inside = np.abs(ql.w) < (1 << (wbits - 1)) - 1  # saturated words stand for less than the weight
+        assert np.all(np.abs(wb - w)[inside] <= 0.5 * step[inside] + 1e-12)
+        assert np.all(np.abs(bb - b) <= 0.5 * 2.0 ** -(ql.wfrac + in_frac) + 1e-12)
+    for name in ("in_mean", "out_mean", "low", "high"):
+        np.testing.assert_allclose(getattr(back, name), getattr(mlp, name), atol=2.0 ** -(io - 3))
+    for name in ("in_std", "out_std"):
+        np.testing.assert_allclose(getattr(back, name), getattr(mlp, name), rtol=2.0 ** -(io - 4))
+    if wbits == 16:
+        np.testing.assert_allclose(back.forward(t), mlp.forward(t), atol=1e-3)
+
+
+@pytest.mark.slow
+def test_full_int8_from_the_fine_tuned_words(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+) -> None:
+    """``--format tflite --bits 8 --qat``: the device's queries go into the run's log and its
+    metrics, and the int8 model is converted from the fine-tuned words (the manifest's graph)."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(trained("iq", tmp_path_factory), run)  # the QAT's queries land in this copy's log
+    out = tmp_path / "t8qat"
+    m = cli_json(
+        "export",
+        "--run",
+        str(run),
+        "--format",
+        "tflite",
+        "--bits",
+        "8",
+        "--qat",
+        "200",
+        "--device",
+        "sim:saleh_iq?noise=1e-3&seed=0",
+        "--out",
+        str(out),
+    )
+    assert 0 < m["qat"]["queries_used"] <= 200
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert list(manifest["models"]) == ["int8"]
+    assert manifest["models"]["int8"]["graph"].startswith("quantisation-aware fine-tuned")
+    assert manifest["qat_widths"] == {"weight_bits": 8, "act_bits": 8, "io_bits": 8}
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["qat"][-1]["queries_used"] == m["qat"]["queries_used"]
+    inv = hwloop.load_inverse(run)
+    t = np.random.default_rng(0).uniform(-0.3, 0.3, (64, 2)).astype(np.float32)
+    drive = load_exported(out).apply(t)
+    assert drive.shape == (64, 2) and np.all(np.isfinite(drive))
+    assert np.sqrt(np.mean((drive - inv.apply(t)) ** 2)) < 0.05  # the same inverse, in int8

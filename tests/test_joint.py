@@ -84,3 +84,25 @@ def test_gauss_newton_scaling_solves_the_damped_normal_equations(damping: float)
         jjt = jac[k] @ jac[k].T
         lam = damping * np.trace(jjt) / 2 + 1e-12
         np.testing.assert_allclose((jjt + lam * np.eye(2)) @ g[k], err.numpy()[k], rtol=2e-3, atol=2e-4)
+
+
+def test_phase_cosine_restarts_each_phase_at_its_peak_and_decays_within_it() -> None:
+    """The inverse's rounds restart at `ROUND_LR_SHARE` of the pretraining rate: a restart at the
+    full rate threw a settled inverse off where the device is flat (hwloop.strategies.surrogate)."""
+    from types import SimpleNamespace
+
+    from hwloop.strategies.surrogate import ROUND_LR_SHARE, PhaseCosine, config_for
+
+    sched = PhaseCosine(1e-3, [100, 10, 10], alpha=0.01, peaks=[1.0, 0.1, 0.1])
+    at = {s: float(sched(s)) for s in (0, 50, 99, 100, 105, 109, 110, 119, 500)}
+    np.testing.assert_allclose([at[0], at[100], at[110]], [1e-3, 1e-4, 1e-4], rtol=1e-6)
+    np.testing.assert_allclose(at[50], 1e-3 * (0.01 + 0.99 * 0.5), rtol=1e-5)  # half way down the cosine
+    assert at[99] < 2e-5 and at[109] < at[105] < at[100] and at[119] < 4e-6
+    np.testing.assert_allclose(at[500], 1e-3 * 0.1 * 0.01, rtol=1e-5)  # past the end: the last floor
+    assert PhaseCosine(1e-3, [10, 10])(10).numpy() == pytest.approx(1e-3)  # peaks default to 1
+    with pytest.raises(ValueError, match="2 peaks for 3 phases"):
+        PhaseCosine(1e-3, [1, 2, 3], peaks=[1.0, 1.0])
+    cfg = config_for(SimpleNamespace(settings=SimpleNamespace(fit_steps=8000)))
+    assert cfg.inverse_lr.peaks == [1.0] + [ROUND_LR_SHARE] * cfg.rounds
+    assert float(cfg.inverse_lr(cfg.pretrain_steps)) == pytest.approx(cfg.inverse_lr.lr * ROUND_LR_SHARE)
+    assert cfg.surrogate_lr.peaks == [1.0] * cfg.rounds  # the surrogate's rounds restart at its full rate

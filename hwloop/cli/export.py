@@ -46,7 +46,8 @@ def _width(name: str, text: str):
     default=None,
     metavar="QUERIES",
     help="Fine-tune the words for the closed loop first, with --device answering, within QUERIES queries "
-    "(logged in the run's query log; mlp inverses).",
+    "(logged in the run's query log; mlp inverses; --format c, or --format tflite --bits 8 from words "
+    "tuned at 8 bits throughout).",
 )
 @click.option("--device", default=None, help="With --qat: the run's device, as a URI.")
 @click.option(

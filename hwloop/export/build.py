@@ -4,7 +4,8 @@ Each writes its files into the output directory, then the manifest with
 their hashes. Which family each format takes:
 
 - ``c``: mlp, tapped, gru, gmp (fixed point, golden vectors, a check program);
-- ``tflite``: mlp, tapped (float16, int8 weights with int16 activations, full int8);
+- ``tflite``: mlp, tapped (float16, int8 weights with int16 activations, full int8; full int8
+  from the quantisation-aware fine-tuned words with ``qat``);
 - ``coeffs``: gmp (CSV and the basis definition).
 
 Word widths (`Widths`): ``weight`` for weights (GMP: its gain tables),
@@ -51,6 +52,7 @@ FORMATS = ("c", "tflite", "coeffs")
 SUPPORTS = {"c": ("mlp", "tapped", "gru", "gmp"), "tflite": ("mlp", "tapped"), "coeffs": ("gmp",)}
 GOLDEN_ROWS = 256  # memoryless: representative rows (plus edge rows)
 GOLDEN_STREAM = 512  # stateful: samples of one stream from a reset (plus edge samples)
+QAT_INT8 = (8, 8, 8)  # full int8 TFLite is fine-tuned in the C arithmetic with 8-bit words throughout
 PTQ_ABOVE = 16  # MLP weights at fewer bits than this are chosen by `hwloop.export.ptq`
 Quant = QuantMLP | QuantGMP | QuantGRU
 
@@ -286,9 +288,13 @@ def export_run(
         raise UsageError("--io-bits applies to --format c only")
     if qat is not None:
         from hwloop.export.qat import MIN_QUERIES
+        from hwloop.export.tflite import kinds_for
 
-        if fmt != "c":
-            raise UsageError(f"--qat tunes the C export's words; --format {fmt} does not take it")
+        if fmt == "coeffs" or (fmt == "tflite" and kinds_for(bits, weight_bits, act_bits) != ["int8"]):
+            raise UsageError(
+                "--qat tunes the words of --format c, or of full int8 --format tflite (--bits 8); "
+                + ("--format coeffs has none" if fmt == "coeffs" else "these widths ask for another model")
+            )
         if src.family != "mlp":
             raise UsageError(f"--qat tunes a memoryless MLP inverse; this run holds a {src.family} inverse")
         if qat.queries < MIN_QUERIES:
@@ -314,7 +320,14 @@ def export_run(
     elif fmt == "tflite":
         from hwloop.export.tflite import export_tflite
 
-        record |= export_tflite(src, out, bits, weight_bits, act_bits)
+        tuned = None
+        if qat is not None:  # fine-tuned in the C arithmetic nearest full int8's: 8-bit words throughout
+            from hwloop.export.tflite_graph import float_of
+
+            q, done = _quantized(src, Widths(*QAT_INT8), qat)
+            tuned = float_of(q)
+            record |= {"qat": done["qat"], "qat_widths": Widths(*QAT_INT8).to_dict()}
+        record |= export_tflite(src, out, bits, weight_bits, act_bits, tuned)
     else:
         from hwloop.export.coeffs import export_coeffs
 

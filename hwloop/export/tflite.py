@@ -18,6 +18,15 @@ block of 8 inputs with words on the converter's own grid:
 one closest to the float inverse on logged targets is kept (the manifest's
 ``graph``).
 
+With ``--qat`` (full int8 only) the words are first fine-tuned with the
+device in the loop in the C arithmetic with 8-bit words throughout
+(`hwloop.export.qat`, the nearest it comes to full int8: int8 input and
+output), read back as float weights (`hwloop.export.tflite_graph.float_of`)
+and converted from those graphs, the one closest to the tuned words kept.
+The converter re-rounds them onto its own grid (per-channel scales, per-
+tensor activations), so the tuning carries over in part: docs/deploy.md
+gives what it measured.
+
 Both are run back through the TFLite interpreter with its reference
 kernels (no XNNPACK delegate, so outputs are reproducible), which is what
 `hwloop.export.loaded` uses for ``hwloop eval --exported``. The
@@ -36,7 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from hwloop.errors import RunDirError, UsageError
-from hwloop.export.mlp_float import extract
+from hwloop.export.mlp_float import FloatMLP, extract
 from hwloop.export.source import RunSource
 from hwloop.export.tflite_graph import blocked_model, integer_model
 
@@ -47,6 +56,7 @@ GOLDEN_ROWS = 256
 CHECK_ROWS = 2000  # logged targets on which each integer graph is compared with the float inverse
 EDGE_MARGIN = 1.25  # the calibration's extreme rows, widened: fresh targets reach past the logged ones
 BLOCKED = "blocks of 8 inputs, words on the converter's grid by error feedback"
+TUNED = "quantisation-aware fine-tuned, "
 KINDS = {(16, 16): "float16", (8, 16): "int16x8", (8, 8): "int8"}
 ALL_KINDS = ("float16", "int16x8", "int8")
 
@@ -171,8 +181,13 @@ def export_tflite(
     bits: int | None,
     weight_bits: int | None = None,
     act_bits: int | None = None,
+    tuned: FloatMLP | None = None,
 ) -> dict:
-    """``inverse_KIND.tflite`` for each kind asked for, with golden rows; the manifest's record."""
+    """``inverse_KIND.tflite`` for each kind asked for, with golden rows; the manifest's record.
+
+    ``tuned``: the inverse after quantisation-aware fine-tuning (`hwloop.export.tflite_graph.float_of`);
+    the integer models are converted from it, and judged against it, instead of the trained inverse.
+    """
     kinds = kinds_for(bits, weight_bits, act_bits)
     feats = src.features()
     rng = np.random.default_rng(0)
@@ -180,16 +195,19 @@ def export_tflite(
     golden = feats[np.sort(rng.choice(len(feats), size=min(GOLDEN_ROWS, len(feats)), replace=False))]
     models = {}
     check = feats[np.sort(rng.choice(len(feats), size=min(CHECK_ROWS, len(feats)), replace=False))]
-    x_float = np.asarray(src.inverse.model.predict_on_batch(check.astype(np.float32)), np.float64)
-    graphs = {"as trained": src.inverse.model}
+    if tuned is None:
+        x_float = np.asarray(src.inverse.model.predict_on_batch(check.astype(np.float32)), np.float64)
+        graphs = {"as trained": src.inverse.model}
+    else:
+        x_float, graphs = tuned.forward(check), {}
     for kind in kinds:
         name = f"inverse_{kind}.tflite"
-        if kind != "float16" and len(graphs) == 1:
-            mlp = extract(src.inverse.model, src.inverse.low, src.inverse.high, feats[:256])
-            graphs["skip and output joined"] = integer_model(mlp)
+        if kind != "float16" and len(graphs) <= 1:
+            mlp = tuned or extract(src.inverse.model, src.inverse.low, src.inverse.high, feats[:256])
+            graphs[f"{TUNED if tuned else ''}skip and output joined"] = integer_model(mlp)
             kernels = [w for w, _ in mlp.hidden] + ([mlp.out[0]] if mlp.out is not None else [])
             if not any(np.any(w == 0.0) for w in kernels):  # masked: its fixed zeros stay as they are
-                graphs[BLOCKED] = blocked_model(mlp, feats)
+                graphs[f"{TUNED if tuned else ''}{BLOCKED}"] = blocked_model(mlp, feats)
         # An integer model from each graph; the one closer to the float inverse is kept.
         best = None
         for graph, model in graphs.items() if kind != "float16" else [("as trained", src.inverse.model)]:

@@ -30,7 +30,7 @@ import logging
 
 import numpy as np
 
-from hwloop.export.mlp import BLOCK
+from hwloop.export.mlp import BLOCK, QLayer, QuantMLP
 from hwloop.export.mlp_float import FloatMLP
 
 log = logging.getLogger(__name__)
@@ -176,3 +176,30 @@ def integer_model(mlp: FloatMLP):
     for name, ws in weights:
         model.get_layer(name).set_weights([np.asarray(a, np.float32) for a in ws])
     return model
+
+
+def _real(layer: QLayer, in_frac: int) -> tuple[np.ndarray, np.ndarray]:
+    """A layer's words as the float weights and biases they stand for (word x its scale)."""
+    scale = np.exp2(-layer.wfrac.astype(np.float64))
+    return layer.wide * scale[None, :], layer.bias * scale * 2.0**-in_frac
+
+
+def float_of(q: QuantMLP) -> FloatMLP:
+    """The MLP in words as float arrays (every word times its scale): what quantisation-aware
+    fine-tuning (`hwloop.export.qat`) chose, as a graph the integer converter can take."""
+    hidden, in_frac = [], q.fmt_z.frac
+    for layer in q.hidden:
+        hidden.append(_real(layer, in_frac))
+        in_frac = q.fmt_h.frac
+    x = 2.0**-q.fmt_x.frac
+    return FloatMLP(
+        in_mean=q.mean_t * 2.0**-q.fmt_t.frac,
+        in_std=1.0 / (q.inv_std * 2.0**-q.fmt_is.frac),
+        hidden=hidden,
+        skip=_real(q.skip, q.fmt_z.frac),
+        out=None if q.out is None else _real(q.out, q.fmt_h.frac),
+        out_mean=q.mean_x * x,
+        out_std=q.std_x * 2.0**-q.fmt_so.frac,
+        low=q.low_q * x,
+        high=q.high_q * x,
+    )

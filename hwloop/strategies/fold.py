@@ -91,7 +91,19 @@ def share_with_minority_sign(det: np.ndarray) -> tuple[float, float]:
 
 def check_fold(x: np.ndarray, surrogate: keras.Model) -> FoldCheck:
     """Whether the surrogate, fitted on the uniform inputs x, folds over them."""
-    return main_branch(x, surrogate)[1]
+    return _determinant(x, surrogate)[1]
+
+
+def _determinant(x: np.ndarray, surrogate: keras.Model) -> tuple[np.ndarray | None, FoldCheck]:
+    """det J of the surrogate at the rows of x (None where it is not defined), and the fold check."""
+    n, in_dim = np.shape(x)
+    out_dim = int(surrogate.output_shape[-1])
+    if in_dim > out_dim:
+        return None, FoldCheck(n, None, 0.0, "more inputs than outputs")
+    if out_dim > in_dim:
+        return None, FoldCheck(n, None, 0.0, "more outputs than inputs: the Jacobian has no determinant")
+    det = jacobian_det(surrogate, x)
+    return det, FoldCheck(n, *share_with_minority_sign(det))
 
 
 def main_branch(x: np.ndarray, surrogate: keras.Model) -> tuple[np.ndarray, FoldCheck]:
@@ -105,17 +117,9 @@ def main_branch(x: np.ndarray, surrogate: keras.Model) -> tuple[np.ndarray, Fold
     ILA on all pairs averages the preimages. Every row when the device is not measured folded,
     or the determinant is not defined.
     """
-    n, in_dim = np.shape(x)
-    out_dim = int(surrogate.output_shape[-1])
-    every = np.ones(n, bool)
-    if in_dim > out_dim:
-        return every, FoldCheck(n, None, 0.0, "more inputs than outputs")
-    if out_dim > in_dim:
-        return every, FoldCheck(n, None, 0.0, "more outputs than inputs: the Jacobian has no determinant")
-    det = jacobian_det(surrogate, x)
-    check = FoldCheck(n, *share_with_minority_sign(det))
-    if check.one_to_one is not False:
-        return every, check
+    det, check = _determinant(x, surrogate)
+    if det is None or check.one_to_one is not False:
+        return np.ones(len(x), bool), check
     return branch_rows(x, det, surrogate), check
 
 
