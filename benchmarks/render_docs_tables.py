@@ -14,6 +14,7 @@ from typing import Any
 from render_docs_dpd import TABLES as DPD_TABLES
 from render_docs_dpd import VIEWS as DPD_VIEWS
 from render_docs_drift import TABLES as DRIFT_TABLES
+from render_export import MLP_COLUMNS
 
 
 def lo(values: Iterable[float]) -> float:
@@ -108,18 +109,7 @@ def _delta(v: float, ref: float) -> str:
 def deploy_losses(r: Any) -> list[str]:
     """deploy.md: each export's loss against its float inverse (export.json), noise-free device."""
     ex = r["export"]
-    cols = (
-        "c16",
-        "c12",
-        "w8a16",
-        "c8",
-        "c8+qat",
-        "c8/io8",
-        "tflite/float16",
-        "tflite/int16x8",
-        "tflite/int8",
-        "tflite/int8+qat",
-    )
+    cols = MLP_COLUMNS  # the columns of BENCHMARKS.md's MLP table, in its order
     rows = [
         "| inverse | 16 bits | 12 bits | w8a16 | 8 bits (w8a8) | w8a8 + QAT | 8-bit words throughout "
         "| TFLite float16 | TFLite 16x8 | TFLite int8 | TFLite int8 + QAT |",
@@ -133,7 +123,7 @@ def deploy_losses(r: Any) -> list[str]:
             cells = [_delta(c[n]["clean"]["acpr_dbc"], ref) if n in c else "" for n in ("c16", "c12")]
             cells += ["", _delta(c["c8"]["clean"]["acpr_dbc"], ref) if "c8" in c else ""]
             name = pa.removeprefix("gru_")
-            rows.append(f"| {label}, `{name}` (ACPR) | " + " | ".join(cells) + " | | | | | | |")
+            rows.append(f"| {label}, `{name}` (ACPR) | " + " | ".join(cells) + " |" + " |" * (len(cols) - 4))
     for sim, c in ex["mlp"].items():
         name = "tapped MLP" if c["family"] == "SequenceInverse" else "MLP"
         key = "closed_loop_nmse_clean_db"
@@ -144,7 +134,8 @@ def deploy_losses(r: Any) -> list[str]:
     if board:
         host = board["host_float_nmse_db"]
         cells = [_delta(board[n]["onboard_nmse_db"], host) if n in board else "" for n in ("c16", "c12")]
-        rows.append("| MLP on board, simulated ATmega328P | " + " | ".join(cells) + " | | | | | | | | |")
+        empty = " |" * (len(cols) - 2)
+        rows.append("| MLP on board, simulated ATmega328P | " + " | ".join(cells) + " |" + empty)
     return rows
 
 
