@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import fresh, load, machine, save, stamp
 from matrix_cells import GROUPS, SEEDS, Cell, run
-from matrix_rules import evaluate
+from matrix_rules import current, evaluate
 
 NAME = "matrix"
 ROOTS = {  # the code a run measures, for its stamp
@@ -197,7 +197,7 @@ def main() -> None:
             mine = [(c, m, s) for c, m, s in todo if c.group == group]
             if mine:
                 _measure(pool, mine, data, args.jobs)
-    for v in evaluate(data["cells"], SEEDS, tuple(groups)):
+    for v in evaluate(current(data["cells"]), SEEDS, tuple(groups)):  # as BENCHMARKS.md judges them
         print(f"rule {v.rule}: {v.status} ({v.checked} checked)", *(f"  {b}" for b in v.broken), sep="\n")
 
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass, field
 
+from provenance import stale
+
 AUTO_MARGIN_DB = 0.5
 TEXTBOOK_MARGIN_DB = 1.0
 SPREAD_DB = 3.0
@@ -111,6 +113,11 @@ def rule_spread(table: dict, seeds: tuple[int, ...]) -> Verdict:
             if worst - median > SPREAD_DB:
                 v.broken.append(f"{where}: {m} worst seed {worst - median:+.2f} dB behind its median")
     return v
+
+
+def current(cells: dict) -> dict:
+    """The runs measured by today's code (older ones count as not run) that produced a score."""
+    return {k: r for k, r in cells.items() if r.get("score") is not None and stale(r) is None}
 
 
 def evaluate(cells: dict, seeds: tuple[int, ...], groups: tuple[str, ...] | None = None) -> list[Verdict]:

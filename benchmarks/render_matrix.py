@@ -14,8 +14,7 @@ from matrix_cells import (
     RESPONSES,
     SEEDS,
 )
-from matrix_rules import by_cell, evaluate, summary
-from provenance import stale
+from matrix_rules import by_cell, current, evaluate, summary
 from render_common import missing, provenance, table
 
 GROUP_TITLES = {
@@ -112,7 +111,7 @@ def section_matrix(data: dict) -> list[str]:
     """Only runs measured by today's code are shown and judged; older ones count as not run."""
     out = ["## Robustness matrix", ""]
     every = data.get("cells", {})
-    cells = {k: r for k, r in every.items() if r.get("score") is not None and stale(r) is None}
+    cells = current(every)
     if not cells:
         return out + missing("matrix", "python benchmarks/matrix.py")
     sims = ", ".join(f"`{s}`" for s in MEMORYLESS_DEVICES.values())

@@ -11,13 +11,14 @@ import pytest
 from pa_helpers import wh_query
 
 from hwloop.dpd.direct import (
+    LM_DAMPING,
     damped_step,
     direct_learning,
     drive_gain,
     gmp_jacobian,
     jacobian_times,
 )
-from hwloop.dpd.fitting import ridge_fit, row_split, spread_windows
+from hwloop.dpd.fitting import least_tied, ridge_fit, row_split, spread_windows
 from hwloop.dpd.gmp import GMP, GMPConfig, Stretch, features
 from hwloop.dpd.ila import indirect_learning
 from hwloop.dpd.metrics import aclr_db, acpr_db, nmse_db
@@ -120,6 +121,38 @@ def test_damped_step_is_gauss_newton_when_the_problem_is_well_posed() -> None:
     gn = sol[: phi.shape[1]] + 1j * sol[phi.shape[1] :]
     assert rf.ridge <= 1e-6
     np.testing.assert_allclose(lm, gn, rtol=1e-3, atol=1e-8)
+
+
+def test_least_tied_takes_the_boldest_candidate_the_blocks_cannot_tell_from_the_best() -> None:
+    rng = np.random.default_rng(3)
+    best = 1.0 + 0.1 * rng.standard_normal(40)  # hold-out error per block of the best candidate
+    tied = best + 0.1 * rng.standard_normal(40)  # noise about it: no difference the blocks can see
+    worse = best + 0.2 + 0.05 * rng.standard_normal(40)  # worse in every block
+    assert least_tied(np.stack([tied, worse, best]), best=2) == 0
+    assert least_tied(np.stack([worse, tied, best]), best=2) == 1  # the least damped tied one
+    assert least_tied(np.stack([worse, worse + 0.1, best]), best=2) == 2
+    assert least_tied(np.stack([best, tied]), best=0) == 0  # nothing bolder than the best
+
+
+def test_damped_step_takes_the_least_damping_tied_with_the_best() -> None:
+    """Noise on the residual the step cannot explain makes every small damping tie on held-out
+    rows; the step keeps the smallest of them, where choosing by the error alone picks any."""
+    rng = np.random.default_rng(12)
+    amp = GMP(CFG, 0.05 * (rng.normal(size=len(CFG.terms())) + 1j * rng.normal(size=len(CFG.terms()))))
+    amp.coeffs[0] = 1.0
+    pd = GMPConfig(order=3, memory=2, cross_order=1)
+    u = _z(4000, 12)
+    phi = features(u, pd)
+    alpha, beta = gmp_jacobian(amp, u)
+    dx = 0.03 * (phi @ (rng.normal(size=phi.shape[1]) + 1j * rng.normal(size=phi.shape[1])))
+    noise = 0.01 * (rng.standard_normal(len(u)) + 1j * rng.standard_normal(len(u)))
+    e = jacobian_times(alpha, beta, dx) + noise
+    fit_rows, hold_rows = row_split(len(u), (3, 1))
+    _, rf = damped_step(phi, alpha, beta, e, fit_rows, hold_rows)
+    a = np.concatenate([jacobian_times(alpha, beta, phi), jacobian_times(alpha, beta, 1j * phi)], axis=1)
+    plain = ridge_fit(np.vstack([a.real, a.imag]), np.concatenate([e.real, e.imag]),
+                      np.tile(fit_rows, 2), np.tile(hold_rows, 2), ridges=LM_DAMPING)  # fmt: skip
+    assert rf.ridge < plain.ridge
 
 
 def test_drive_gain_ignores_targets_near_zero() -> None:

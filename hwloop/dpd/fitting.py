@@ -27,6 +27,7 @@ log = logging.getLogger(__name__)
 
 RIDGES = tuple(10.0 ** np.arange(-10.0, 0.5, 0.5))  # relative to unit-power columns
 BLOCK = 128  # samples a block of the row split
+TIE_SE = 1.0  # `least_tied`: hold-out errors within this many standard errors are tied
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,17 @@ def ridge_fit(
     hold_rows: np.ndarray,
     ridges: tuple[float, ...] = RIDGES,
     refit: bool = True,
+    tie_blocks: np.ndarray | None = None,
 ) -> RidgeFit:
     """x minimising |A x - b|^2 + lam |D x|^2 (D the column RMS), lam chosen on ``hold_rows``.
 
     Real or complex A (n, p) and b (n,). The ridge is the grid value whose
     solution on ``fit_rows`` predicts ``hold_rows`` best; with ``refit`` the
     returned coefficients are solved on both row sets with that ridge.
+    ``tie_blocks`` (a block number per row): the smallest ridge whose
+    hold-out error the rows cannot tell from the best's (`least_tied`)
+    instead, for a Levenberg-Marquardt step whose gain the hold-out error
+    barely sees.
     """
     if a.ndim != 2 or b.shape != (a.shape[0],):
         raise ShapeError(f"ridge_fit: A (n, p) and b (n,), got {a.shape} and {b.shape}")
@@ -92,13 +98,14 @@ def ridge_fit(
     n_fit = int(fit_rows.sum())
     hb, ha = b[hold_rows], sa[hold_rows]
     power = max(float(np.sum(np.abs(hb) ** 2)), 1e-300)
-    best = (np.inf, ridges[0])
-    for r in ridges:
-        x = v @ (vb / (w + r * n_fit))
-        err = float(np.sum(np.abs(ha @ x - hb) ** 2)) if hold_rows.any() else 0.0
-        if err < best[0]:
-            best = (err, r)
-    err, r = best
+    per_row = np.array([np.abs(ha @ (v @ (vb / (w + r * n_fit))) - hb) ** 2 for r in ridges])
+    errs = per_row.sum(axis=1)
+    pick = int(np.argmin(errs)) if hold_rows.any() else 0
+    if tie_blocks is not None and hold_rows.any():
+        blocks = np.unique(np.asarray(tie_blocks)[hold_rows], return_inverse=True)[1]
+        per_block = np.stack([np.bincount(blocks, e) for e in per_row])
+        pick = least_tied(per_block, pick)
+    err, r = float(errs[pick]) if hold_rows.any() else 0.0, ridges[pick]
     cond = float(np.sqrt(w[-1] / max(w[0], 1e-300)))
     if refit:
         both = fit_rows | hold_rows
@@ -109,6 +116,17 @@ def ridge_fit(
     nmse = 10 * np.log10(max(err, 1e-300) / power) if hold_rows.any() else float("nan")
     log.debug("ridge_fit: ridge %.1e, hold-out %.2f dB, condition %.2e", r, nmse, cond)
     return RidgeFit(x / scale, float(r), float(nmse), cond)
+
+
+def least_tied(per_block: np.ndarray, best: int, tie_se: float = TIE_SE) -> int:
+    """The first row of ``per_block`` (candidates x blocks of hold-out error, ordered least damped
+    first) whose total exceeds row ``best``'s by no more than ``tie_se`` standard errors of the
+    blocks' paired difference: the boldest candidate the held-out rows cannot tell from the best."""
+    for i in range(best):
+        d = per_block[i] - per_block[best]
+        if d.size > 1 and d.sum() <= tie_se * np.sqrt(d.size) * d.std(ddof=1):
+            return i
+    return best
 
 
 def spread_windows(n: int, length: int, count: int, must: int | None = None) -> list[tuple[int, int]]:

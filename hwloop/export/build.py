@@ -52,7 +52,6 @@ FORMATS = ("c", "tflite", "coeffs")
 SUPPORTS = {"c": ("mlp", "tapped", "gru", "gmp"), "tflite": ("mlp", "tapped"), "coeffs": ("gmp",)}
 GOLDEN_ROWS = 256  # memoryless: representative rows (plus edge rows)
 GOLDEN_STREAM = 512  # stateful: samples of one stream from a reset (plus edge samples)
-QAT_INT8 = (8, 8, 8)  # full int8 TFLite is fine-tuned in the C arithmetic with 8-bit words throughout
 PTQ_ABOVE = 16  # MLP weights at fewer bits than this are chosen by `hwloop.export.ptq`
 Quant = QuantMLP | QuantGMP | QuantGRU
 
@@ -106,6 +105,9 @@ def check_supported(fmt: str, family: str) -> None:
         raise UsageError(
             f"--format {fmt} exports {', '.join(SUPPORTS[fmt])} inverses; this run holds a {family} inverse"
         )
+
+
+QAT_INT8 = Widths(8, 8, 8)  # full int8 TFLite is fine-tuned in the C arithmetic with 8-bit words throughout
 
 
 def _quantized(src: RunSource, w: Widths, qat: QAT | None) -> tuple[Quant, dict]:
@@ -324,9 +326,9 @@ def export_run(
         if qat is not None:  # fine-tuned in the C arithmetic nearest full int8's: 8-bit words throughout
             from hwloop.export.tflite_graph import float_of
 
-            q, done = _quantized(src, Widths(*QAT_INT8), qat)
+            q, done = _quantized(src, QAT_INT8, qat)
             tuned = float_of(q)
-            record |= {"qat": done["qat"], "qat_widths": Widths(*QAT_INT8).to_dict()}
+            record |= {"qat": done["qat"], "qat_widths": QAT_INT8.to_dict()}
         record |= export_tflite(src, out, bits, weight_bits, act_bits, tuned)
     else:
         from hwloop.export.coeffs import export_coeffs

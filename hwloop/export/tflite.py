@@ -200,9 +200,11 @@ def export_tflite(
         graphs = {"as trained": src.inverse.model}
     else:
         x_float, graphs = tuned.forward(check), {}
+    integer_graphs_built = False  # the integer candidates are built once, for the first integer kind
     for kind in kinds:
         name = f"inverse_{kind}.tflite"
-        if kind != "float16" and len(graphs) <= 1:
+        if kind != "float16" and not integer_graphs_built:
+            integer_graphs_built = True
             mlp = tuned or extract(src.inverse.model, src.inverse.low, src.inverse.high, feats[:256])
             graphs[f"{TUNED if tuned else ''}skip and output joined"] = integer_model(mlp)
             kernels = [w for w, _ in mlp.hidden] + ([mlp.out[0]] if mlp.out is not None else [])
