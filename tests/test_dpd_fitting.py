@@ -103,20 +103,25 @@ def test_lift_keeps_the_map_in_a_richer_basis() -> None:
         big.lift(CFG)
 
 
-def test_damped_step_is_gauss_newton_when_the_problem_is_well_posed() -> None:
-    rng = np.random.default_rng(5)
+def _linearised(seed: int, signal_seed: int, size: float) -> tuple:
+    """A random GMP amplifier's Jacobian at a signal, a small predistorter basis phi on it, a
+    residual J (phi dc) the step can explain exactly, the system [J phi, J (i phi)] on
+    [Re dc, Im dc], and the generator (to go on drawing from)."""
+    rng = np.random.default_rng(seed)
     amp = GMP(CFG, 0.05 * (rng.normal(size=len(CFG.terms())) + 1j * rng.normal(size=len(CFG.terms()))))
     amp.coeffs[0] = 1.0
-    pd = GMPConfig(order=3, memory=2, cross_order=1)
-    u = _z(4000, 6)
-    phi = features(u, pd)
-    alpha, beta = gmp_jacobian(amp, u)
-    dx = 0.01 * (phi @ (rng.normal(size=phi.shape[1]) + 1j * rng.normal(size=phi.shape[1])))
-    e = jacobian_times(alpha, beta, dx)  # a residual the step can explain exactly
-    fit_rows, hold_rows = row_split(len(u), (4, 1))
+    phi = features(_z(4000, signal_seed), GMPConfig(order=3, memory=2, cross_order=1))
+    alpha, beta = gmp_jacobian(amp, _z(4000, signal_seed))
+    dx = size * (phi @ (rng.normal(size=phi.shape[1]) + 1j * rng.normal(size=phi.shape[1])))
+    a = np.concatenate([jacobian_times(alpha, beta, phi), jacobian_times(alpha, beta, 1j * phi)], axis=1)
+    return phi, alpha, beta, jacobian_times(alpha, beta, dx), a, rng
+
+
+def test_damped_step_is_gauss_newton_when_the_problem_is_well_posed() -> None:
+    phi, alpha, beta, e, a, _ = _linearised(5, 6, 0.01)
+    fit_rows, hold_rows = row_split(len(e), (4, 1))
     lm, rf = damped_step(phi, alpha, beta, e, fit_rows, hold_rows)
     # the undamped Gauss-Newton step: least squares of J (phi dc) = e on [Re dc, Im dc]
-    a = np.concatenate([jacobian_times(alpha, beta, phi), jacobian_times(alpha, beta, 1j * phi)], axis=1)
     sol = np.linalg.lstsq(np.vstack([a.real, a.imag]), np.concatenate([e.real, e.imag]), rcond=None)[0]
     gn = sol[: phi.shape[1]] + 1j * sol[phi.shape[1] :]
     assert rf.ridge <= 1e-6
@@ -137,19 +142,10 @@ def test_least_tied_takes_the_boldest_candidate_the_blocks_cannot_tell_from_the_
 def test_damped_step_takes_the_least_damping_tied_with_the_best() -> None:
     """Noise on the residual the step cannot explain makes every small damping tie on held-out
     rows; the step keeps the smallest of them, where choosing by the error alone picks any."""
-    rng = np.random.default_rng(12)
-    amp = GMP(CFG, 0.05 * (rng.normal(size=len(CFG.terms())) + 1j * rng.normal(size=len(CFG.terms()))))
-    amp.coeffs[0] = 1.0
-    pd = GMPConfig(order=3, memory=2, cross_order=1)
-    u = _z(4000, 12)
-    phi = features(u, pd)
-    alpha, beta = gmp_jacobian(amp, u)
-    dx = 0.03 * (phi @ (rng.normal(size=phi.shape[1]) + 1j * rng.normal(size=phi.shape[1])))
-    noise = 0.01 * (rng.standard_normal(len(u)) + 1j * rng.standard_normal(len(u)))
-    e = jacobian_times(alpha, beta, dx) + noise
-    fit_rows, hold_rows = row_split(len(u), (3, 1))
+    phi, alpha, beta, explained, a, rng = _linearised(12, 12, 0.03)
+    e = explained + 0.01 * (rng.standard_normal(len(explained)) + 1j * rng.standard_normal(len(explained)))
+    fit_rows, hold_rows = row_split(len(e), (3, 1))
     _, rf = damped_step(phi, alpha, beta, e, fit_rows, hold_rows)
-    a = np.concatenate([jacobian_times(alpha, beta, phi), jacobian_times(alpha, beta, 1j * phi)], axis=1)
     plain = ridge_fit(np.vstack([a.real, a.imag]), np.concatenate([e.real, e.imag]),
                       np.tile(fit_rows, 2), np.tile(hold_rows, 2), ridges=LM_DAMPING)  # fmt: skip
     assert rf.ridge < plain.ridge
