@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from hwloop.inverses.models import build_regressor
+from hwloop.strategies.gauss_newton import FLAT_DAMPING, gauss_newton_upstream
 from hwloop.strategies.joint import JointTrainer
 
 
@@ -80,10 +81,26 @@ def test_gauss_newton_scaling_solves_the_damped_normal_equations(damping: float)
         tape.watch(x)
         y = tr.surrogate(x)
     jac = tape.batch_jacobian(y, x).numpy().astype(np.float64)
+    mean = np.mean([np.trace(j @ j.T) / 2 for j in jac])
     for k in range(8):
         jjt = jac[k] @ jac[k].T
-        lam = damping * np.trace(jjt) / 2 + 1e-12
+        lam = max(damping * np.trace(jjt) / 2, FLAT_DAMPING * mean) + 1e-12
         np.testing.assert_allclose((jjt + lam * np.eye(2)) @ g[k], err.numpy()[k], rtol=2e-3, atol=2e-4)
+
+
+def test_gauss_newton_step_stays_bounded_at_a_one_output_fold() -> None:
+    """y = x^2 folds at 0: relative damping alone gives the step err / (J (1 + damping)), unbounded
+    as J -> 0; the batch floor bounds the input-space step J u by |err| / (2 sqrt(lambda))."""
+    fold = keras.Sequential([keras.Input((1,)), keras.layers.Lambda(lambda v: v**2)])
+    x = tf.constant([[1e-4], [0.5], [1.0], [1.5]], tf.float32)
+    err = tf.constant([[1e-2]] * 4, tf.float32)
+    u = gauss_newton_upstream(fold, x, err, 1e-3).numpy()[:, 0]
+    jac = 2 * x.numpy()[:, 0]
+    lam = FLAT_DAMPING * np.mean(jac**2)
+    assert abs(jac[0] * u[0]) <= 1e-2 / (2 * np.sqrt(lam)) * 1.001
+    relative_only = gauss_newton_upstream(fold, x, err, 1e-3, flat=0.0).numpy()[:, 0]
+    assert abs(jac[0] * relative_only[0]) > 100 * abs(jac[0] * u[0])  # what the floor prevents
+    np.testing.assert_allclose(jac[3] * u[3], 1e-2 / jac[3] * jac[3] ** 2 / (jac[3] ** 2 + lam), rtol=1e-4)
 
 
 def test_phase_cosine_restarts_each_phase_at_its_peak_and_decays_within_it() -> None:

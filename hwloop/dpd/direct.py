@@ -123,7 +123,7 @@ def damped_step(
     of rows). The step's gain is mostly out of band, where the held-out error, measured noise in
     band and out, barely sees it: the best by that error alone was a damping of 3e-4 on one noise
     seed of the non-minimum-phase amplifier with the measured signal (benchmarks/matrix.py), a
-    step that left the adjacent power 5 dB above the 1e-8 the other seeds chose. ``weight`` is
+    step that left the adjacent power 5 dB above the 3e-8 and 1e-7 the other seeds chose. ``weight`` is
     W's frequency response on the FFT bins of the sequence (`band_weight`; None: W = 1)."""
     if phi.shape[0] != e.shape[0]:
         raise ShapeError(f"basis has {phi.shape[0]} rows, residual {e.shape[0]}")
