@@ -137,8 +137,18 @@ def test_the_tanh_table_passes_the_derivative_of_tanh(shift: int, abits: int) ->
 
 @pytest.mark.slow
 def test_export_qat_spends_its_queries_through_the_log_and_records_them(
-    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import hwloop.export.qat as qat_module
+
+    floors: list[float] = []  # QAT's rounds fine-tune a one-to-one inverse: no batch floor on the damping
+
+    class Recording(qat_module.JointTrainer):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)
+            floors.append(self.flat)
+
+    monkeypatch.setattr(qat_module, "JointTrainer", Recording)
     run = trained("iq", tmp_path_factory)
     device = "sim:saleh_iq?noise=1e-3&seed=0"
     log = run / "queries.sqlite"
@@ -170,6 +180,7 @@ def test_export_qat_spends_its_queries_through_the_log_and_records_them(
         str(out),
     )
     after = train_rows()
+    assert floors == [0.0]
     assert 0 < after - before <= 600 and m["qat"]["queries_used"] == after - before
     manifest = json.loads((out / "manifest.json").read_text())
     rec = manifest["qat"]

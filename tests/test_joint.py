@@ -70,10 +70,11 @@ def test_both_models_move_in_one_step_and_surrogate_off_freezes_it() -> None:
         np.testing.assert_array_equal(a, b)
 
 
-@pytest.mark.parametrize("damping", [1e-6, 1e-2])
-def test_gauss_newton_scaling_solves_the_damped_normal_equations(damping: float) -> None:
+@pytest.mark.parametrize(("damping", "flat"), [(1e-6, FLAT_DAMPING), (1e-2, FLAT_DAMPING), (1e-3, 0.0)])
+def test_gauss_newton_scaling_solves_the_damped_normal_equations(damping: float, flat: float) -> None:
+    """The trainer's step with its damping and batch floor (QAT's trainer runs without the floor)."""
     tr = make_trainer()
-    tr.damping = damping
+    tr.damping, tr.flat = damping, flat
     x = tf.constant(np.random.default_rng(5).uniform(-1, 1, (8, 2)).astype(np.float32))
     err = tf.constant(np.random.default_rng(6).normal(size=(8, 2)).astype(np.float32))
     g = tr.gauss_newton(x, err).numpy()
@@ -84,7 +85,7 @@ def test_gauss_newton_scaling_solves_the_damped_normal_equations(damping: float)
     mean = np.mean([np.trace(j @ j.T) / 2 for j in jac])
     for k in range(8):
         jjt = jac[k] @ jac[k].T
-        lam = max(damping * np.trace(jjt) / 2, FLAT_DAMPING * mean) + 1e-12
+        lam = max(damping * np.trace(jjt) / 2, flat * mean) + 1e-12
         np.testing.assert_allclose((jjt + lam * np.eye(2)) @ g[k], err.numpy()[k], rtol=2e-3, atol=2e-4)
 
 

@@ -35,7 +35,7 @@ from hwloop.device import IQEnvelope
 from hwloop.device_op import straight_through
 from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
 from hwloop.metered import MeteredDevice
-from hwloop.strategies.gauss_newton import gauss_newton_upstream, range_penalty, uniform_inputs
+from hwloop.strategies.gauss_newton import FLAT_DAMPING, gauss_newton_upstream, range_penalty, uniform_inputs
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +84,8 @@ class JointTrainer:
     The two losses have separate var_lists and optimizers: the surrogate loss
     never moves inverse weights and the inverse loss never moves surrogate
     weights, though the inverse's gradient flows through the surrogate.
+    ``damping`` and ``flat``: the Gauss-Newton step's damping, relative to each
+    row and as a floor relative to the batch (`hwloop.strategies.gauss_newton`).
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class JointTrainer:
         range_penalty: float = 10.0,
         seed: int = 0,
         envelope: IQEnvelope | None = None,
+        flat: float = FLAT_DAMPING,
     ) -> None:
         self.inverse, self.surrogate = inverse, surrogate
         self.envelope = envelope
@@ -110,7 +113,7 @@ class JointTrainer:
         # (surrogate on or off) must not create variables of its own.
         self.opt_inverse.build(inverse.trainable_variables)
         self.opt_surrogate.build(surrogate.trainable_variables)
-        self.damping = damping
+        self.damping, self.flat = damping, flat
         self.range_penalty = range_penalty
         self.gen = tf.random.Generator.from_seed(seed)
         y_std = np.asarray(surrogate.get_layer("destandardize").std, np.float32)
@@ -125,7 +128,7 @@ class JointTrainer:
 
     def gauss_newton(self, x: tf.Tensor, err: tf.Tensor) -> tf.Tensor:
         """(J J^T + lambda I)^-1 err per row, J = dF_hat/dx at x (held constant)."""
-        return gauss_newton_upstream(self.surrogate, x, err, self.damping)
+        return gauss_newton_upstream(self.surrogate, x, err, self.damping, self.flat)
 
     def _surrogate_step(self, n_sur: int) -> tuple[tf.Tensor, tf.Tensor]:
         """One step of M through the frozen surrogate alone, compiled whole: the device slot of
