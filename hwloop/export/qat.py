@@ -23,7 +23,10 @@ post-training words:
    score), then trains M_q jointly with F_hat on those answers, the device's
    answer in the forward pass and F_hat's VJP in the backward pass
    (`hwloop.device_op.straight_through`), the device's share per round
-   (``device_weight``) chosen as training chooses it. Every query goes
+   (``device_weight``) chosen as training chooses it. One difference: the
+   Gauss-Newton step has no batch floor on its damping (``flat=0``; training
+   keeps one to guard folds, and a one-to-one inverse being fine-tuned has
+   none, while the floor damped the steps where the amplifier compresses). Every query goes
    through the metered device into the run's own query log (kind
    ``train``), within the budget the user gives.
 4. The checkpoint kept is chosen by the device (`reselect`: the finalists
@@ -220,7 +223,8 @@ def finetune(
             envelope=info.envelope,
             # No batch floor on the damping: these rounds fine-tune a one-to-one inverse, with no
             # fold to guard, and the floor damped them where the amplifier compresses (c8+qat on
-            # heldout_ghorbani/0 +1.9 dB behind float with it, +0.66 without: benchmarks/export.py).
+            # heldout_ghorbani/0: +1.9 dB behind float with it in benchmarks/export.py; +0.66
+            # without it, in a run of that benchmark on that cell alone).
             flat=0.0,
         )
         reserve = int(queries * cfg.selection_share)
