@@ -8,7 +8,7 @@ the figures beside them.
 
     python benchmarks/render.py        # or: python benchmarks/run_all.py --render-only
     python benchmarks/render.py --section matrix   # that section alone, the rest as it stands
-    python benchmarks/render.py --section export   # (matrix or export)
+    python benchmarks/render.py --section export   # (matrix, export or input_noise)
 """
 
 from __future__ import annotations
@@ -332,6 +332,7 @@ def render() -> str:
 SECTIONS = {  # one section re-rendered alone: (its renderer, the heading of the section after it)
     "matrix": (lambda: section_matrix(load("matrix")), "## c. Devices with memory"),
     "export": (lambda: section_export(load("export")), "## DPD through the RF bench"),
+    "input_noise": (lambda: section_input_noise(load("input_noise")), "## Robustness matrix"),
 }
 
 
