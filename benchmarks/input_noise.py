@@ -2,7 +2,9 @@
 
 Where the noise is input-referred, no device round beats it; `auto` tells it
 from a quick surrogate's residuals and, on a device it measures one-to-one,
-spends its budget as `iila` does (``auto_path`` "iila"). Each cell is one
+spends its budget as `ila` does where that noise is heavy against iterative
+ILA's jitter (``auto_path`` "ila"), as `iila` does where it is light
+(``auto_path`` "iila"). Each cell is one
 `hwloop.train` at 10,000 queries, seed 0, scored on the noisy device and
 against the noise-free one. Target: auto at most 0.5 dB worse than the
 better of ila and iila on every device.
@@ -49,7 +51,8 @@ def run_cell(uri: str, strategy: str) -> dict:
         t0 = time.perf_counter()
         m = hwloop.train(uri, strategy=strategy, queries=QUERIES, seed=0, run_dir=tmp).metrics
         wall = time.perf_counter() - t0
-    keep = ("closed_loop_nmse_db", "closed_loop_nmse_clean_db", "noise_floor_db", "queries_used", "auto_path")
+    keep = ("closed_loop_nmse_db", "closed_loop_nmse_clean_db", "noise_floor_db", "queries_used", "auto_path",
+            "input_noise_of_jitter")  # fmt: skip
     return {**{k: m.get(k) for k in keep}, "noise_split": m.get("noise_split"), "wall_s": round(wall, 1),
             **stamp(ROOTS)}  # fmt: skip
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from render_common import AUTO_LOSS_DB, db, missing, provenance, table, verdict
 
+from hwloop.strategies.auto import PLAIN_ILA_NOISE_OF_JITTER
+
 
 def section_input_noise(data: dict) -> list[str]:
     out = ["## auto against ila and iila on devices with input noise", ""]
@@ -14,8 +16,10 @@ def section_input_noise(data: dict) -> list[str]:
         f"One-to-one simulators with noise at their input, {data.get('queries', 0):,} training queries, seed",
         "0, default options; NMSE `measured / clean` (clean: against the noise-free device). `auto`",
         "splits the noise with a quick surrogate (`noise_split`: the input-referred share) and, where it",
-        "is mostly input-referred on a device it measures one-to-one, spends its budget as `iila` does",
-        f"(`auto_path` iila). Target: auto at most {AUTO_LOSS_DB} dB worse than the better of ila and",
+        "is mostly input-referred on a device it measures one-to-one, spends its budget as `ila` does",
+        f"where that noise's sd is at least {PLAIN_ILA_NOISE_OF_JITTER} of iterative ILA's jitter",
+        "(`input_noise_of_jitter`; `auto_path` ila), as",
+        f"`iila` does below. Target: auto at most {AUTO_LOSS_DB} dB worse than the better of ila and",
         f"iila on both scores. Command: `{data.get('command')}`.",
         "",
     ]
@@ -40,6 +44,7 @@ def section_input_noise(data: dict) -> list[str]:
                 f"{worse:+.2f}",
                 str(auto.get("auto_path")),
                 "-" if share is None else f"{share:.2f}",
+                "-" if auto.get("input_noise_of_jitter") is None else f"{auto['input_noise_of_jitter']:.2f}",
             ]
         )
     head = [
@@ -50,6 +55,7 @@ def section_input_noise(data: dict) -> list[str]:
         "auto - better, worse score",
         "auto_path",
         "input share",
+        "noise / jitter",
     ]
     out += table(head, rows)
     out += ["", f"Acceptance: {verdict(ok_all)}.", "", provenance(data, shown, table="input noise"), ""]

@@ -13,8 +13,17 @@
 2. One-to-one: iterative ILA, exactly as `iila` draws, asks and fits
    (``auto_path`` "iila"): on one-to-one devices with moderate noise it is
    the best of the fixed strategies or within their seed-to-seed spread
-   (benchmarks/matrix.py). Where the noise is mostly input-referred nothing
-   else is tried (no device round can beat input noise). Otherwise, after
+   (benchmarks/matrix.py). Where the noise is mostly input-referred no
+   device round is tried (none can beat input noise), and the input noise's
+   size against iterative ILA's jitter (``input_noise_of_jitter``) picks
+   between two ILAs: iterative ILA's refits regress x on answers to
+   proposals spread by the jitter alone, so input noise comparable to it
+   likely pulls them toward the proposals (errors in variables, a
+   shrinkage of about s_in^2 / (s_in^2 + jitter^2); the threshold is
+   measured, the reason is our reading), where uniform inputs keep plain
+   ILA unbiased. From `PLAIN_ILA_NOISE_OF_JITTER` up the budget is spent as
+   `ila` spends it, its uniform draws continued (``auto_path`` "ila").
+   Otherwise, after
    iterative ILA's first refinement, its answers say without a further query
    whether training M through a surrogate has room (`hwloop.strategies.room`,
    ``headroom``: errors-in-variables bias when the output noise is heavy,
@@ -33,6 +42,7 @@ from dataclasses import replace
 import keras
 import numpy as np
 
+from hwloop.device import DeviceInfo
 from hwloop.inverses.models import FitConfig, build_regressor, fit_regression
 from hwloop.strategies import surrogate
 from hwloop.strategies.base import Context, Outcome
@@ -53,6 +63,12 @@ FIRST_FRACTION = 0.2  # of the budget, the uniform stage both measurements are m
 # at 2,000 steps its misfit on the three-output sim:mimo3 read as output noise (input share 0.22
 # with all the noise at the input), and auto refined where iterative ILA is best.
 SPLIT_STEPS = 6000
+# Input-referred noise sd over iterative ILA's jitter (both in units of the input range) from which
+# plain ILA is ahead of iterative ILA. Measured: iterative ILA ahead at 0.10 to 0.11 (sim:rapp and
+# sim:mimo3, input noise 0.005: by 2.5 and 1.2 dB); plain ILA ahead or level from 0.20 (sim:saleh_iq
+# at 0.005, by 0.75 with output noise too and -0.16 without) to 0.46 (benchmarks/input_noise.py at
+# 0.02: by 1.1 to 2.9 dB on five devices, level on sim:mimo3).
+PLAIN_ILA_NOISE_OF_JITTER = 0.15
 
 
 def train(ctx: Context) -> Outcome:
@@ -71,9 +87,13 @@ def train(ctx: Context) -> Outcome:
     if fold.one_to_one is False:
         return _as_surrogate(ctx, first, found, rng, reserve)
     cfg = ila_config(ctx, ITERATIVE_ROUNDS)
+    if split.input_referred:  # no device round beats input noise: one of the ILAs to the end
+        found["input_noise_of_jitter"] = round(noise_of_jitter(split, dev.info, cfg.jitter), 4)
+        if found["input_noise_of_jitter"] >= PLAIN_ILA_NOISE_OF_JITTER:
+            return _as_ila(ctx, first, found, rng, first_sur)
     model, (x, y), curve = _iila_start(ctx, first, cfg, rng)
     left = dev.remaining
-    if split.input_referred:  # no device round beats input noise: iterative ILA to the end
+    if split.input_referred:
         log.info("auto: input-referred noise (share %.2f): iterative ILA", split.input_share)
         x, y, more = refine(
             dev, model, (x, y), cfg, rng, spend=left, seed=ctx.settings.seed, on_step=ctx.on_step
@@ -106,6 +126,31 @@ def train(ctx: Context) -> Outcome:
     best = reselect(dev, trainer, scores, reserve)
     details = {**round_details(scores, best), "auto_path": "refine", **found, "unspent": int(dev.remaining)}
     return Outcome(model, curve + sur_curve + more, sur, details)
+
+
+def noise_of_jitter(split: NoiseSplit, info: DeviceInfo, jitter: float) -> float:
+    """The input-referred noise's sd over iterative ILA's jitter, both in units of the input range
+    (its mean over the inputs: the split measures one noise variance shared by every input)."""
+    span = float(np.mean(info.high_array - info.low_array))
+    return split.input_sd / (jitter * span) if span > 0 and jitter > 0 else float("inf")
+
+
+def _as_ila(
+    ctx: Context, first: tuple[np.ndarray, np.ndarray], found: dict, rng: np.random.Generator,
+    first_sur: keras.Model,
+) -> Outcome:  # fmt: skip
+    """Input noise heavy against iterative ILA's jitter: the budget spent as `ila` spends it (its
+    uniform draws, continued from the ones made; one fit on every pair)."""
+    dev = ctx.dev
+    log.info("auto: input-referred noise at %.2f of the jitter: plain ILA", found["input_noise_of_jitter"])
+    x_new = dev.info.uniform(rng, dev.remaining)
+    x, y = np.concatenate([first[0], x_new]), np.concatenate([first[1], dev.query(x_new, "train")])
+    if ctx.prior is not None:
+        x, y = np.concatenate([ctx.prior[0], x]), np.concatenate([ctx.prior[1], y])
+    model = build_regressor(y, x, seed=ctx.settings.seed, name="inverse", mask=inverse_mask(ctx.mask))
+    curve = fit_regression(model, y, x, ila_config(ctx, 1).fit, seed=ctx.settings.seed, on_step=ctx.on_step)
+    details = {"auto_path": "ila", **found, "refinement_stopped": "input noise heavy against the jitter"}
+    return Outcome(model, curve, first_sur, details)
 
 
 def _iila_start(

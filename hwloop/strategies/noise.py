@@ -15,7 +15,8 @@ lowsnr, quantised lower).
 Why a strategy cares: noise at the input sits in ILA's regression target,
 not its regressor, so ILA stays unbiased under it, and no device round can
 beat it: on a device `hwloop.strategies.fold` measures one-to-one, `auto`
-then spends its budget as `iila` does. It does not decide alone: on a
+then spends its budget as `ila` or `iila` does (which, by the noise's size
+against iterative ILA's jitter: ``input_sd``). It does not decide alone: on a
 device that is not one-to-one ILA is biased whatever the noise.
 """
 
@@ -39,6 +40,11 @@ class NoiseSplit:
     input_var: float  # slope: noise variance per input, referred through J
     input_var_se: float
     input_share: float  # of the mean repeated-answer variance
+
+    @property
+    def input_sd(self) -> float:
+        """The input-referred noise's standard deviation, in the device's input units."""
+        return float(np.sqrt(max(self.input_var, 0.0)))
 
     @property
     def input_referred(self) -> bool:
