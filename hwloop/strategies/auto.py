@@ -66,8 +66,8 @@ SPLIT_STEPS = 6000
 # Input-referred noise sd over iterative ILA's jitter (both in units of the input range) from which
 # plain ILA is ahead of iterative ILA. Measured: iterative ILA ahead at 0.10 to 0.11 (sim:rapp and
 # sim:mimo3, input noise 0.005: by 2.5 and 1.2 dB); plain ILA ahead or level from 0.20 (sim:saleh_iq
-# at 0.005, by 0.75 with output noise too and -0.16 without) to 0.46 (benchmarks/input_noise.py at
-# 0.02: by 1.1 to 2.9 dB on five devices, level on sim:mimo3).
+# at 0.005, by 0.75 with output noise too and -0.16 without) and 0.40 to 0.68 (benchmarks/input_noise.py
+# at 0.02: by 1.1 to 2.9 dB on five devices, level on sim:mimo3).
 PLAIN_ILA_NOISE_OF_JITTER = 0.15
 
 
