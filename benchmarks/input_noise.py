@@ -52,7 +52,7 @@ def run_cell(uri: str, strategy: str) -> dict:
         m = hwloop.train(uri, strategy=strategy, queries=QUERIES, seed=0, run_dir=tmp).metrics
         wall = time.perf_counter() - t0
     keep = ("closed_loop_nmse_db", "closed_loop_nmse_clean_db", "noise_floor_db", "queries_used", "auto_path",
-            "input_noise_of_jitter")  # fmt: skip
+            "noise_of_jitter")  # fmt: skip
     return {**{k: m.get(k) for k in keep}, "noise_split": m.get("noise_split"), "wall_s": round(wall, 1),
             **stamp(ROOTS)}  # fmt: skip
 

@@ -157,8 +157,8 @@ def _run_memoryless(cell: Cell, method: str, seed: int, size: Reduced) -> dict:
     out = {"score": m["closed_loop_nmse_clean_db"], **{k: m.get(k) for k in keep}}
     if method == "auto":
         out.update(noise_split=m.get("noise_split"), one_to_one=m.get("one_to_one"))
-        if "input_noise_of_jitter" in m:
-            out["input_noise_of_jitter"] = m["input_noise_of_jitter"]
+        if "noise_of_jitter" in m:
+            out["noise_of_jitter"] = m["noise_of_jitter"]
     return out
 
 

@@ -17,8 +17,8 @@ def section_input_noise(data: dict) -> list[str]:
         "0, default options; NMSE `measured / clean` (clean: against the noise-free device). `auto`",
         "splits the noise with a quick surrogate (`noise_split`: the input-referred share) and, where it",
         "is mostly input-referred on a device it measures one-to-one, spends its budget as `ila` does",
-        f"where that noise's sd is at least {PLAIN_ILA_NOISE_OF_JITTER} of iterative ILA's jitter",
-        "(`input_noise_of_jitter`; `auto_path` ila), as",
+        f"where the noise referred to its input is at least {PLAIN_ILA_NOISE_OF_JITTER} of iterative ILA's",
+        "jitter (`noise_of_jitter`; `auto_path` ila), as",
         f"`iila` does below. Target: auto at most {AUTO_LOSS_DB} dB worse than the better of ila and",
         f"iila on both scores. Command: `{data.get('command')}`.",
         "",
@@ -44,7 +44,7 @@ def section_input_noise(data: dict) -> list[str]:
                 f"{worse:+.2f}",
                 str(auto.get("auto_path")),
                 "-" if share is None else f"{share:.2f}",
-                "-" if auto.get("input_noise_of_jitter") is None else f"{auto['input_noise_of_jitter']:.2f}",
+                "-" if auto.get("noise_of_jitter") is None else f"{auto['noise_of_jitter']:.2f}",
             ]
         )
     head = [

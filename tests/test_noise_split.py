@@ -64,6 +64,18 @@ def test_auto_splits_the_noise_at_its_own_settings_up_to_three_outputs(
     assert split.input_referred is referred, split
 
 
+def test_output_noise_is_referred_to_the_input_through_the_slope() -> None:
+    """With noise at the output only, ``referred_sd`` is that noise over the device's rms slope
+    (sim:tanh, y = tanh(1.5 x): slope 1.5 (1 - y^2) on the same inputs); with input noise added,
+    it grows by it."""
+    out = _split(0.02, 0.0)
+    x = make_sim("tanh").info.uniform(np.random.default_rng(0), 2000).astype(np.float64)
+    rms_slope = float(np.sqrt(np.mean((1.5 * (1 - np.tanh(1.5 * x) ** 2)) ** 2)))
+    assert out.referred_sd == pytest.approx(0.02 / rms_slope, rel=0.25), out
+    both = _split(0.02, 0.02)
+    assert both.referred_sd == pytest.approx(np.hypot(0.02, 0.02 / rms_slope), rel=0.25), both
+
+
 @pytest.mark.parametrize(
     ("uri", "fixed"),
     [("sim:rapp?input_noise=0.02", "ila"), ("sim:rapp?input_noise=0.004", "iila"), ("sim:rapp", "iila")],
@@ -81,7 +93,7 @@ def test_auto_on_a_one_to_one_device_is_an_ila_query_for_query(uri: str, fixed: 
     assert m["one_to_one"]["one_to_one"] is True
     assert m["noise_split"]["input_referred"] is ("input_noise" in uri)
     if "input_noise" in uri:
-        ratio = m["input_noise_of_jitter"]
+        ratio = m["noise_of_jitter"]
         assert (ratio >= PLAIN_ILA_NOISE_OF_JITTER) is (fixed == "ila"), ratio
         assert m["auto_path"] == fixed and "headroom" not in m and "round_nmse_db" not in m
         assert m["queries_used"] == 4000

@@ -15,8 +15,9 @@ lowsnr, quantised lower).
 Why a strategy cares: noise at the input sits in ILA's regression target,
 not its regressor, so ILA stays unbiased under it, and no device round can
 beat it: on a device `hwloop.strategies.fold` measures one-to-one, `auto`
-then spends its budget as `ila` or `iila` does (which, by the noise's size
-against iterative ILA's jitter: ``input_sd``). It does not decide alone: on a
+then spends its budget as `ila` or `iila` does (which, by the size of both
+noises referred to the input against iterative ILA's jitter: ``referred_sd``).
+It does not decide alone: on a
 device that is not one-to-one ILA is biased whatever the noise.
 """
 
@@ -40,11 +41,15 @@ class NoiseSplit:
     input_var: float  # slope: noise variance per input, referred through J
     input_var_se: float
     input_share: float  # of the mean repeated-answer variance
+    slope2: float = float("nan")  # mean |J|_F^2 over the pairs: what refers the output noise to the input
 
     @property
-    def input_sd(self) -> float:
-        """The input-referred noise's standard deviation, in the device's input units."""
-        return float(np.sqrt(max(self.input_var, 0.0)))
+    def referred_sd(self) -> float:
+        """Both noises as one sd at the input, per input: input_var + output_var / mean|J|^2 (the
+        output noise referred back through the slope; exact for a scaled rotation, as an I/Q
+        amplifier's small-signal Jacobian is, or one input and output)."""
+        out = self.output_var / self.slope2 if self.slope2 > 0 else 0.0
+        return float(np.sqrt(max(self.input_var, 0.0) + max(out, 0.0)))
 
     @property
     def input_referred(self) -> bool:
@@ -57,6 +62,7 @@ class NoiseSplit:
             "input_var": float(f"{self.input_var:.4g}"),
             "input_var_se": float(f"{self.input_var_se:.4g}"),
             "input_share": round(self.input_share, 4),
+            "slope2": float(f"{self.slope2:.4g}"),
             "input_referred": self.input_referred,
         }
 
@@ -85,4 +91,4 @@ def split_noise(x: np.ndarray, y: np.ndarray, surrogate: keras.Model) -> NoiseSp
     resid = v - design @ coef
     cov = np.linalg.inv(design.T @ design) * float(np.sum(resid**2)) / max(n - 2, 1)
     share = float(coef[1] * np.mean(g) / np.mean(v))
-    return NoiseSplit(n, float(coef[0]), float(coef[1]), float(np.sqrt(cov[1, 1])), share)
+    return NoiseSplit(n, float(coef[0]), float(coef[1]), float(np.sqrt(cov[1, 1])), share, float(np.mean(g)))
