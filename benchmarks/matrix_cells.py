@@ -156,9 +156,7 @@ def _run_memoryless(cell: Cell, method: str, seed: int, size: Reduced) -> dict:
     keep = ("closed_loop_nmse_db", "noise_floor_db", "queries_used", "auto_path", "best_round")
     out = {"score": m["closed_loop_nmse_clean_db"], **{k: m.get(k) for k in keep}}
     if method == "auto":
-        out.update(noise_split=m.get("noise_split"), one_to_one=m.get("one_to_one"))
-        if "noise_of_jitter" in m:
-            out["noise_of_jitter"] = m["noise_of_jitter"]
+        out.update({k: m.get(k) for k in ("noise_split", "one_to_one", "noise_of_jitter")})
     return out
 
 

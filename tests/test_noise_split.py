@@ -3,6 +3,7 @@ against its slope) and whether the device is one-to-one (the sign of that surrog
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -41,6 +42,19 @@ def test_input_noise_is_told_from_output_noise() -> None:
 def test_a_noise_free_device_is_not_flagged() -> None:
     split = _split(noise=0.0, input_noise=0.0, name="cubic")
     assert not split.input_referred
+
+
+def test_a_split_too_small_to_fit_writes_standard_json() -> None:
+    """Fewer than 8 pairs: no fit, never input-referred, and its record holds no NaN or Infinity
+    (metrics.json is read by tools that reject them); the slope is still the pairs' mean."""
+    dev = make_sim("tanh", noise=0.01, seed=1)
+    x = dev.info.uniform(np.random.default_rng(0), 5)
+    sur, _ = fit_surrogate(x, dev.query(x), FitConfig(steps=10), seed=0)
+    split = split_noise(x, dev.query(x), sur)
+    assert not split.input_referred
+    record = split.to_dict()
+    assert record["input_var_se"] is None and record["slope2"] > 0
+    json.dumps(record, allow_nan=False)
 
 
 @pytest.mark.parametrize(

@@ -146,14 +146,8 @@ def _as_ila(
 ) -> Outcome:  # fmt: skip
     """Noise heavy against iterative ILA's jitter: the budget spent as `ila` spends it (its
     uniform draws, continued from the ones made; one fit on every pair)."""
-    dev = ctx.dev
     log.info("auto: noise at %.2f of the jitter, referred to the input: plain ILA", found["noise_of_jitter"])
-    x_new = dev.info.uniform(rng, dev.remaining)
-    x, y = np.concatenate([first[0], x_new]), np.concatenate([first[1], dev.query(x_new, "train")])
-    if ctx.prior is not None:
-        x, y = np.concatenate([ctx.prior[0], x]), np.concatenate([ctx.prior[1], y])
-    model = build_regressor(y, x, seed=ctx.settings.seed, name="inverse", mask=inverse_mask(ctx.mask))
-    curve = fit_regression(model, y, x, ila_config(ctx, 1).fit, seed=ctx.settings.seed, on_step=ctx.on_step)
+    model, _, curve = _uniform_fit(ctx, first, len(first[0]) + ctx.dev.remaining, ila_config(ctx, 1).fit, rng)
     details = {"auto_path": "ila", **found, "refinement_stopped": "noise heavy against the jitter"}
     return Outcome(model, curve, first_sur, details)
 
@@ -162,14 +156,23 @@ def _iila_start(
     ctx: Context, first: tuple[np.ndarray, np.ndarray], cfg: ILAConfig, rng: np.random.Generator
 ) -> tuple[keras.Model, tuple[np.ndarray, np.ndarray], list[float]]:
     """`iila`'s uniform stage (its draws, continued from the ones made) and its first fit."""
+    n = max(16, int((ctx.dev.remaining + len(first[0])) * cfg.first_fraction))
+    return _uniform_fit(ctx, first, n, cfg.fit, rng)
+
+
+def _uniform_fit(
+    ctx: Context, first: tuple[np.ndarray, np.ndarray], n_total: int, fit: FitConfig, rng: np.random.Generator
+) -> tuple[keras.Model, tuple[np.ndarray, np.ndarray], list[float]]:
+    """A fixed ILA's uniform stage of ``n_total`` pairs, its draws continued from the ``first``
+    ones made (so the pairs are the ones it would ask), any prior pairs put first, and the inverse
+    fitted on all of them."""
     dev = ctx.dev
-    n = max(16, int((dev.remaining + len(first[0])) * cfg.first_fraction))
-    x_new = dev.info.uniform(rng, max(0, n - len(first[0])))
+    x_new = dev.info.uniform(rng, max(0, n_total - len(first[0])))
     x, y = np.concatenate([first[0], x_new]), np.concatenate([first[1], dev.query(x_new, "train")])
     if ctx.prior is not None:
         x, y = np.concatenate([ctx.prior[0], x]), np.concatenate([ctx.prior[1], y])
     model = build_regressor(y, x, seed=ctx.settings.seed, name="inverse", mask=inverse_mask(ctx.mask))
-    curve = fit_regression(model, y, x, cfg.fit, seed=ctx.settings.seed, on_step=ctx.on_step)
+    curve = fit_regression(model, y, x, fit, seed=ctx.settings.seed, on_step=ctx.on_step)
     return model, (x, y), curve
 
 

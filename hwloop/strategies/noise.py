@@ -41,7 +41,7 @@ class NoiseSplit:
     input_var: float  # slope: noise variance per input, referred through J
     input_var_se: float
     input_share: float  # of the mean repeated-answer variance
-    slope2: float = float("nan")  # mean |J|_F^2 over the pairs: what refers the output noise to the input
+    slope2: float = 0.0  # mean |J|_F^2 over the pairs: what refers the output noise to the input
 
     @property
     def referred_sd(self) -> float:
@@ -60,7 +60,8 @@ class NoiseSplit:
             "pairs": self.pairs,
             "output_var": float(f"{self.output_var:.4g}"),
             "input_var": float(f"{self.input_var:.4g}"),
-            "input_var_se": float(f"{self.input_var_se:.4g}"),
+            # None where the split was too degenerate to fit (JSON has no Infinity)
+            "input_var_se": float(f"{self.input_var_se:.4g}") if np.isfinite(self.input_var_se) else None,
             "input_share": round(self.input_share, 4),
             "slope2": float(f"{self.slope2:.4g}"),
             "input_referred": self.input_referred,
@@ -85,7 +86,8 @@ def split_noise(x: np.ndarray, y: np.ndarray, surrogate: keras.Model) -> NoiseSp
     g = squared_slope(surrogate, x)
     n = len(v)
     if n < 8 or float(np.mean(v)) <= 0 or float(np.std(g)) <= 0:
-        return NoiseSplit(n, float(np.mean(v)) if n else 0.0, 0.0, float("inf"), 0.0)
+        mean_v, mean_g = (float(np.mean(v)), float(np.mean(g))) if n else (0.0, 0.0)
+        return NoiseSplit(n, mean_v, 0.0, float("inf"), 0.0, mean_g)
     design = np.stack([np.ones(n), g], axis=1)
     coef, *_ = np.linalg.lstsq(design, v, rcond=None)
     resid = v - design @ coef
