@@ -49,8 +49,9 @@ def test_a_split_too_small_to_fit_writes_standard_json() -> None:
     (metrics.json is read by tools that reject them); the slope is still the pairs' mean."""
     dev = make_sim("tanh", noise=0.01, seed=1)
     x = dev.info.uniform(np.random.default_rng(0), 5)
-    sur, _ = fit_surrogate(x, dev.query(x), FitConfig(steps=10), seed=0)
-    split = split_noise(x, dev.query(x), sur)
+    y = dev.query(x)
+    sur, _ = fit_surrogate(x, y, FitConfig(steps=10), seed=0)
+    split = split_noise(x, y, sur)
     assert not split.input_referred
     record = split.to_dict()
     assert record["input_var_se"] is None and record["slope2"] > 0
