@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -27,6 +28,13 @@ def one_line_error(args: list[str], *needle: str) -> None:
 def _files_of(run: Path) -> dict[str, bytes]:
     """Every file of a run directory with its bytes: what a refused command must leave as it was."""
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
+
+
+def _own_copy(name: str, tmp_path_factory: pytest.TempPathFactory, dest: Path) -> Path:
+    """A private copy of a shared trained run. The shared one is evaluated (eval.json, metrics.json
+    and its query log written) by tests on the other xdist worker at any moment, so its files can
+    only be compared before and after a command in a copy no other test knows of."""
+    return Path(shutil.copytree(trained(name, tmp_path_factory), dest))
 
 
 def test_unknown_format_missing_run_and_bad_bits(
@@ -157,12 +165,10 @@ def test_an_export_of_another_run_or_inverse_is_refused_before_any_query(
 ) -> None:
     """Same dimensions, so only the manifest's provenance can tell: it names both runs, or both hashes;
     the device (a port that does not exist) is never opened and nothing is written into the run."""
-    import shutil
-
     import keras
 
-    run = trained("mlp", tmp_path_factory)
-    before = _files_of(run)  # the run is shared with other tests: nothing may change in it here
+    run = _own_copy("mlp", tmp_path_factory, tmp_path / "run")
+    before = _files_of(run)
     twin = tmp_path / "twin"
     shutil.copytree(run, twin)  # the same inverse, another run
     own, other = tmp_path / "own", tmp_path / "other"
@@ -193,10 +199,8 @@ def test_a_gmp_export_of_another_run_is_refused_before_any_query(
 ) -> None:
     """Whatever the format (the fixed-point C, the coefficients): the provenance is checked before
     the device is opened, with a signal to score on as with none."""
-    import shutil
-
-    run = trained("gmp_pa_gmp", tmp_path_factory)
-    before = _files_of(run)  # the run is shared with other tests: nothing may change in it here
+    run = _own_copy("gmp_pa_gmp", tmp_path_factory, tmp_path / "run")
+    before = _files_of(run)
     twin = tmp_path / "twin"
     shutil.copytree(run, twin)
     other = tmp_path / "other"
