@@ -44,7 +44,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import load, machine, save, stamp
-from export_onboard import bench_onboard
+from export_onboard import bench_onboard, missing_toolchain
 
 NAME = "export"
 TRAIN_SIGNAL = "ofdm:bw=200e6,fs=800e6,n=8192,papr=8,seed=3"
@@ -292,6 +292,8 @@ def main() -> None:
     ap.add_argument("--cells", default=",".join(MLP_CELLS), help="mlp: which devices")
     ap.add_argument("--runs", default=None, help="keep trained runs here and reuse them")
     args = ap.parse_args()
+    if "onboard" in args.only.split(",") and (lacking := missing_toolchain()):
+        ap.error(f"{lacking} (or leave it out: --only gmp,gru,mlp)")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     data = load(NAME) or {}
 

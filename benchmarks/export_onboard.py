@@ -9,12 +9,24 @@ time per sample under simavr (a simulator's pace, not a cycle count).
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE = ROOT / "drivers" / "firmware"
+TOOLS = ("make", "cc", "avr-gcc", "avr-objcopy", "avr-size")
+PACKAGES = "make gcc gcc-avr avr-libc simavr libsimavr-dev libelf-dev"  # what .ci/run installs
+
+
+def missing_toolchain() -> str | None:
+    """What the on-board part lacks to build the firmware and its simavr runner, as one line, or
+    None: checked before the benchmark's hour of other parts, not at its end."""
+    missing = [t for t in TOOLS if shutil.which(t) is None]
+    if not Path("/usr/include/simavr/sim_avr.h").exists():
+        missing.append("the simavr headers")
+    return f"the on-board part needs {', '.join(missing)}: apt-get install {PACKAGES}" if missing else None
 
 
 def _make(build: Path, *args: str) -> None:

@@ -89,6 +89,22 @@ def test_plain_lines_come_while_work_goes_on(monkeypatch: pytest.MonkeyPatch) ->
     assert any("loss" in line for line in lines)
 
 
+def test_time_left_is_paced_from_the_first_step_not_the_tracing_before_it() -> None:
+    """A fit whose first step took 30 s (its graph traced) and whose next ten took a second: 989
+    steps left at ten a second is 1m39s, not the 46 minutes the whole time spent would say."""
+    shown = Display("train", "plain")
+    shown.start("fit", 1000, "steps", "fit")
+    row = shown.rows["fit"]
+    row.started = 0.0
+    row.mark(1, now=30.0)
+    row.mark(11, now=31.0)
+    assert Display._describe("fit", row, 31.0) == "fit 11/1000 steps, 1m39s left"
+    row.mark(11, now=30.5)
+    assert Display._describe("fit", row, 30.5) == "fit 11/1000 steps"  # under a second of pace: no guess
+    shown.finish("fit")
+    assert "left" not in Display._describe("fit", row, 40.0)
+
+
 def test_quiet_shows_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(display, "PLAIN_FIRST", 0.0)
     monkeypatch.setattr(display, "PLAIN_EVERY", 0.05)

@@ -52,6 +52,23 @@ class _Row:
     over: bool = False
     runs: int = 1  # how many times this phase started (fits of a run)
     timed: bool = False  # time left is said for steady work (fits), not for queries that come in bursts
+    paced_from: tuple[float, float] | None = None  # (time, done) of the first report with work done
+
+    def mark(self, done: float, now: float) -> None:
+        """Record the first report with work done: the pace is measured from there, since the time
+        before it (a fit's first step traces its graph) says nothing of the steps that follow."""
+        self.done = done
+        if self.paced_from is None and done > 0:
+            self.paced_from = (now, done)
+
+    def time_left(self, now: float) -> float | None:
+        """Seconds left at the pace since `paced_from`, once a second of it has been seen."""
+        if self.paced_from is None or not self.total:
+            return None
+        since, first = self.paced_from
+        if self.done <= first or now - since < 1.0:
+            return None
+        return (now - since) * (self.total - self.done) / (self.done - first)
 
 
 def _fmt_s(s: float) -> str:
@@ -129,7 +146,8 @@ class Display:
             row = self.rows.get(name)
             if row is None:
                 return
-            row.done, row.total = done, total if total is not None else row.total
+            row.mark(done, time.monotonic())
+            row.total = total if total is not None else row.total
             row.note = note if note is not None else row.note
         if self._rich is not None:
             self._rich_update(name)
@@ -207,10 +225,10 @@ class Display:
             return f"{label} for {_fmt_s(now - row.started)}"
         count = _num(row.done) + (f"/{_num(row.total)}" if row.total else "")
         text = f"{label} {count}{' ' + row.unit if row.unit else ''}"
-        if row.timed and row.total and 0 < row.done < row.total and not row.over:
-            spent = now - row.started
-            if spent >= 1.0:
-                text += f", {_fmt_s(spent * (row.total - row.done) / row.done)} left"
+        running = row.timed and row.done < (row.total or 0) and not row.over
+        left = row.time_left(now) if running else None
+        if left is not None:
+            text += f", {_fmt_s(left)} left"
         if row.note:
             text += f", {row.note}"
         return text

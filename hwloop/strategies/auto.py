@@ -162,15 +162,22 @@ def _iila_start(
     return _uniform_fit(ctx, first, n, cfg.fit, rng)
 
 
+def _continue_uniform(
+    ctx: Context, first: tuple[np.ndarray, np.ndarray], n_total: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """The ``first`` pairs and as many more uniform ones as make ``n_total``, asked of the device:
+    the draws continued, so the pairs are the ones a fixed strategy with this seed would ask."""
+    x_new = ctx.dev.info.uniform(rng, max(0, n_total - len(first[0])))
+    return np.concatenate([first[0], x_new]), np.concatenate([first[1], ctx.dev.query(x_new, "train")])
+
+
 def _uniform_fit(
     ctx: Context, first: tuple[np.ndarray, np.ndarray], n_total: int, fit: FitConfig, rng: np.random.Generator
 ) -> tuple[keras.Model, tuple[np.ndarray, np.ndarray], list[float]]:
     """A fixed ILA's uniform stage of ``n_total`` pairs, its draws continued from the ``first``
     ones made (so the pairs are the ones it would ask), any prior pairs put first, and the inverse
     fitted on all of them."""
-    dev = ctx.dev
-    x_new = dev.info.uniform(rng, max(0, n_total - len(first[0])))
-    x, y = np.concatenate([first[0], x_new]), np.concatenate([first[1], dev.query(x_new, "train")])
+    x, y = _continue_uniform(ctx, first, n_total, rng)
     if ctx.prior is not None:
         x, y = np.concatenate([ctx.prior[0], x]), np.concatenate([ctx.prior[1], y])
     model = build_regressor(y, x, seed=ctx.settings.seed, name="inverse", mask=inverse_mask(ctx.mask))
@@ -198,10 +205,8 @@ def _as_surrogate(
 ) -> Outcome:
     """Not one-to-one: ILA and the iterative-ILA warm start are biased, so the budget is spent as
     `surrogate` spends it (its uniform draws, continued from the ones made; the same fit and rounds)."""
-    dev = ctx.dev
-    more = surrogate.explore_count(dev.remaining + len(first[0]), config_for(ctx)) - len(first[0])
-    x_new = dev.info.uniform(rng, max(0, more))
-    x, y = np.concatenate([first[0], x_new]), np.concatenate([first[1], dev.query(x_new, "train")])
+    n_total = surrogate.explore_count(ctx.dev.remaining + len(first[0]), config_for(ctx))
+    x, y = _continue_uniform(ctx, first, n_total, rng)
     log.info("auto: the device is not one-to-one (fold share %s); surrogate path", found["one_to_one"])
     out = surrogate.from_exploration(ctx, (x, y), reserve)
     out.details.update(auto_path="surrogate", **found)
