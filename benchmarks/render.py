@@ -8,7 +8,7 @@ the figures beside them.
 
     python benchmarks/render.py        # or: python benchmarks/run_all.py --render-only
     python benchmarks/render.py --section matrix   # that section alone, the rest as it stands
-    python benchmarks/render.py --section export   # (matrix, export or input_noise)
+    python benchmarks/render.py --section export   # (matrix, export, input_noise, ila or strategies)
 """
 
 from __future__ import annotations
@@ -333,6 +333,11 @@ SECTIONS = {  # one section re-rendered alone: (its renderer, the heading of the
     "matrix": (lambda: section_matrix(load("matrix")), "## c. Devices with memory"),
     "export": (lambda: section_export(load("export")), "## DPD through the RF bench"),
     "input_noise": (lambda: section_input_noise(load("input_noise")), "## Robustness matrix"),
+    "ila": (lambda: section_ila(load("strategies")), "## b. Strategies x simulators"),
+    "strategies": (
+        lambda: section_strategies(load("strategies")),
+        "## auto against ila and iila on devices with input noise",
+    ),
 }
 
 
