@@ -84,6 +84,14 @@ def trained(name: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "run"
 
 
+def own_copy(name: str, tmp_path_factory: pytest.TempPathFactory, dest: Path) -> Path:
+    """A private copy of the shared trained run ``name``: the shared one is evaluated (eval.json,
+    metrics.json and its query log written) by tests on the other xdist worker at any moment, so
+    a test that writes into a run, or compares its files before and after a command, uses a copy
+    no other test knows of."""
+    return Path(shutil.copytree(trained(name, tmp_path_factory), dest))
+
+
 def cli(*args: str) -> tuple[int, str, str]:
     """``python -m hwloop.cli ARGS`` in a fresh interpreter: (exit code, stdout, stderr)."""
     res = subprocess.run(

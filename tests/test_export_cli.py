@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from export_fixtures import cli, cli_json, trained
+from export_fixtures import cli, cli_json, own_copy, trained
 
 from hwloop.cli import cli as group
 
@@ -28,13 +28,6 @@ def one_line_error(args: list[str], *needle: str) -> None:
 def _files_of(run: Path) -> dict[str, bytes]:
     """Every file of a run directory with its bytes: what a refused command must leave as it was."""
     return {str(p.relative_to(run)): p.read_bytes() for p in sorted(run.rglob("*")) if p.is_file()}
-
-
-def _own_copy(name: str, tmp_path_factory: pytest.TempPathFactory, dest: Path) -> Path:
-    """A private copy of a shared trained run. The shared one is evaluated (eval.json, metrics.json
-    and its query log written) by tests on the other xdist worker at any moment, so its files can
-    only be compared before and after a command in a copy no other test knows of."""
-    return Path(shutil.copytree(trained(name, tmp_path_factory), dest))
 
 
 def test_unknown_format_missing_run_and_bad_bits(
@@ -167,7 +160,7 @@ def test_an_export_of_another_run_or_inverse_is_refused_before_any_query(
     the device (a port that does not exist) is never opened and nothing is written into the run."""
     import keras
 
-    run = _own_copy("mlp", tmp_path_factory, tmp_path / "run")
+    run = own_copy("mlp", tmp_path_factory, tmp_path / "run")
     before = _files_of(run)
     twin = tmp_path / "twin"
     shutil.copytree(run, twin)  # the same inverse, another run
@@ -199,7 +192,7 @@ def test_a_gmp_export_of_another_run_is_refused_before_any_query(
 ) -> None:
     """Whatever the format (the fixed-point C, the coefficients): the provenance is checked before
     the device is opened, with a signal to score on as with none."""
-    run = _own_copy("gmp_pa_gmp", tmp_path_factory, tmp_path / "run")
+    run = own_copy("gmp_pa_gmp", tmp_path_factory, tmp_path / "run")
     before = _files_of(run)
     twin = tmp_path / "twin"
     shutil.copytree(run, twin)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from export_fixtures import cli_json, trained
+from export_fixtures import cli_json, own_copy, trained
 
 import hwloop
 from hwloop.errors import RunDirError
@@ -218,10 +218,7 @@ def test_full_int8_from_the_fine_tuned_words(
 ) -> None:
     """``--format tflite --bits 8 --qat``: the device's queries go into the run's log and its
     metrics, and the int8 model is converted from the fine-tuned words (the manifest's graph)."""
-    import shutil
-
-    run = tmp_path / "run"
-    shutil.copytree(trained("iq", tmp_path_factory), run)  # the QAT's queries land in this copy's log
+    run = own_copy("iq", tmp_path_factory, tmp_path / "run")  # the QAT's queries land in this copy's log
     out = tmp_path / "t8qat"
     m = cli_json(
         "export",
