@@ -88,6 +88,15 @@ def _nested_fresh(cells: dict, depth: int = 2) -> bool:
     return bool(records) and all(stale(r) is None for r in records)
 
 
+DPD_NMP = "pa_wh?frac_delay=0.5&nmp_zero=1.5"  # the amplifier that is not minimum phase, in dpd.json
+DPD_NMP_METHODS = "textbook/50000,textbook/20000,auto/50000,ila/20000,none"
+
+
+def _dpd_cells(data: dict, nmp: bool) -> dict:
+    """dpd.json's cells of the non-minimum-phase amplifier (``nmp``), or of the default run."""
+    return {k: v for k, v in data.get("cells", {}).items() if k.startswith(f"{DPD_NMP}/") == nmp}
+
+
 def _drift_complete(data: dict) -> bool:
     """Every amplifier's conditions, recalibrations and tracking measured by today's code."""
     blocks = [data.get(pa, {}) for pa in ("apa", "pa_wh", "pa_gmp")]
@@ -108,7 +117,14 @@ BENCHES = (
     Bench("farm", "farm.py", (), _whole("farms"), force_flag=False),
     Bench("default_run", "default_run.py", (), _whole("runs"), force_flag=False),
     Bench("pa_fit", "fit_pa.py", (), _whole("gmp"), force_flag=False),
-    Bench("dpd", "dpd.py", (), lambda d: _nested_fresh(d.get("cells", {}))),
+    Bench("dpd", "dpd.py", (), lambda d: _nested_fresh(_dpd_cells(d, nmp=False))),
+    Bench(
+        "dpd_nmp",
+        "dpd.py",
+        ("--sims", DPD_NMP, "--signals", "ofdm", "--methods", DPD_NMP_METHODS),
+        lambda d: _nested_fresh(_dpd_cells(d, nmp=True)),
+        results="dpd",
+    ),
     Bench(
         "dpd_sweep",
         "dpd.py",
@@ -125,6 +141,13 @@ BENCHES = (
         "dpd_heldout.py",
         (),
         lambda d: _nested_fresh(d.get("apa", {}).get("cells", {}), depth=1),
+    ),
+    Bench(
+        "dpd_heldout_nmp",
+        "dpd_heldout.py",
+        ("--pa", "apa_nmp"),
+        lambda d: _nested_fresh(d.get("apa_nmp", {}).get("cells", {}), depth=1),
+        results="dpd_heldout",
     ),
     Bench("calibrate_units", "calibrate_units.py", (), _all_cells_fresh),
     Bench("export", "export.py", (), _whole("gmp"), force_flag=False),
