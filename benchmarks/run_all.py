@@ -97,6 +97,11 @@ def _dpd_cells(data: dict, nmp: bool) -> dict:
     return {k: v for k, v in data.get("cells", {}).items() if k.startswith(f"{DPD_NMP}/") == nmp}
 
 
+def _heldout_complete(pa: str) -> Callable[[dict], bool]:
+    """Complete when dpd_heldout.json's cells of the amplifier ``pa`` describe today's code."""
+    return lambda d: _nested_fresh(d.get(pa, {}).get("cells", {}), depth=1)
+
+
 def _drift_complete(data: dict) -> bool:
     """Every amplifier's conditions, recalibrations and tracking measured by today's code."""
     blocks = [data.get(pa, {}) for pa in ("apa", "pa_wh", "pa_gmp")]
@@ -136,17 +141,12 @@ BENCHES = (
     Bench(
         "dpd_families", "dpd_families.py", (), lambda d: len(d.get("cells", {})) >= 21 and _all_cells_fresh(d)
     ),
-    Bench(
-        "dpd_heldout",
-        "dpd_heldout.py",
-        (),
-        lambda d: _nested_fresh(d.get("apa", {}).get("cells", {}), depth=1),
-    ),
+    Bench("dpd_heldout", "dpd_heldout.py", (), _heldout_complete("apa")),
     Bench(
         "dpd_heldout_nmp",
         "dpd_heldout.py",
         ("--pa", "apa_nmp"),
-        lambda d: _nested_fresh(d.get("apa_nmp", {}).get("cells", {}), depth=1),
+        _heldout_complete("apa_nmp"),
         results="dpd_heldout",
     ),
     Bench("calibrate_units", "calibrate_units.py", (), _all_cells_fresh),
