@@ -8,7 +8,8 @@ the figures beside them.
 
     python benchmarks/render.py        # or: python benchmarks/run_all.py --render-only
     python benchmarks/render.py --section matrix   # that section alone, the rest as it stands
-    python benchmarks/render.py --section export   # (matrix, export, input_noise, ila or strategies)
+    python benchmarks/render.py --section export   # (matrix, dpd_budgets, export, input_noise, ila,
+                                                   # strategies)
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from render_common import (
     verdict,
 )
 from render_dpd import section_dpd, section_dpd_families
+from render_dpd_budgets import HEADING as DPD_BUDGETS_HEADING
+from render_dpd_budgets import section_dpd_budgets
 from render_drift import section_drift
 from render_export import section_export
 from render_farm import section_farm
@@ -315,6 +318,7 @@ def render() -> str:
     )
     lines += section_input_noise(load("input_noise"))
     lines += section_matrix(load("matrix"))
+    lines += section_dpd_budgets(load("dpd_budgets"), load("matrix"))
     lines += section_memory(load("memory"))
     lines += section_overhead(load("overhead"))
     lines += section_serial(load("serial"))
@@ -330,7 +334,11 @@ def render() -> str:
 
 
 SECTIONS = {  # one section re-rendered alone: (its renderer, the heading of the section after it)
-    "matrix": (lambda: section_matrix(load("matrix")), "## c. Devices with memory"),
+    "matrix": (lambda: section_matrix(load("matrix")), DPD_BUDGETS_HEADING),
+    "dpd_budgets": (
+        lambda: section_dpd_budgets(load("dpd_budgets"), load("matrix")),
+        "## c. Devices with memory",
+    ),
     "export": (lambda: section_export(load("export")), "## DPD through the RF bench"),
     "input_noise": (lambda: section_input_noise(load("input_noise")), "## Robustness matrix"),
     "ila": (lambda: section_ila(load("strategies")), "## b. Strategies x simulators"),

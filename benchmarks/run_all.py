@@ -72,6 +72,15 @@ def _matrix_complete(data: dict) -> bool:
     )  # fmt: skip
 
 
+def _budgets_complete(data: dict) -> bool:
+    from dpd_budgets import BUDGETS, key
+    from matrix_cells import DPD_METHODS, SEEDS, dpd_cells
+
+    cells = data.get("cells", {})
+    runs = [(c, b, m, s) for b in BUDGETS for c in dpd_cells() for m in DPD_METHODS for s in SEEDS]
+    return all(fresh(cells, key(*run)) for run in runs)
+
+
 def _whole(key: str) -> Callable[[dict], bool]:
     """Complete when the file holds ``key`` and its stamp describes today's code."""
     return lambda d: bool(d.get(key)) and stale(d) is None
@@ -116,6 +125,7 @@ BENCHES = (
     Bench("strategies", "strategies.py", ("--budgets", STRATEGY_BUDGETS), _strategies_complete),
     Bench("input_noise", "input_noise.py", (), _all_cells_fresh),
     Bench("matrix", "matrix.py", (), _matrix_complete),
+    Bench("dpd_budgets", "dpd_budgets.py", (), _budgets_complete),
     Bench("memory", "memory.py", (), _memory_complete),
     Bench("overhead", "overhead.py", ("--profile",), _whole("runs"), force_flag=False),
     Bench("serial", "serial_throughput.py", (), _whole("results"), force_flag=False),
