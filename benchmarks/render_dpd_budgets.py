@@ -3,8 +3,6 @@ beside the matrix's own 20,000 queries (matrix.json)."""
 
 from __future__ import annotations
 
-from collections import Counter
-
 from matrix_cells import DPD_QUERIES, SEEDS, dpd_cells
 from matrix_rules import FIXED, by_cell, current, evaluate, summary
 from render_common import missing, provenance, table
@@ -37,7 +35,7 @@ def _taps(runs: dict, name: str, method: str) -> str:
     seen = [v for v in seen if v is not None]
     if not seen:
         return "-"
-    return str(seen[0]) if len(Counter(seen)) == 1 else ", ".join(map(str, seen))
+    return str(seen[0]) if len(set(seen)) == 1 else ", ".join(map(str, seen))
 
 
 def section_dpd_budgets(budgets: dict, matrix: dict) -> list[str]:
