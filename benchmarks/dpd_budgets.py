@@ -6,7 +6,7 @@ two drives x two signals), the same methods (the textbook GMP-ILA, ila, iila,
 surrogate, auto), seeds and noise-free out-of-sample scoring at other
 budgets, and checks the matrix's own rules (`matrix_rules.evaluate`) at each
 one. Each run also records the leading taps its predistorter chose
-(``lookahead``, `hwloop.dpd.align`). Results go to
+(``dpd_alignment``, `hwloop.dpd.align`). Results go to
 benchmarks/results/dpd_budgets.json, each run stamped with its code; an
 interrupted run resumes.
 
@@ -42,14 +42,29 @@ def key(cell: Cell, budget: int, method: str, seed: int) -> str:
     return f"{cell.group}/{cell.name} @ {budget}/{method}/{seed}"
 
 
-def _run(cell: Cell, method: str, seed: int, budget: int) -> dict:
+def plan(budgets: tuple[int, ...] = BUDGETS, match: str = "") -> list[tuple[Cell, int, str, int]]:
+    """Every (cell, budget, method, seed) of the sweep, in `key`'s order; ``match``: cells whose
+    name contains it."""
+    cells = [c for c in dpd_cells() if match in c.name]
+    return [(c, b, m, s) for b in budgets for c in cells for s in SEEDS for m in DPD_METHODS]
+
+
+def by_budget(cells: dict) -> dict[int, dict]:
+    """{budget: its fresh runs, keyed as the matrix keys its own (the budget taken off the cell)}."""
+    out: dict[int, dict] = {}
+    for k, rec in current(cells).items():
+        where, method, seed = k.rsplit("/", 2)
+        cell, budget = where.rsplit(" @ ", 1)
+        out.setdefault(int(budget), {})[f"{cell}/{method}/{seed}"] = rec
+    return out
+
+
+def _run(cell: Cell, budget: int, method: str, seed: int) -> dict:
     """One run at ``budget`` queries, stamped when it ends. `matrix_cells` reads its budget from
     DPD_QUERIES at each run; it is set here, in the worker, so the matrix's cells stay as they are."""
     matrix_cells.DPD_QUERIES = budget
     try:
-        rec = run(cell, method, seed)
-        rec["lookahead"] = (rec.get("dpd_alignment") or {}).get("lookahead")
-        return {**rec, "budget": budget, **stamp(ROOTS["dpd"])}
+        return {**run(cell, method, seed), "budget": budget, **stamp(ROOTS["dpd"])}
     except Exception as exc:  # one failed run is recorded and the sweep goes on
         error = f"{type(exc).__name__}: {exc}"
         return {"score": None, "error": error, "trace": traceback.format_exc()[-2000:]}
@@ -62,18 +77,10 @@ def main() -> None:
     ap.add_argument("--cells", default="", help="only cells whose name contains this")
     ap.add_argument("--force", action="store_true", help="measure runs whose record is still fresh")
     args = ap.parse_args()
-    budgets = [int(b) for b in args.budgets.split(",") if b]
+    budgets = tuple(int(b) for b in args.budgets.split(",") if b)
     data = load(NAME) or {}
     cells = data.setdefault("cells", {})
-    todo = [
-        (c, m, s, b)
-        for b in budgets
-        for c in dpd_cells()
-        if args.cells in c.name
-        for s in SEEDS
-        for m in DPD_METHODS
-        if args.force or not fresh(cells, key(c, b, m, s))
-    ]
+    todo = [job for job in plan(budgets, args.cells) if args.force or not fresh(cells, key(*job))]
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # workers inherit it
         os.environ.setdefault(var, "1")
     print(f"{len(todo)} runs to measure on {args.jobs} worker(s)", flush=True)
@@ -82,15 +89,13 @@ def main() -> None:
     with cf.ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_init_worker) as pool:
         futures = {pool.submit(_run, *job): job for job in todo}
         for fut in cf.as_completed(futures):
-            c, m, s, b = futures[fut]
             rec = fut.result()
-            cells[key(c, b, m, s)] = rec
-            print(f"{key(c, b, m, s)}: {rec.get('score')} {rec.get('error', '')}", flush=True)
+            cells[key(*futures[fut])] = rec
+            print(f"{key(*futures[fut])}: {rec.get('score')} {rec.get('error', '')}", flush=True)
             save(NAME, data)
     data.update(
         command="python benchmarks/dpd_budgets.py",
         machine=machine(),
-        budgets=sorted({int(r["budget"]) for r in cells.values() if r.get("budget")}),
         seeds=list(SEEDS),
         run={
             "elapsed_s": round(time.perf_counter() - t0, 1),
@@ -107,9 +112,7 @@ def main() -> None:
 
 def rules_at(cells: dict, budget: int) -> list:
     """The matrix's rules (`matrix_rules.evaluate`) on one budget's fresh runs."""
-    suffix = f" @ {budget}"
-    mine = {k: r for k, r in current(cells).items() if k.rsplit("/", 2)[0].endswith(suffix)}
-    return evaluate(mine, SEEDS)
+    return evaluate(by_budget(cells).get(budget, {}), SEEDS)
 
 
 if __name__ == "__main__":

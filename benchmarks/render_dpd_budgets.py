@@ -3,35 +3,29 @@ beside the matrix's own 20,000 queries (matrix.json)."""
 
 from __future__ import annotations
 
+from dpd_budgets import by_budget
 from matrix_cells import DPD_QUERIES, SEEDS, dpd_cells
 from matrix_rules import FIXED, by_cell, current, evaluate, summary
 from render_common import missing, provenance, table
+from render_matrix import status_text
 
 HEADING = "## Robustness matrix: the DPD rows at other budgets"
 
 
 def _at_budget(budgets: dict, matrix: dict) -> dict[int, dict]:
-    """{budget: the fresh runs at it, keyed as the matrix keys its own}: the sweep's budgets with
-    the cell's budget suffix taken off, and the matrix's DPD runs at its own budget."""
-    out: dict[int, dict] = {}
-    for k, rec in current(budgets.get("cells", {})).items():
-        where, method, seed = k.rsplit("/", 2)
-        cell, budget = where.rsplit(" @ ", 1)
-        out.setdefault(int(budget), {})[f"{cell}/{method}/{seed}"] = rec
+    """{budget: the fresh runs at it, keyed as the matrix keys its own}: the sweep's budgets
+    (`dpd_budgets.by_budget`) and the matrix's DPD runs at its own budget."""
+    out = by_budget(budgets.get("cells", {}))
     out[DPD_QUERIES] = {k: r for k, r in current(matrix.get("cells", {})).items() if k.startswith("dpd/")}
     return dict(sorted(out.items()))
 
 
-def _lookahead(rec: dict | None) -> int | None:
-    if not rec:
-        return None
-    found = rec.get("lookahead")
-    return found if found is not None else (rec.get("dpd_alignment") or {}).get("lookahead")
-
-
 def _taps(runs: dict, name: str, method: str) -> str:
     """The leading taps the seeds' predistorters chose, e.g. "2" or "1, 3, 3"."""
-    seen = [_lookahead(runs.get(f"dpd/{name}/{method}/{s}")) for s in SEEDS]
+    seen = [
+        ((runs.get(f"dpd/{name}/{method}/{s}") or {}).get("dpd_alignment") or {}).get("lookahead")
+        for s in SEEDS
+    ]
     seen = [v for v in seen if v is not None]
     if not seen:
         return "-"
@@ -57,9 +51,8 @@ def section_dpd_budgets(budgets: dict, matrix: dict) -> list[str]:
     for budget, cells in runs.items():
         row = [f"{budget:,}"]
         for v in evaluate(cells, SEEDS):
-            status = {"holds": "**holds**", "fails": "**fails**"}.get(v.status, v.status)
             counted = f"{len(v.broken)} of {v.checked}" if v.broken else str(v.checked)
-            row.append(f"{status} ({counted})")
+            row.append(f"{status_text(v)} ({counted})")
         rows.append(row)
     rules = [v.what for v in evaluate({}, SEEDS)]
     out += table(["queries", *rules], rows, align="l" + "l" * len(rules))

@@ -14,7 +14,7 @@ from matrix_cells import (
     RESPONSES,
     SEEDS,
 )
-from matrix_rules import by_cell, current, evaluate, summary
+from matrix_rules import Verdict, by_cell, current, evaluate, summary
 from render_common import missing, provenance, table
 
 GROUP_TITLES = {
@@ -27,6 +27,11 @@ GROUP_TITLES = {
 }
 
 
+def status_text(v: Verdict) -> str:
+    """A rule's verdict as the page shows it: holds and fails in bold, the others as they are."""
+    return f"**{v.status}**" if v.status in ("holds", "fails") else v.status
+
+
 def _rules(cells: dict) -> list[str]:
     rows = []
     for v in evaluate(cells, SEEDS):
@@ -34,8 +39,7 @@ def _rules(cells: dict) -> list[str]:
         if v.incomplete and not v.broken:
             more = " ..." if len(v.incomplete) > 3 else ""
             shown = [f"not complete: {', '.join(v.incomplete[:3])}{more}"]
-        verdict = {"holds": "**holds**", "fails": "**fails**"}.get(v.status, v.status)
-        rows.append([v.what, str(v.checked), verdict, "; ".join(shown) or "-"])
+        rows.append([v.what, str(v.checked), status_text(v), "; ".join(shown) or "-"])
     return table(["rule", "checked", "verdict", "where it breaks"], rows, align="lrll")
 
 

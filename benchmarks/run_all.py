@@ -73,12 +73,10 @@ def _matrix_complete(data: dict) -> bool:
 
 
 def _budgets_complete(data: dict) -> bool:
-    from dpd_budgets import BUDGETS, key
-    from matrix_cells import DPD_METHODS, SEEDS, dpd_cells
+    from dpd_budgets import key, plan
 
     cells = data.get("cells", {})
-    runs = [(c, b, m, s) for b in BUDGETS for c in dpd_cells() for m in DPD_METHODS for s in SEEDS]
-    return all(fresh(cells, key(*run)) for run in runs)
+    return all(fresh(cells, key(*run)) for run in plan())
 
 
 def _whole(key: str) -> Callable[[dict], bool]:

@@ -21,7 +21,7 @@ def _runs(budget: int, auto: float, stamped: dict) -> dict:
     textbook at -50), auto at ``auto``."""
     score = {"textbook": -50.0, "auto": auto}
     return {
-        key(CELL, budget, m, s): {"score": score.get(m, -60.0), "lookahead": 2, **stamped}
+        key(CELL, budget, m, s): {"score": score.get(m, -60.0), "dpd_alignment": {"lookahead": 2}, **stamped}
         for m in DPD_METHODS
         for s in SEEDS
     }
