@@ -10,19 +10,30 @@ content hash (``code``) of everything the figure can depend on:
 - ``benchmarks/data/`` (the data benchmarks read);
 - the benchmark script that measured it and the ``benchmarks/*.py`` helpers
   it imports (its static imports, followed, and every benchmark module loaded
-  when it stamped), listed in the stamp as ``bench``.
+  when it stamped), listed in the stamp as ``bench``;
+
+except the Python modules under those trees that the stamping process never
+loaded (``skipped``): code that did not run in the process cannot have
+shaped its figure. Only Python is skipped, and only when that is sound: the
+package was imported from this checkout, and the process started no child
+that could run the project's Python (a subprocess other than the build and
+system tools in `TOOLS`, a `multiprocessing` worker: a pool's parent that
+stamps hashes everything; its workers stamp their own cells). A module loaded
+once counts for every later stamp of the process, so a long sweep skips only
+what none of its cells so far needed. A file added under the trees, or a
+skipped module imported by changed code, stales the figure through the
+change itself; data, C and Makefiles always count.
 
 Python is hashed as its syntax tree without docstrings (a comment, a
 docstring or a reformat does not change what runs); every other file byte for
 byte. Build output and caches (``__pycache__``, ``build/``, ``*.o``, ``*.elf``,
 ``*.hex``, hidden files) are not inputs and are left out; so are the
 checkout's links ``hwloop/drivers`` and ``hwloop/simulators`` (their targets
-count once). The rule is conservative: any change in those trees makes every
-figure stale, and ``run_all.py`` re-measures it (about 2-3 hours for all).
-`provenance.py` itself is left out: it measures nothing. A stamp is only
-fresh if the trees did not change while its process ran.
+count once). `provenance.py` itself is left out: it measures nothing. A stamp
+is only fresh if the trees did not change while its process ran. Records of
+scheme 2 (before ``skipped``) hash every module and are judged as such.
 
-    stamp(["hwloop.run"])  -> {"date", "measured_at", "commit", "code", "roots", "scheme", "bench"}
+    stamp(["hwloop.run"])  -> {"date", "measured_at", "commit", "code", "roots", "scheme", "bench", "skipped"}
     stale(record)          -> None, or why the record no longer describes today's code
 """
 
@@ -40,14 +51,24 @@ from functools import cache
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SCHEME = 2  # 1: the static import closure of hand-listed roots (blind to C, data, modules loaded by name)
+SCHEME = 3  # 1: the static import closure of hand-listed roots (blind to C, data, modules loaded by name)
+SCHEMES = (2, 3)  # 2: every module hashed (a scheme-3 stamp that skipped none); 3: unloaded modules skipped
 TREES = ("hwloop", "drivers", "simulators", "benchmarks/data")
 LINKS = ("hwloop/drivers", "hwloop/simulators")  # the checkout's links to drivers/ and simulators/
 SKIP_DIRS = {"__pycache__", "build"}
 SKIP_SUFFIXES = {".pyc", ".pyo", ".o", ".a", ".so", ".elf", ".hex", ".map", ".lst", ".d"}
 RACY_NS = 2_000_000_000  # a file changed this close to being hashed is hashed again next time
 
+# Children that cannot run the project's Python: version control, the machine's description (lscpu;
+# uname, which `platform` runs), the AVR toolchain and the emulator (their inputs, the firmware's C and
+# Makefiles, are always hashed, and no Makefile under the trees runs Python: a test checks).
+TOOLS = frozenset(
+    {"git", "lscpu", "uname", "make", "cc", "gcc", "avr-gcc", "avr-objcopy", "avr-size", "simavr"}
+)
+
 _digests: dict[Path, tuple[int, int, int, str]] = {}  # path -> (size, mtime_ns, hashed_at_ns, digest)
+_children: list[str] = []  # children this process started that may have run the project's Python
+_watching = False
 
 
 def _main_script() -> Path | None:
@@ -115,6 +136,109 @@ def tree_files(root: Path | None = None) -> list[Path]:
     return sorted(found)
 
 
+def _program(executable: object, args: object) -> str:
+    """The name of the program a ``subprocess.Popen`` runs (its first word for a shell line)."""
+    if isinstance(args, (str, bytes, os.PathLike)):
+        first: object = args
+    elif isinstance(args, (list, tuple)) and args:
+        first = args[0]
+    else:
+        first = executable
+    words = os.fsdecode(first).split() if isinstance(first, (str, bytes, os.PathLike)) else []
+    return os.path.basename(words[0]) if words else ""
+
+
+def _on_audit(event: str, args: tuple) -> None:
+    """Note a child that may run the project's Python (an audit hook: it sees every subprocess)."""
+    if event == "subprocess.Popen":
+        name = _program(args[0], args[1])
+        if name not in TOOLS:
+            _children.append(name)
+    elif event in ("os.fork", "os.forkpty", "os.posix_spawn", "os.spawn", "os.system"):
+        _children.append(event)
+
+
+def _watch_children() -> None:
+    """Watch for children from now on: subprocesses through an audit hook, `multiprocessing`
+    workers (spawned without an audit event) through their start. Once per process."""
+    global _watching
+    if _watching:
+        return
+    _watching = True
+    import multiprocessing.process
+
+    base = multiprocessing.process.BaseProcess
+    start = base.start
+
+    def watched_start(self: multiprocessing.process.BaseProcess) -> None:
+        _children.append(f"multiprocessing:{self.name}")
+        start(self)
+
+    base.start = watched_start  # type: ignore[method-assign]
+    sys.addaudithook(_on_audit)
+
+
+_watch_children()
+
+
+def _within(path: Path, root: Path) -> bool:
+    try:
+        path.relative_to(root)
+    except ValueError:
+        return False
+    return True
+
+
+def loaded_files(root: Path) -> set[Path] | None:
+    """The files of every module this process loaded (resolved); None when the project's package
+    was loaded from elsewhere than ``root``, whose files then say nothing of what ran."""
+    loaded: set[Path] = set()
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if not file:
+            continue
+        path = Path(file).resolve()
+        if name.split(".")[0] in ("hwloop", "drivers", "simulators") and not _within(path, root):
+            return None
+        loaded.add(path)
+    return loaded
+
+
+def skipped_modules(root: Path | None = None) -> list[str]:
+    """The Python files under `TREES` this process never loaded, as paths from the root (a folder
+    none of whose modules loaded as ``folder/``); none when skipping would not be sound: a child
+    that may have run the project's Python, or the package loaded from another copy."""
+    root = (root or ROOT).resolve()
+    loaded = None if _children else loaded_files(root)
+    if loaded is None:
+        return []
+    python = [p.resolve() for p in tree_files(root) if p.suffix == ".py"]
+    return _folded(root, {p for p in python if p not in loaded}, python)
+
+
+def _folded(root: Path, unloaded: set[Path], python: list[Path]) -> list[str]:
+    """``unloaded`` as paths from the root, a folder all of whose Python files are in it as one
+    ``folder/`` entry (the shortest that covers them)."""
+    folders: dict[Path, bool] = {}
+    for p in python:
+        for folder in p.parents:
+            if folder == root or not _within(folder, root):
+                break
+            folders[folder] = folders.get(folder, True) and p in unloaded
+    entries: list[str] = []
+    for p in sorted(unloaded):
+        whole = [f for f in p.parents if folders.get(f)]
+        entry = f"{whole[-1].relative_to(root)}/" if whole else str(p.relative_to(root))
+        if entry not in entries:
+            entries.append(entry)
+    return entries
+
+
+def _is_skipped(rel: str, skipped: Iterable[str]) -> bool:
+    """Whether the file ``rel`` (a path from the root) is covered by a ``skipped`` entry (Python only)."""
+    return rel.endswith(".py") and any(rel == s or (s.endswith("/") and rel.startswith(s)) for s in skipped)
+
+
 def _local_imports(path: Path) -> set[str]:
     """Top-level module names ``path`` imports anywhere in its source (inside functions too)."""
     try:
@@ -149,12 +273,17 @@ def bench_files(script: str | Path | None = None, root: Path | None = None) -> l
     return sorted(str(p.relative_to(bench.parent)) for p in found)
 
 
-def fingerprint(bench: Iterable[str] = (), root: Path | None = None) -> str:
-    """One hash of every file under `TREES` and of the ``bench`` files (paths from the root)."""
+def fingerprint(bench: Iterable[str] = (), root: Path | None = None, skipped: Iterable[str] = ()) -> str:
+    """One hash of every file under `TREES` but the ``skipped`` Python, and of the ``bench`` files
+    (paths from the root). Skipping none gives scheme 2's hash."""
     root = root or ROOT
+    skipped = tuple(skipped)
     h = hashlib.sha256()
     for path in tree_files(root):
-        h.update(str(path.relative_to(root)).encode() + b"\0" + file_digest(path).encode() + b"\0")
+        rel = str(path.relative_to(root))
+        if skipped and _is_skipped(rel, skipped):
+            continue
+        h.update(rel.encode() + b"\0" + file_digest(path).encode() + b"\0")
     for rel in sorted(set(bench)):
         path = root / rel
         digest = file_digest(path) if path.is_file() else "missing"
@@ -184,10 +313,12 @@ def _git(*args: str) -> str:
 
 def stamp(roots: Iterable[str] = (), *, script: str | Path | None = None) -> dict:
     """The provenance of a figure measured now. ``roots`` (the modules a benchmark names as its
-    entry points) are recorded for the reader; the hash covers everything (see the module's doc).
-    A process whose trees changed while it ran gets a ``code`` that is never fresh."""
+    entry points) are recorded for the reader; the hash covers everything but the modules the
+    process never loaded (see the module's doc). A process whose trees changed while it ran gets
+    a ``code`` that is never fresh."""
     bench = bench_files(script)
-    code = fingerprint(bench)
+    skipped = skipped_modules(ROOT)
+    code = fingerprint(bench, skipped=skipped)
     if fingerprint((), ROOT) != _trees_at_start(ROOT):
         code = "changed-while-measured"
     dirty = bool(_git("status", "--porcelain", "--", *TREES, *bench))
@@ -200,12 +331,15 @@ def stamp(roots: Iterable[str] = (), *, script: str | Path | None = None) -> dic
         "roots": sorted(set(roots)),
         "scheme": SCHEME,
         "bench": bench,
+        "skipped": skipped,
     }
 
 
 @cache
-def _changed_since(commit: str, paths: tuple[str, ...]) -> str:
-    names = _git("diff", "--name-only", commit, "--", *paths).split()
+def _changed_since(commit: str, paths: tuple[str, ...], skipped: tuple[str, ...] = ()) -> str:
+    names = [
+        n for n in _git("diff", "--name-only", commit, "--", *paths).split() if not _is_skipped(n, skipped)
+    ]
     more = " ..." if len(names) > 6 else ""
     return f"; changed since: {', '.join(names[:6])}{more}" if names else ""
 
@@ -214,17 +348,18 @@ def stale(record: dict) -> str | None:
     """Why ``record``'s figures no longer describe today's code (None: they do)."""
     if not record.get("code"):
         return "measured before figures recorded their code"
-    if record.get("scheme") != SCHEME:
+    if record.get("scheme") not in SCHEMES:
         return (
             f"measured {record.get('date', '?')} under the old fingerprint (Python imports of named "
             "modules only: blind to C, data and modules loaded by name); re-measure"
         )
     if record["code"] == "changed-while-measured":
         return f"measured {record.get('date', '?')} while the code changed under the benchmark"
-    if fingerprint(record.get("bench", ())) == record["code"]:
+    skipped = tuple(record.get("skipped", ()))
+    if fingerprint(record.get("bench", ()), skipped=skipped) == record["code"]:
         return None
     commit = str(record.get("commit", "")).removesuffix("+changes")
     changed = ""
     if commit and commit != "unknown":
-        changed = _changed_since(commit, (*TREES, *record.get("bench", ())))
+        changed = _changed_since(commit, (*TREES, *record.get("bench", ())), skipped)
     return f"measured {record.get('date', '?')} at {record.get('commit', '?')}, the code has changed{changed}"

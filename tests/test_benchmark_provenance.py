@@ -4,12 +4,16 @@ Every kind of change is tried on a temporary copy of the tree (never the
 real files): the firmware's C, a data file the simulators or the benchmarks
 read, a benchmark helper the script imports, a module the registry loads by
 name. Each makes the cell stale; a docstring, a comment or build output does
-not; another benchmark's script does not touch this one's cells.
+not; another benchmark's script does not touch this one's cells. A module the
+stamping process never loaded does not count, unless a child process may
+have run the project's Python.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -144,3 +148,113 @@ def test_the_renderer_refuses_to_write_a_page_with_stale_figures(monkeypatch: py
     with pytest.raises(SystemExit, match=r"not writing B\.md"):
         render.main()
     assert written == []
+
+
+def _loaded_but(tree: Path, *unloaded: str) -> Callable[[Path], set[Path]]:
+    """A process that loaded every Python file of ``tree`` but the ``unloaded`` (files or folders)."""
+    python = {p.resolve() for p in provenance.tree_files(tree) if p.suffix == ".py"}
+    gone = {p for p in python if any(str(p.relative_to(tree.resolve())).startswith(u) for u in unloaded)}
+    assert gone, unloaded
+    return lambda root: python - gone
+
+
+def test_a_module_the_process_never_loaded_does_not_count(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(provenance, "_children", [])
+    loaded = _loaded_but(tree, "hwloop/dpd/", "hwloop/strategies/sequence_forward.py")
+    monkeypatch.setattr(provenance, "loaded_files", loaded)
+    record = provenance.stamp(script=tree / SCRIPT)
+    assert record["scheme"] == 3 and record["skipped"] == [
+        "hwloop/dpd/",
+        "hwloop/strategies/sequence_forward.py",
+    ]
+    assert provenance.stale(record) is None
+    # code that never ran in the process: its change, or a new module beside it, leaves the cell fresh
+    _edit(tree / "hwloop/dpd/ila.py", _append("\nUNUSED = 1\n"))
+    _edit(tree / "hwloop/strategies/sequence_forward.py", _append("\nUNUSED = 2\n"))
+    (tree / "hwloop/dpd/new_module.py").write_text("X = 1\n")
+    assert provenance.stale(record) is None
+    # a module that ran, data, the firmware's C (under a folder whose Python never loaded) still count
+    for rel, change in [
+        ("hwloop/metrics.py", _append("\nUSED = 1\n")),
+        ("hwloop/dpd/datasets/DPA_200MHz/spec.json", _append(" ")),
+        ("drivers/firmware/hwloop.c", _append("\nstatic const int hwl_extra = 1;\n")),
+        ("benchmarks/dpd_textbook.py", _append("\nRIDGE_EXTRA = 1e-9\n")),
+    ]:
+        undo = _edit(tree / rel, change)
+        assert "the code has changed" in (provenance.stale(record) or ""), rel
+        undo()
+    assert provenance.stale(record) is None
+    (tree / "hwloop/new_loaded_place.py").write_text("Y = 1\n")  # beside modules that ran: counts
+    assert "the code has changed" in (provenance.stale(record) or "")
+
+
+def _child_python() -> None:
+    subprocess.run([sys.executable, "-c", "pass"], check=True)
+
+
+def _child_worker() -> None:
+    proc = multiprocessing.get_context("spawn").Process(target=print)
+    proc.start()
+    proc.join()
+
+
+@pytest.mark.parametrize(
+    "child", [_child_python, _child_worker], ids=["subprocess", "multiprocessing worker"]
+)
+def test_after_a_child_that_may_run_python_every_module_counts(
+    tree: Path, monkeypatch: pytest.MonkeyPatch, child: Callable[[], None]
+) -> None:
+    monkeypatch.setattr(provenance, "_children", [])
+    monkeypatch.setattr(provenance, "loaded_files", _loaded_but(tree, "hwloop/dpd/"))
+    subprocess.run(["git", "--version"], capture_output=True, check=True)  # a tool: still skips
+    assert provenance.stamp(script=tree / SCRIPT)["skipped"] == ["hwloop/dpd/"]
+    child()
+    record = provenance.stamp(script=tree / SCRIPT)
+    assert record["skipped"] == [] and provenance._children
+    _edit(tree / "hwloop/dpd/ila.py", _append("\nUNUSED = 1\n"))
+    assert "the code has changed" in (provenance.stale(record) or "")
+
+
+def test_the_real_process_skips_exactly_the_modules_it_never_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import hwloop.run  # noqa: F401 - loaded, so never skipped
+
+    monkeypatch.setattr(provenance, "_children", [])
+    skipped = provenance.skipped_modules()
+    loaded = {Path(f).resolve() for m in list(sys.modules.values()) if (f := getattr(m, "__file__", None))}
+    for path in provenance.tree_files():
+        rel = str(path.relative_to(REAL))
+        if path.suffix == ".py":
+            assert provenance._is_skipped(rel, skipped) == (path.resolve() not in loaded), rel
+        else:
+            assert not provenance._is_skipped(rel, skipped), rel
+    assert not provenance._is_skipped("hwloop/run.py", skipped)
+    record = provenance.stamp(script=REAL / SCRIPT)
+    assert provenance.stale(record) is None
+
+
+def test_the_package_loaded_from_another_copy_skips_nothing(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(provenance, "_children", [])
+    assert provenance.loaded_files(tree) is None  # this process's hwloop is the checkout's, not the copy's
+    assert provenance.stamp(script=tree / SCRIPT)["skipped"] == []
+
+
+def test_a_record_of_scheme_2_is_judged_with_every_module(
+    tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = provenance.stamp(script=tree / SCRIPT)
+    old = {k: v for k, v in record.items() if k != "skipped"} | {"scheme": 2}
+    assert provenance.stale(old) is None
+    _edit(tree / "hwloop/dpd/ila.py", _append("\nUNUSED = 1\n"))
+    assert "the code has changed" in (provenance.stale(old) or "")
+
+
+def test_no_makefile_under_the_trees_runs_python() -> None:
+    """`provenance.TOOLS` counts make among the children that cannot run the project's Python."""
+    makefiles = [p for p in provenance.tree_files() if p.name.startswith("Makefile") or p.suffix == ".mk"]
+    assert makefiles, "the firmware's Makefiles are inputs"
+    for path in makefiles:
+        assert "python" not in path.read_text().lower(), path
