@@ -68,7 +68,6 @@ TOOLS = frozenset(
 
 _digests: dict[Path, tuple[int, int, int, str]] = {}  # path -> (size, mtime_ns, hashed_at_ns, digest)
 _children: list[str] = []  # children this process started that may have run the project's Python
-_watching = False
 
 
 def _main_script() -> Path | None:
@@ -160,11 +159,7 @@ def _on_audit(event: str, args: tuple) -> None:
 
 def _watch_children() -> None:
     """Watch for children from now on: subprocesses through an audit hook, `multiprocessing`
-    workers (spawned without an audit event) through their start. Once per process."""
-    global _watching
-    if _watching:
-        return
-    _watching = True
+    workers (spawned without an audit event) through their start. Run once, on import."""
     import multiprocessing.process
 
     base = multiprocessing.process.BaseProcess
@@ -181,14 +176,6 @@ def _watch_children() -> None:
 _watch_children()
 
 
-def _within(path: Path, root: Path) -> bool:
-    try:
-        path.relative_to(root)
-    except ValueError:
-        return False
-    return True
-
-
 def loaded_files(root: Path) -> set[Path] | None:
     """The files of every module this process loaded (resolved); None when the project's package
     was loaded from elsewhere than ``root``, whose files then say nothing of what ran."""
@@ -198,7 +185,7 @@ def loaded_files(root: Path) -> set[Path] | None:
         if not file:
             continue
         path = Path(file).resolve()
-        if name.split(".")[0] in ("hwloop", "drivers", "simulators") and not _within(path, root):
+        if name.split(".")[0] in ("hwloop", "drivers", "simulators") and not path.is_relative_to(root):
             return None
         loaded.add(path)
     return loaded
@@ -222,7 +209,7 @@ def _folded(root: Path, unloaded: set[Path], python: list[Path]) -> list[str]:
     folders: dict[Path, bool] = {}
     for p in python:
         for folder in p.parents:
-            if folder == root or not _within(folder, root):
+            if folder == root or not folder.is_relative_to(root):
                 break
             folders[folder] = folders.get(folder, True) and p in unloaded
     entries: list[str] = []
